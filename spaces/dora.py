@@ -1,0 +1,8 @@
+"""DoRA (Liu et al., 2024): LoRA's dims; the learned magnitude adds no hyperparameter."""
+
+from __future__ import annotations
+
+from spaces.common import COMMON, Space
+from spaces.lora import LORA_DIMS
+
+SPACE = Space("dora", COMMON + LORA_DIMS)

@@ -1,0 +1,10 @@
+"""Parallel adapter (He et al., 2022): a scaled bottleneck beside the feed-forward block."""
+
+from __future__ import annotations
+
+from spaces.adapter import ADAPTER_DIMS
+from spaces.common import COMMON, Space, loguniform
+
+SPACE = Space("parallel_adapter", COMMON + ADAPTER_DIMS + [
+    loguniform("adapter_scale", 0.5, 8.0, note="He et al. use s = 4"),
+])

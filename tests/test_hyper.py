@@ -1,0 +1,229 @@
+"""Hypernetwork methods (Hyperformer++, PHA): identity at init, routing, gradients, losses."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny_backbone
+from torch import nn
+
+from trainers.config import TrainConfig
+from trainers.methods import hyperformer, pha
+from trainers.model import MultitaskModel
+from trainers.params import count_params
+from trainers.tasks import TaskSpec
+
+SPECS = [TaskSpec("a", "classification", "text", "label", num_labels=3),
+         TaskSpec("b", "regression", "text", "label")]
+SMALL = dict(adapter_size=4, task_emb_dim=8, hyper_hidden=16)
+
+
+def build(method: str, **kw) -> MultitaskModel:
+    mcfg = (hyperformer if method == "hyperformer" else pha).Config(**SMALL, **kw)
+    return MultitaskModel(tiny_backbone(), SPECS, TrainConfig(method=method, tasks=("a", "b"),
+                                                               method_cfg=mcfg))
+
+
+def batch(seed: int = 0, b: int = 4, n: int = 7) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, 256, (b, n), generator=g)
+    mask = torch.ones(b, n, dtype=torch.long)
+    mask[0, -2:] = 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def hidden(model: MultitaskModel, task: str, x: dict[str, torch.Tensor]) -> torch.Tensor:
+    model.router.set(task)
+    model.router.context = dict(x)
+    return model.backbone(**x).last_hidden_state
+
+
+def task_loss(model: MultitaskModel, task: str, x: dict[str, torch.Tensor]) -> torch.Tensor:
+    out = model(task, **x)
+    if task == "a":
+        loss = nn.functional.cross_entropy(out, torch.arange(out.shape[0]) % 3)
+    else:
+        loss = nn.functional.mse_loss(out, torch.ones_like(out))
+    aux = model.aux_loss()
+    return loss if aux is None else loss + aux
+
+
+def net(model: MultitaskModel):
+    return model.extra
+
+
+def first_up(model: MultitaskModel, method: str) -> torch.Tensor:
+    """Generated up-projection of task a, layer 0 (attention position for Hyperformer)."""
+    m = net(model)
+    return m.generate(0, 0, 0).adapter.up_w if method == "hyperformer" else m.generate(0, 0).up_w
+
+
+@pytest.mark.parametrize("method", ["hyperformer", "pha"])
+def test_identity_at_init(method):
+    model = build(method).eval()
+    ref = tiny_backbone().eval()
+    x = batch()
+    with torch.no_grad():
+        want = ref(**x).last_hidden_state
+        for task in ("a", "b"):
+            torch.testing.assert_close(hidden(model, task, x), want, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["hyperformer", "pha"])
+def test_wrappers_injected_and_params_registered_once(method, tmp_path):
+    model = build(method)
+    layers = model.backbone.encoder.layer
+    wrapped = hyperformer.HyperSublayer if method == "hyperformer" else pha.ParallelFFN
+    assert all(isinstance(lay.output, wrapped) for lay in layers)
+    if method == "hyperformer":
+        assert all(isinstance(lay.attention.output, wrapped) for lay in layers)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert not any("by_task" in n for n in trainable)
+    extra = [n for n in trainable if n.startswith("extra.")]
+    assert len(extra) == len(list(model.extra.parameters())) > 0
+    assert {n for n in trainable if not n.startswith(("extra.", "heads."))} == set()
+    counts = count_params(model)
+    heads = sum(p.numel() for p in model.heads.parameters())
+    assert counts.shared == counts.trainable - heads
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "m.st")
+
+
+def test_hyperformer_generates_per_task_layer_position():
+    model = build("hyperformer")
+    hyper = net(model)
+    w0 = hyper.generate(0, 0, hyperformer.ATTENTION)
+    assert torch.count_nonzero(w0.adapter.up_w) == 0 and torch.count_nonzero(w0.d_gamma) == 0
+    with torch.no_grad():
+        for lin in (hyper.adapter.up_w, hyper.ln_gamma):
+            nn.init.normal_(lin.weight, std=0.1)
+        def up(t, lay, pos):
+            return hyper.generate(t, lay, pos).adapter.up_w
+        base = up(0, 0, 0)
+        for other in (up(1, 0, 0), up(0, 1, 0), up(0, 0, 1)):
+            assert not torch.allclose(base, other, atol=1e-4)
+        assert not torch.allclose(hyper.generate(0, 0, 0).d_gamma, hyper.generate(1, 0, 0).d_gamma)
+        x = batch()
+        assert not torch.allclose(hidden(model, "a", x), hidden(model, "b", x), atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["hyperformer", "pha"])
+def test_training_step_reaches_hypernet_and_keeps_backbone(method):
+    model = build(method).train()
+    frozen = {n: p.detach().clone() for n, p in model.backbone.named_parameters()}
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=1e-2)
+    x = batch()
+    before_up = first_up(model, method).detach().clone()
+    for _ in range(2):  # step 1 makes up-weights nonzero; step 2's grads reach everything
+        opt.zero_grad()
+        task_loss(model, "a", x).backward()
+        opt.step()
+    for n, p in model.backbone.named_parameters():
+        assert not p.requires_grad and torch.equal(p, frozen[n]), n
+    m = net(model)
+    if method == "hyperformer":
+        emb = m.task_emb.weight.grad
+        assert emb[0].abs().sum() > 0 and emb[1].abs().sum() == 0  # only task a's row
+        for mod in (m.projector[0], m.adapter.down_w, m.adapter.up_w, m.ln_gamma):
+            assert mod.weight.grad.abs().sum() > 0
+    else:
+        protos = m.prototypes.grad
+        assert protos[0].abs().sum() > 0
+        for mod in (m.retriever[0], m.hyper[0], m.heads.down_w, m.heads.up_w):
+            assert mod.weight.grad.abs().sum() > 0
+    assert not torch.allclose(first_up(model, method), before_up)
+
+
+def test_pha_generates_per_task_and_layer():
+    m = net(build("pha"))
+    with torch.no_grad():
+        nn.init.normal_(m.heads.up_w.weight, std=0.1)
+        base = m.generate(0, 0).up_w
+        assert torch.count_nonzero(base) > 0
+        assert not torch.allclose(base, m.generate(1, 0).up_w, atol=1e-4)
+        assert not torch.allclose(base, m.generate(0, 1).up_w, atol=1e-4)
+
+
+def test_pha_aux_loss_and_grads():
+    model = build("pha", pha_lambda=0.5).train()
+    m = net(model)
+    model("a", **batch())
+    aux = model.aux_loss()
+    assert aux is not None and torch.isfinite(aux) and aux > 0
+    torch.testing.assert_close(aux, 0.5 * (m.last_ir + m.last_pro))
+    aux.backward()
+    assert m.prototypes.grad.abs().sum() > 0
+    assert m.retriever[0].weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        model("a", **batch())
+    assert model.aux_loss() is None
+
+
+def test_pha_instance_loss_needs_other_task_in_bank():
+    model = build("pha").train()
+    m = net(model)
+    model("a", **batch(0))
+    assert m.last_ir.item() == 0.0
+    model("a", **batch(1))  # bank holds task a only: still no negatives
+    assert m.last_ir.item() == 0.0 and m.bank_z.shape[0] == 8
+    model("b", **batch(2))
+    assert m.last_ir.item() > 0
+    m.last_ir.backward()
+    assert m.retriever[0].weight.grad.abs().sum() > 0
+    assert set(m.bank_task.tolist()) == {0, 1}
+
+
+def test_pha_bank_is_fifo_and_not_state():
+    model = build("pha").train()
+    m = net(model)
+    for i in range(pha.BANK_SIZE // 4 + 3):
+        with torch.no_grad():
+            model("ab"[i % 2], **batch(i))
+    assert m.bank_z.shape == (pha.BANK_SIZE, 8)
+    assert not any("bank" in k for k in model.state_dict())
+
+
+def test_pha_nearest_task():
+    m = net(build("pha"))
+    with torch.no_grad():
+        assert m.nearest_task(m.prototypes * 3.0).tolist() == [0, 1]
+
+
+@pytest.mark.parametrize(("method", "kw"), [
+    ("hyperformer", {"adapter_size": 0}), ("hyperformer", {"task_emb_dim": 0}),
+    ("hyperformer", {"adapter_dropout": 1.0}), ("pha", {"pha_temperature": 0.0}),
+    ("pha", {"pha_lambda": -1.0}), ("pha", {"hyper_hidden": 0}),
+])
+def test_config_validation(method, kw):
+    mod = hyperformer if method == "hyperformer" else pha
+    with pytest.raises(ValueError, match=next(iter(kw))):
+        mod.Config(**kw)
+
+
+def test_flat_config_keys():
+    cfg = TrainConfig.from_flat({"method": "pha", "tasks": "a,b", "adapter_size": 8,
+                                 "pha_lambda": 0.2})
+    assert cfg.method_cfg.adapter_size == 8 and cfg.method_cfg.pha_lambda == 0.2
+
+
+def test_rejects_non_bert_backbone():
+    with pytest.raises(ValueError, match="BERT-style"):
+        hyperformer.apply(nn.Linear(2, 2), hyperformer.Config(), ["a"], None)
+
+
+@pytest.mark.parametrize("method", ["hyperformer", "pha"])
+def test_deepcopy_after_training_forward_keeps_sharing(method):
+    import copy
+
+    model = build(method).train()
+    model("a", **batch())
+    assert method == "hyperformer" or net(model).last_ir is not None
+    clone = copy.deepcopy(model)
+    wrapper = clone.backbone.encoder.layer[1].output
+    assert (wrapper._hyper if method == "hyperformer" else wrapper._net) is clone.extra
+    x = batch(3)
+    with torch.no_grad():
+        torch.testing.assert_close(hidden(clone.eval(), "b", x), hidden(model.eval(), "b", x))

@@ -1,0 +1,326 @@
+"""Tasks' examples: reading, validating, tokenizing once, batching and task sampling.
+
+Everything returned by ``prepare_data`` is plain numpy, so a search can tokenize once and
+share the result with every trial.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from trainers import demo
+from trainers.tasks import CS224N, TaskSpec
+
+# A few malformed rows are skipped and counted; more than this share is an error.
+MAX_BAD_SHARE = 0.01
+MAX_BAD_ROWS_ANYWAY = 5
+
+
+class DataError(ValueError):
+    """Bad input data: the message names the file, the row and what is wrong."""
+
+
+# ---- task specs ---------------------------------------------------------------------------
+
+def load_task_file(path: str | os.PathLike) -> dict[str, TaskSpec]:
+    """Read user task definitions: ``{"tasks": [{name, kind, text, label, ...}, ...]}``.
+
+    Relative ``train``/``dev`` paths are resolved against the task file's folder.
+    """
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: cannot read task file: {e}") from e
+    entries = raw.get("tasks") if isinstance(raw, dict) else raw
+    if not isinstance(entries, list):
+        raise DataError(f"{path}: expected a list of tasks or {{\"tasks\": [...]}}")
+    specs = {}
+    for i, entry in enumerate(entries):
+        try:
+            spec = TaskSpec(**entry)
+        except (TypeError, ValueError) as e:
+            raise DataError(f"{path}: task #{i}: {e}") from e
+        for split in ("train", "dev", "test"):
+            value = getattr(spec, split)
+            if value and spec.format != "hf" and not os.path.isabs(value):
+                spec = _replace(spec, **{split: str(path.parent / value)})
+        specs[spec.name] = spec
+    return specs
+
+
+def _replace(spec: TaskSpec, **kw) -> TaskSpec:
+    return TaskSpec(**{**asdict(spec), **kw})
+
+
+def resolve_specs(tasks: tuple[str, ...], task_file: str | None) -> list[TaskSpec]:
+    extra = load_task_file(task_file) if task_file else {}
+    known = {**CS224N, **extra}
+    unknown = [t for t in tasks if t not in known]
+    if unknown:
+        raise DataError(f"unknown task(s) {', '.join(unknown)}; known: {', '.join(known)}"
+                        + ("" if task_file else " (define more with --task-file)"))
+    return [known[t] for t in tasks]
+
+
+# ---- reading rows -------------------------------------------------------------------------
+
+Example = tuple[str, "str | None", float]
+
+
+def _parse_label(spec: TaskSpec, raw: object) -> float:
+    value = float(raw)  # raises ValueError / TypeError on junk or empty
+    if not np.isfinite(value):
+        raise ValueError(f"label {raw!r} is not finite")
+    if spec.kind == "classification":
+        if value != int(value) or not 0 <= value < spec.num_labels:
+            raise ValueError(f"label {raw!r} is not a class in 0..{spec.num_labels - 1}")
+    elif spec.kind == "binary" and value not in (0.0, 1.0):
+        raise ValueError(f"label {raw!r} is not 0 or 1")
+    return value
+
+
+def _records(path: Path, fmt: str) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, record) pairs; the header is line 1 for CSV/TSV."""
+    with open(path, encoding="utf-8", newline="") as f:
+        if fmt == "jsonl":
+            for n, line in enumerate(f, start=1):
+                if line.strip():
+                    try:
+                        yield n, json.loads(line)
+                    except json.JSONDecodeError:
+                        yield n, {}
+            return
+        reader = csv.DictReader(f, delimiter="\t" if fmt == "tsv" else ",")
+        if reader.fieldnames is None:
+            raise DataError(f"{path}: empty file (no header row)")
+        for record in reader:
+            yield reader.line_num, record
+
+
+def read_examples(spec: TaskSpec, path: str | os.PathLike, log=print) -> list[Example]:
+    """Read and validate one split file; skip and count a few malformed rows."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"task {spec.name}: file not found: {path}")
+    columns = [c for c in (spec.text, spec.text_pair, spec.label) if c]
+    examples: list[Example] = []
+    bad: list[str] = []
+    try:
+        for n, rec in _records(path, spec.format):
+            if not examples and not bad:
+                missing = [c for c in columns if c not in rec]
+                if missing and rec:
+                    raise DataError(f"{path}: missing column(s) {', '.join(missing)} "
+                                    f"(has: {', '.join(k for k in rec if k)})")
+            try:
+                text = rec.get(spec.text)
+                pair = rec.get(spec.text_pair) if spec.text_pair else None
+                if not isinstance(text, str) or not text.strip():
+                    raise ValueError(f"empty {spec.text!r}")
+                if spec.text_pair and (not isinstance(pair, str) or not pair.strip()):
+                    raise ValueError(f"empty {spec.text_pair!r}")
+                examples.append((text.strip(), pair.strip() if pair else None,
+                                 _parse_label(spec, rec.get(spec.label))))
+            except (TypeError, ValueError) as e:
+                bad.append(f"{path}:{n}: {e}")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from e
+    _check_bad_rows(path, examples, bad, log)
+    return examples
+
+
+def _check_bad_rows(path: Path, examples: list, bad: list[str], log) -> None:
+    if not examples:
+        raise DataError(f"{path}: no usable rows" + (f"; first problem: {bad[0]}" if bad else ""))
+    if bad and len(bad) > max(MAX_BAD_ROWS_ANYWAY, MAX_BAD_SHARE * (len(examples) + len(bad))):
+        raise DataError(f"{len(bad)} malformed rows, first: {bad[0]}")
+    if bad:
+        log(f"[data] {path.name}: skipped {len(bad)} malformed row(s), e.g. {bad[0]}")
+
+
+def _hf_examples(spec: TaskSpec, split: str) -> list[Example]:
+    try:
+        import datasets
+    except ImportError as e:
+        raise DataError(f"task {spec.name}: format 'hf' needs `pip install datasets`") from e
+    ds = datasets.load_dataset(spec.hf_path, spec.hf_name, split=getattr(spec, split) or split)
+    out = []
+    for i, rec in enumerate(ds):
+        try:
+            out.append((rec[spec.text], rec[spec.text_pair] if spec.text_pair else None,
+                        _parse_label(spec, rec[spec.label])))
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(f"task {spec.name}: {spec.hf_path} {split} row {i}: {e}") from e
+    return out
+
+
+def load_split(spec: TaskSpec, split: str, data_dir: str | None, log=print) -> list[Example]:
+    """Examples of one task split: HF datasets, a file, or the synthetic demo suite."""
+    if spec.format == "hf":
+        return _hf_examples(spec, split)
+    name = getattr(spec, split)
+    if name is None:
+        raise DataError(f"task {spec.name}: no {split} file defined")
+    if os.path.isabs(name):
+        return read_examples(spec, name, log)
+    if data_dir is None:
+        return demo.demo_examples(spec.name, split)
+    return read_examples(spec, Path(data_dir) / name, log)
+
+
+# ---- tokenized, padded-on-demand storage --------------------------------------------------
+
+@dataclass
+class TokenizedSplit:
+    """Token ids of all examples, concatenated (one array + offsets pickles fast)."""
+
+    ids: np.ndarray
+    types: np.ndarray
+    offsets: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def batch(self, idx: np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
+        """Pad the examples ``idx`` to their longest one (dynamic padding)."""
+        lens = self.lengths[idx]
+        width = int(lens.max())
+        input_ids = np.full((len(idx), width), pad_id, dtype=np.int64)
+        types = np.zeros((len(idx), width), dtype=np.int64)
+        mask = np.zeros((len(idx), width), dtype=np.int64)
+        for row, (i, n) in enumerate(zip(idx, lens, strict=True)):
+            start = self.offsets[i]
+            input_ids[row, :n] = self.ids[start:start + n]
+            types[row, :n] = self.types[start:start + n]
+            mask[row, :n] = 1
+        return {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": types,
+                "labels": self.labels[idx]}
+
+
+def tokenize(examples: list[Example], tokenizer, max_length: int) -> TokenizedSplit:
+    texts = [e[0] for e in examples]
+    pairs = [e[1] for e in examples] if examples and examples[0][1] is not None else None
+    enc = tokenizer(texts, pairs, truncation=True, max_length=max_length,
+                    return_token_type_ids=True, return_attention_mask=False)
+    lengths = np.array([len(x) for x in enc["input_ids"]], dtype=np.int64)
+    return TokenizedSplit(
+        ids=np.concatenate([np.asarray(x, dtype=np.int32) for x in enc["input_ids"]]),
+        types=np.concatenate([np.asarray(x, dtype=np.int8) for x in enc["token_type_ids"]]),
+        offsets=np.concatenate([[0], np.cumsum(lengths)]),
+        labels=np.array([e[2] for e in examples], dtype=np.float32),
+    )
+
+
+@dataclass
+class PreparedData:
+    specs: list[TaskSpec]
+    train: dict[str, TokenizedSplit]
+    dev: dict[str, TokenizedSplit]
+    pad_id: int
+    synthetic: bool
+    key: dict = field(default_factory=dict)
+    """What the data was built from; ``train`` checks it matches the config."""
+
+
+def data_key(cfg) -> dict:
+    return {"tasks": list(cfg.tasks), "data_dir": cfg.data_dir, "task_file": cfg.task_file,
+            "model": cfg.model, "max_length": cfg.max_length,
+            "max_train_samples": cfg.max_train_samples, "max_eval_samples": cfg.max_eval_samples}
+
+
+def _subsample(examples: list[Example], limit: int | None, seed: int) -> list[Example]:
+    if limit is None or len(examples) <= limit:
+        return examples
+    keep = np.random.default_rng(seed).permutation(len(examples))[:limit]
+    return [examples[i] for i in sorted(keep)]
+
+
+def prepare_data(cfg, tokenizer, log=print, splits: tuple[str, ...] = ("train", "dev")) -> PreparedData:
+    """Read, validate and tokenize every task's splits once (errors before any training)."""
+    specs = resolve_specs(cfg.tasks, cfg.task_file)
+    synthetic = cfg.data_dir is None and any(s.format != "hf" and not os.path.isabs(s.train or "")
+                                             for s in specs)
+    if synthetic:
+        log("[data] no --data-dir: using the SYNTHETIC demo suite generated in code "
+            "(rule-based labels; scores say nothing about real-language quality)")
+    out: dict[str, dict[str, TokenizedSplit]] = {s: {} for s in ("train", "dev", "test")}
+    for spec in specs:
+        for split in splits:
+            limit = cfg.max_train_samples if split == "train" else cfg.max_eval_samples
+            examples = _subsample(load_split(spec, split, cfg.data_dir, log), limit, seed=0)
+            out[split][spec.name] = tokenize(examples, tokenizer, cfg.max_length)
+        log(f"[data] {spec.name}: " + ", ".join(f"{len(out[s][spec.name])} {s}" for s in splits))
+    eval_split = next((s for s in splits if s != "train"), None)
+    return PreparedData(specs=specs, train=out["train"], dev=out[eval_split] if eval_split else {},
+                        pad_id=tokenizer.pad_token_id or 0, synthetic=synthetic, key=data_key(cfg))
+
+
+# ---- batching and task sampling -----------------------------------------------------------
+
+def train_batches(split: TokenizedSplit, batch_size: int, rng: np.random.Generator,
+                  bucket: bool, pool_batches: int = 50) -> Iterator[np.ndarray]:
+    """Endless index batches. With ``bucket``, examples of similar length share a batch:
+    shuffle, cut into pools of ``pool_batches`` batches, sort each pool by length, split it
+    into batches and shuffle their order (random batches, little padding)."""
+    n = len(split)
+    lengths = split.lengths
+    while True:
+        order = rng.permutation(n)
+        pool = batch_size * pool_batches if bucket else batch_size
+        for start in range(0, n, pool):
+            chunk = order[start:start + pool]
+            if bucket:
+                chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+            batches = [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+            for j in rng.permutation(len(batches)):
+                yield batches[j]
+
+
+def eval_batches(split: TokenizedSplit, batch_size: int) -> Iterator[np.ndarray]:
+    """Deterministic batches sorted by length (padding waste is pure cost at eval)."""
+    order = np.argsort(split.lengths, kind="stable")
+    for i in range(0, len(order), batch_size):
+        yield order[i:i + batch_size]
+
+
+def task_probabilities(sizes: dict[str, int], sampler: str, temperature: float) -> dict[str, float]:
+    """p(task) ∝ n^(1/T): proportional is T = 1; round_robin is uniform in expectation."""
+    if sampler == "round_robin":
+        return {t: 1.0 / len(sizes) for t in sizes}
+    power = 1.0 if sampler == "proportional" else 1.0 / temperature
+    weights = {t: float(n) ** power for t, n in sizes.items()}
+    total = sum(weights.values())
+    return {t: w / total for t, w in weights.items()}
+
+
+class TaskSampler:
+    """Chooses the task of each batch."""
+
+    def __init__(self, sizes: dict[str, int], sampler: str, temperature: float, seed: int) -> None:
+        self.tasks = list(sizes)
+        self.sampler = sampler
+        self.probs = task_probabilities(sizes, sampler, temperature)
+        self.rng = np.random.default_rng(seed)
+        self.count = 0
+
+    def __next__(self) -> str:
+        self.count += 1
+        if self.sampler == "round_robin":
+            return self.tasks[(self.count - 1) % len(self.tasks)]
+        return self.tasks[self.rng.choice(len(self.tasks), p=[self.probs[t] for t in self.tasks])]
+
+    def __iter__(self) -> TaskSampler:
+        return self

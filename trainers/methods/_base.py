@@ -1,0 +1,81 @@
+"""What every method shares: the task router, the result of ``apply`` and freezing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+class TaskRouter:
+    """Carries the current task id from the multitask model down to injected modules.
+
+    Hugging Face encoders do not pass extra arguments through their layers, so the model
+    sets the task here before each backbone call and injected modules read it. The router
+    belongs to one model instance (no module-level state); listeners let a method react to a
+    task switch (e.g. activate that task's peft adapter) without touching ``requires_grad``.
+    """
+
+    def __init__(self, tasks: list[str]) -> None:
+        self.tasks = list(tasks)
+        self.index = {t: i for i, t in enumerate(self.tasks)}
+        self._task: str | None = None
+        self.listeners: list[Callable[[str], None]] = []
+        # Per-forward extras a method may stash (e.g. PHA's instance embedding input).
+        self.context: dict[str, torch.Tensor] = {}
+
+    @property
+    def task(self) -> str:
+        if self._task is None:
+            raise RuntimeError("no task selected: call the model with task=...")
+        return self._task
+
+    @property
+    def task_id(self) -> int:
+        return self.index[self.task]
+
+    def set(self, task: str) -> None:
+        if task not in self.index:
+            raise KeyError(f"unknown task {task!r}; model was built for {self.tasks}")
+        if task != self._task:
+            self._task = task
+            for listener in self.listeners:
+                listener(task)
+
+
+def task_of_by_name(name: str, tasks: list[str]) -> str | None:
+    """Default ownership rule: a parameter under ``by_task.<task>.`` belongs to that task."""
+    parts = name.split(".")
+    for i in range(len(parts) - 1):
+        if parts[i] == "by_task" and parts[i + 1] in tasks:
+            return parts[i + 1]
+    return None
+
+
+@dataclass
+class Applied:
+    """What a method's ``apply`` hands back to the multitask model."""
+
+    backbone: nn.Module
+    """The backbone to call: the same module, or a wrapper such as a peft model."""
+    extra: nn.Module | None = None
+    """Shared trainable modules that live outside the backbone (hypernetworks, retrievers)."""
+    aux_loss: Callable[[], torch.Tensor | None] | None = None
+    """Extra loss term of the last forward (e.g. PHA's contrastive losses), or None."""
+    virtual_tokens: int = 0
+    """Tokens the method prepends to the sequence output (prompt tuning); pooling skips them."""
+    task_of: Callable[[str], str | None] | None = None
+    """Maps a parameter name (relative to the backbone) to its task; default ``by_task.<t>``."""
+    is_peft: bool = False
+    """True when ``backbone`` is a ``peft.PeftModel`` (its adapter is also saved peft-style)."""
+    token_type_ids: bool = True
+    """False when the wrapped backbone cannot take token type ids (peft prompt learning)."""
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+def freeze(module: nn.Module) -> None:
+    """Freeze every parameter of ``module``: the one place where methods start from."""
+    for p in module.parameters():
+        p.requires_grad_(False)

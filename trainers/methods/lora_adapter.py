@@ -1,0 +1,64 @@
+"""Shared LoRA in attention plus task-specific Houlsby adapters.
+
+The mix splits the work: one low-rank attention update (peft LoRA, as in ``lora``) learns
+what all tasks have in common, and a small Houlsby adapter per task (as in ``adapter``, the
+LayerNorms frozen) learns what is task-specific. Parameter names keep ``by_task.<task>.`` so
+the accounting sees the adapters as per-task and the LoRA weights as shared.
+
+Order matters: peft's ``get_peft_model`` freezes everything that is not LoRA, so the adapters
+are injected *after* it, into the peft model's underlying encoder. The adapter wrappers touch
+only the output blocks (``BertSelfOutput``/``BertOutput``), which are not LoRA targets by
+default; if ``target_modules`` names their ``dense``, the LoRA-wrapped dense is simply kept
+inside the adapter wrapper.
+
+Note: a peft-style save of this backbone holds only the LoRA weights; the adapters are in
+the model's trainable state like any other method's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from trainers.methods import lora
+from trainers.methods._base import Applied, TaskRouter
+from trainers.methods._bottleneck import (
+    add_serial_adapters,
+    check_adapter_dropout,
+    check_adapter_size,
+)
+
+DEFAULT_LR = 1e-3
+
+
+@dataclass
+class Config:
+    r: int = 8
+    alpha: float = 16.0
+    lora_dropout: float = 0.05
+    target_modules: str = "query,key,value"
+    """Comma list of module-name suffixes that get the shared LoRA update."""
+    adapter_size: int = 64
+    """Bottleneck width ``a`` of the per-task adapters."""
+    adapter_dropout: float = 0.0
+    """Dropout on the adapters' bottleneck activation."""
+
+    def __post_init__(self) -> None:
+        self.lora_config()  # validates the LoRA fields with lora.Config's own messages
+        check_adapter_size(self.adapter_size)
+        check_adapter_dropout(self.adapter_dropout)
+
+    def lora_config(self) -> lora.Config:
+        """The LoRA part, as the ``lora`` method's config (same keys, same meaning)."""
+        return lora.Config(r=self.r, alpha=self.alpha, lora_dropout=self.lora_dropout,
+                           target_modules=self.target_modules)
+
+
+def apply(backbone: nn.Module, cfg: Config, tasks: list[str], router: TaskRouter) -> Applied:
+    from peft import get_peft_model
+
+    peft_model = get_peft_model(backbone, lora.peft_config(cfg.lora_config(), use_dora=False))
+    add_serial_adapters(peft_model.get_base_model(), cfg.adapter_size, cfg.adapter_dropout,
+                        tasks, router)
+    return Applied(backbone=peft_model, is_peft=True)

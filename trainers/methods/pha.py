@@ -1,0 +1,202 @@
+"""Prototype-based HyperAdapter (PHA; Zhao et al., Findings of EMNLP 2023).
+
+A hypernetwork generates a parallel feed-forward adapter for every layer from the
+concatenation of a learned *task prototype* and a layer embedding. The prototypes are
+shaped by two contrastive losses on a cheap per-instance embedding ``z``, so that tasks
+with similar inputs get nearby prototypes (and therefore similar generated adapters), and
+an unseen input can be routed to the prototype nearest to its ``z``:
+
+- ``L_IR`` (instance-dense retriever): InfoNCE where the positives of an instance are the
+  other instances of the batch (a batch holds one task) and the negatives are detached
+  embeddings of *other* tasks from earlier batches, kept in a small FIFO memory bank;
+- ``L_Pro`` (prototypical): cross-entropy over cosine similarities between ``z`` and all
+  prototypes (divided by ``pha_temperature``) with the batch's task as the target.
+
+``Applied.aux_loss`` returns ``pha_lambda * (L_IR + L_Pro)`` of the last training forward.
+
+Choices made here:
+
+- ``z`` is an MLP over the mean of the *frozen* word embeddings of the input (no second
+  encoder pass), computed from ``router.context``;
+- training uses the true task's prototype to generate adapters (the batch's task is
+  known); ``nearest_task(z)`` gives the routing to use when it is not;
+- the memory bank is a plain tensor attribute, not a buffer: it is scratch state of the
+  current run, not something to checkpoint or to count;
+- losses are computed (and the bank updated) only in training mode, so evaluation batches
+  do not leak into the bank.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainers.methods._base import Applied, TaskRouter
+from trainers.methods.hyperformer import AdapterHeads, Generated, bottleneck, encoder_layers
+
+DEFAULT_LR = 1e-3
+BANK_SIZE = 256
+"""Instance embeddings kept as negatives for L_IR (FIFO, all tasks; filtered at use)."""
+
+
+@dataclass
+class Config:
+    adapter_size: int = 64
+    """Bottleneck width a of each generated adapter."""
+    task_emb_dim: int = 64
+    """Size t of instance embeddings, prototypes and layer embeddings."""
+    hyper_hidden: int = 128
+    """Hidden width of the retriever and hypernetwork MLPs."""
+    pha_lambda: float = 0.1
+    """Weight of L_IR + L_Pro in the training loss."""
+    pha_temperature: float = 0.1
+    """Temperature of both contrastive losses (cosine similarities / temperature)."""
+    adapter_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.adapter_size < 1:
+            raise ValueError(f"adapter_size must be >= 1, got {self.adapter_size}")
+        if self.task_emb_dim < 1:
+            raise ValueError(f"task_emb_dim must be >= 1, got {self.task_emb_dim}")
+        if self.hyper_hidden < 1:
+            raise ValueError(f"hyper_hidden must be >= 1, got {self.hyper_hidden}")
+        if self.pha_lambda < 0:
+            raise ValueError(f"pha_lambda must be >= 0, got {self.pha_lambda}")
+        if self.pha_temperature <= 0:
+            raise ValueError(f"pha_temperature must be > 0, got {self.pha_temperature}")
+        if not 0 <= self.adapter_dropout < 1:
+            raise ValueError(f"adapter_dropout must be in [0, 1), got {self.adapter_dropout}")
+
+
+def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, n_out))
+
+
+def info_nce(z: torch.Tensor, negatives: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Multi-positive InfoNCE: each row's positives are the other rows of ``z``.
+
+    ``z`` [B, t] and ``negatives`` [N, t] are L2-normalised. Zero when there is no
+    positive (B < 2) or no negative: without both, the term has nothing to contrast.
+    """
+    b = z.shape[0]
+    if b < 2 or negatives.shape[0] == 0:
+        return z.new_zeros(())
+    self_mask = torch.eye(b, dtype=torch.bool, device=z.device)
+    logits = torch.cat([(z @ z.T).masked_fill(self_mask, float("-inf")), z @ negatives.T], 1)
+    log_prob = F.log_softmax(logits / temperature, dim=1)[:, :b].masked_fill(self_mask, 0.0)
+    return -(log_prob.sum(1) / (b - 1)).mean()
+
+
+class PHANet(nn.Module):
+    """Retriever, prototypes and the adapter hypernetwork, shared by all tasks."""
+
+    def __init__(self, n_tasks: int, n_layers: int, hidden_size: int, cfg: Config,
+                 word_embeddings: nn.Embedding) -> None:
+        super().__init__()
+        t = cfg.task_emb_dim
+        self.cfg = cfg
+        self.retriever = _mlp(word_embeddings.embedding_dim, cfg.hyper_hidden, t)
+        self.prototypes = nn.Parameter(torch.randn(n_tasks, t))
+        self.layer_emb = nn.Embedding(n_layers, t)
+        self.hyper = _mlp(2 * t, cfg.hyper_hidden, t)
+        self.heads = AdapterHeads(t, hidden_size, cfg.adapter_size)
+        # The backbone owns (and freezes) the word embeddings: unregistered reference.
+        object.__setattr__(self, "_words", word_embeddings)
+        self.bank_z = torch.empty(0, t)
+        self.bank_task = torch.empty(0, dtype=torch.long)
+        self.last_ir: torch.Tensor | None = None
+        self.last_pro: torch.Tensor | None = None
+
+    def __getstate__(self) -> dict:
+        """Drop the last losses (graph tensors) so the model can be deep-copied or pickled."""
+        state = dict(super().__getstate__())
+        state.update(last_ir=None, last_pro=None)
+        return state
+
+    # ---- adapters --------------------------------------------------------------------------
+    def generate(self, task_id: int, layer: int) -> Generated:
+        cond = torch.cat([self.prototypes[task_id], self.layer_emb.weight[layer]])
+        return self.heads(self.hyper(cond))
+
+    # ---- retrieval -------------------------------------------------------------------------
+    def instance_embedding(self, input_ids: torch.Tensor,
+                           attention_mask: torch.Tensor) -> torch.Tensor:
+        """``z`` [B, t]: the retriever over the masked mean of frozen word embeddings."""
+        with torch.no_grad():
+            emb = self._words(input_ids)
+            m = attention_mask.unsqueeze(-1).to(emb.dtype)
+            mean = (emb * m).sum(1) / m.sum(1).clamp_min(1.0)
+        return self.retriever(mean.detach())
+
+    def nearest_task(self, z: torch.Tensor) -> torch.Tensor:
+        """Index of the prototype closest (cosine) to each row of ``z``: routing at inference."""
+        return (F.normalize(z.float(), dim=-1) @ F.normalize(self.prototypes, dim=-1).T).argmax(-1)
+
+    def observe(self, task_id: int, context: dict[str, torch.Tensor]) -> None:
+        """Compute L_IR and L_Pro for the current batch, then push it into the memory bank."""
+        if not self.training:
+            self.last_ir = self.last_pro = None
+            return
+        if "input_ids" not in context or "attention_mask" not in context:
+            raise RuntimeError("pha needs router.context with input_ids and attention_mask")
+        z = F.normalize(self.instance_embedding(context["input_ids"],
+                                                context["attention_mask"]).float(), dim=-1)
+        tau = self.cfg.pha_temperature
+        bank_z, bank_task = self.bank_z.to(z.device), self.bank_task.to(z.device)
+        self.last_ir = info_nce(z, bank_z[bank_task != task_id], tau)
+        logits = z @ F.normalize(self.prototypes, dim=-1).T / tau
+        target = torch.full((z.shape[0],), task_id, dtype=torch.long, device=z.device)
+        self.last_pro = F.cross_entropy(logits, target)
+        self._push(z.detach(), task_id)
+
+    def _push(self, z: torch.Tensor, task_id: int) -> None:
+        tasks = torch.full((z.shape[0],), task_id, dtype=torch.long, device=z.device)
+        self.bank_z = torch.cat([self.bank_z.to(z.device), z])[-BANK_SIZE:]
+        self.bank_task = torch.cat([self.bank_task.to(z.device), tasks])[-BANK_SIZE:]
+
+    def aux_loss(self) -> torch.Tensor | None:
+        """``pha_lambda * (L_IR + L_Pro)`` of the last training forward; None in eval."""
+        if self.last_ir is None or self.last_pro is None:
+            return None
+        return self.cfg.pha_lambda * (self.last_ir + self.last_pro)
+
+
+class ParallelFFN(nn.Module):
+    """Replaces BERT's ``BertOutput``: LN(dropout(dense(h)) + adapter(x) + x), x = FFN input.
+
+    The first layer's wrapper also runs the retriever losses, once per backbone call. The
+    shared ``PHANet`` is an unregistered reference (it is registered once, in ``extra``).
+    """
+
+    def __init__(self, base: nn.Module, net: PHANet, router: TaskRouter, layer: int,
+                 dropout: float) -> None:
+        super().__init__()
+        self.base = base
+        object.__setattr__(self, "_net", net)
+        self.router = router
+        self.layer = layer
+        self.adapter_dropout = nn.Dropout(dropout)
+
+    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
+        task_id = self.router.task_id
+        if self.layer == 0:
+            self._net.observe(task_id, self.router.context)
+        w = self._net.generate(task_id, self.layer)
+        h = self.base.dropout(self.base.dense(hidden_states))
+        return self.base.LayerNorm(h + bottleneck(input_tensor, w, self.adapter_dropout)
+                                   + input_tensor)
+
+
+def apply(backbone: nn.Module, cfg: Config, tasks: list[str], router: TaskRouter) -> Applied:
+    layers = encoder_layers(backbone, "pha")
+    hidden = layers[0].output.dense.out_features
+    net = PHANet(len(tasks), len(layers), hidden, cfg, backbone.get_input_embeddings())
+    for i, layer in enumerate(layers):
+        layer.output = ParallelFFN(layer.output, net, router, i, cfg.adapter_dropout)
+    return Applied(
+        backbone=backbone, extra=net, aux_loss=net.aux_loss,
+        notes={"per_task": "only prototype rows are task-specific; the hypernetwork is shared"},
+    )

@@ -1,0 +1,61 @@
+"""Parameter accounting as the PEFT papers tabulate it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from trainers.methods import task_of_by_name
+from trainers.model import MultitaskModel
+
+
+@dataclass
+class ParamCounts:
+    total: int
+    """Parameters of the pretrained backbone (the denominator of every percentage)."""
+    trainable: int
+    """Every trainable parameter: method modules of all tasks, shared modules and heads."""
+    shared: int
+    """Trainable parameters used by every task."""
+    per_task: dict[str, int]
+    """Trainable parameters used by one task: shared + that task's own (head included)."""
+    per_task_pct: dict[str, float]
+    """``per_task`` as % of the backbone: what one task updates."""
+    stored_pct: float
+    """All trainable parameters as % of the backbone: what is stored for all tasks."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def task_of(model: MultitaskModel, name: str) -> str | None:
+    """Which task owns parameter ``name`` (None = shared by all tasks)."""
+    tasks = model.router.tasks
+    if name.startswith("heads."):
+        return name.split(".")[1]
+    if name.startswith("backbone.") and model.applied.task_of is not None:
+        return model.applied.task_of(name[len("backbone."):])
+    return task_of_by_name(name, tasks)
+
+
+def count_params(model: MultitaskModel) -> ParamCounts:
+    tasks = model.router.tasks
+    own = {t: 0 for t in tasks}
+    shared = 0
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        owner = task_of(model, name)
+        if owner is None:
+            shared += p.numel()
+        else:
+            own[owner] += p.numel()
+    per_task = {t: shared + own[t] for t in tasks}
+    total = model.backbone_params
+    return ParamCounts(
+        total=total,
+        trainable=shared + sum(own.values()),
+        shared=shared,
+        per_task=per_task,
+        per_task_pct={t: 100.0 * n / total for t, n in per_task.items()},
+        stored_pct=100.0 * (shared + sum(own.values())) / total,
+    )
