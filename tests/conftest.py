@@ -39,6 +39,7 @@ def write_tiny_model_dir(path, seed: int = 0) -> str:
 
 
 def tiny_tokenizer_obj(save_dir=None):
+    """A word-level BERT tokenizer over the demo suite's words."""
     import tempfile
 
     from transformers import BertTokenizerFast
@@ -46,10 +47,10 @@ def tiny_tokenizer_obj(save_dir=None):
     from trainers.demo import tokenizer_vocab
 
     d = tempfile.mkdtemp()
-    vocab = os.path.join(d, "vocab.txt")
-    with open(vocab, "w") as f:
+    with open(os.path.join(d, "vocab.txt"), "w") as f:
         f.write("\n".join(tokenizer_vocab()) + "\n")
-    tok = BertTokenizerFast(vocab_file=vocab, do_lower_case=True)
+    # from_pretrained on a folder reads vocab.txt (the vocab_file= constructor ignores it in v5).
+    tok = BertTokenizerFast.from_pretrained(d)
     if save_dir is not None:
         tok.save_pretrained(save_dir)
     return tok

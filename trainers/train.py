@@ -52,6 +52,11 @@ def task_loss(spec: TaskSpec, out: torch.Tensor, labels: torch.Tensor) -> torch.
         return F.cross_entropy(out.float(), labels.long())
     if spec.kind == "binary":
         return F.binary_cross_entropy_with_logits(out.float(), labels)
+    if spec.label_min is not None and spec.label_max is not None:
+        # Regress a centred, unit-scale target: a fresh head need not first walk its bias to
+        # the middle of a 0-5 range at a PEFT learning rate. Pearson r ignores the affine map.
+        centre = (spec.label_min + spec.label_max) / 2
+        labels = (labels - centre) / ((spec.label_max - spec.label_min) / 4)
     return F.mse_loss(out.float(), labels)
 
 

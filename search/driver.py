@@ -1,0 +1,142 @@
+"""The Ray side of ``search/run.py``: start or join Ray, run one Tune experiment per method,
+record the best trial of each in MLflow and write the result table."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+
+from search.progress import Progress
+from search.registry import METRIC, make_scheduler, make_searcher
+from search.results import (best_record, checkpoint_files, summarize, table, write_best,
+                            write_tables)
+from search.trainable import run_trial
+from search.tracking import MlflowCallback, Tracker, ui_hint
+
+ROOT = Path(__file__).resolve().parents[1]
+# Shipped to every node with each search, so workers run the driver's code.
+SHIPPED_EXCLUDES = ["/runs/", "/mlruns/", "/mlartifacts/", "*.db", "/ray_results/", "/out/",
+                    "/benchmarks/results/", ".pytest_cache/", ".ruff_cache/"]
+
+
+def start_ray(address: str | None) -> None:
+    # Tune warns on every forced experiment snapshot that num_to_keep=1 causes: not actionable.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    runtime_env = {"working_dir": str(ROOT), "excludes": SHIPPED_EXCLUDES}
+    # Trial output goes to each trial's folder (log_to_file); the terminal shows progress.
+    ray.init(address=address, runtime_env=runtime_env, log_to_driver=False,
+             logging_level=logging.WARNING)
+
+
+def default_concurrency(s) -> int:
+    """As many trials as the cluster's resources fit now (never more than the trials)."""
+    res = ray.cluster_resources()
+    n = int(res.get("CPU", 1) // s.cpus_per_trial)
+    if s.gpus_per_trial > 0:
+        n = min(n, int(res.get("GPU", 0) // s.gpus_per_trial))
+    return max(1, min(n, s.num_samples))
+
+
+def run_search(plan, data, *, address: str | None, resuming: bool) -> int:
+    s = plan.settings
+    start_ray(address)
+    concurrency = s.max_concurrent or default_concurrency(s)
+    tracker = Tracker(plan.mlflow_uri, s.experiment)
+    print(f"search {s.experiment}: {', '.join(s.methods)} x {s.num_samples} trials, "
+          f"{s.max_steps} steps, eval every {s.eval_every} ({s.max_t} rungs), {s.scheduler}+"
+          f"{s.searcher}, {concurrency} at once; MLflow {plan.mlflow_uri}", flush=True)
+    rows: list[dict[str, Any]] = []
+    for method in s.methods:
+        row = run_method(method, plan, data, tracker, concurrency)
+        if row is None:
+            print(f"\nsearch interrupted; the state is saved. Continue it with:\n"
+                  f"  python search/run.py --resume --out {s.out}", flush=True)
+            return 130
+        rows.append(row)
+    out = Path(s.out)
+    csv_path, json_path = write_tables(out, rows, {"experiment": s.experiment,
+                                                   "mlflow_uri": plan.mlflow_uri,
+                                                   "storage_path": plan.storage_path,
+                                                   "settings": vars(s)})
+    print("\n" + table(rows))
+    saved = sum(r["evals_if_no_stopping"] - r["evals_run"] for r in rows)
+    total = sum(r["evals_if_no_stopping"] for r in rows)
+    print(f"\nearly stopping saved {saved} of {total} trial evaluations "
+          f"({saved * s.eval_every} of {total * s.eval_every} trial steps)")
+    print(f"wrote {csv_path}, {json_path} and <method>/best_config.json under {out}")
+    print(f"rerun a best config: python -m trainers.train --config {out / s.methods[0] / 'best_config.json'}")
+    print(f"MLflow UI: {ui_hint(plan.mlflow_uri)}", flush=True)
+    failed = [r["method"] for r in rows if r["best_score"] is None]
+    if failed:
+        print(f"error: no trial of {', '.join(failed)} reported a finite score", flush=True)
+        return 1
+    return 0
+
+
+def run_method(method: str, plan, data, tracker: Tracker, concurrency: int) -> dict | None:
+    """One Tune experiment; returns the method's table row, or None when interrupted."""
+    s = plan.settings
+    name = f"{s.experiment}-{method}"
+    path = f"{plan.storage_path.rstrip('/')}/{name}"
+    parent = tracker.parent_run(method, {k: getattr(s, k) for k in (
+        "num_samples", "max_steps", "eval_every", "scheduler", "searcher", "grace_period",
+        "reduction_factor", "tasks", "data_dir", "model", "seed")})
+    resources = {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial}
+    trainable = tune.with_resources(tune.with_parameters(run_trial, data=data), resources)
+    if tune.Tuner.can_restore(path):
+        print(f"[{method}] resuming {path}", flush=True)
+        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        searcher, param_space = make_searcher(s.searcher, plan.spaces[method], plan.constants[method],
+                                              seed=s.seed, max_concurrent=concurrency,
+                                              num_samples=s.num_samples)
+        scheduler = make_scheduler(s.scheduler, max_t=s.max_t, grace_period=s.grace_period,
+                                   reduction_factor=s.reduction_factor)
+        callbacks = [MlflowCallback(plan.mlflow_uri, tracker.experiment_id, parent, method, s.max_t),
+                     Progress(method, s.num_samples, s.max_t)]
+        tuner = tune.Tuner(
+            trainable, param_space=param_space,
+            tune_config=tune.TuneConfig(
+                search_alg=searcher, scheduler=scheduler, num_samples=s.num_samples,
+                # A trial process imports torch, transformers and peft (seconds): keep it.
+                reuse_actors=True, trial_name_creator=_trial_name,
+                trial_dirname_creator=_trial_name),
+            run_config=tune.RunConfig(
+                name=name, storage_path=plan.storage_path, callbacks=callbacks, verbose=0,
+                log_to_file=True,
+                # The latest small trainer checkpoint per trial: enough to resume and to keep.
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                failure_config=tune.FailureConfig(max_failures=2)))
+    start = time.time()
+    grid = tuner.fit()
+    if grid.num_terminated + grid.num_errors < s.num_samples:
+        return None
+    row, best = summarize(method, grid, s.max_t, time.time() - start, METRIC)
+    record = best_record(best, _trial_run(tracker, best)) if best is not None else None
+    with checkpoint_files(best) as ckpt:
+        summary = {k: float(row[k]) for k in ("trials", "stopped_early", "failed", "evals_run",
+                                              "evals_if_no_stopping", "wall_s")}
+        tracker.finish_parent(parent, record, summary, ckpt)
+        if record is not None:
+            write_best(Path(s.out), method, record, ckpt)
+    print(f"[{method}] best score {row['best_score']}, {row['trials']} trials, "
+          f"{row['stopped_early']} stopped early, {row['failed']} failed", flush=True)
+    return row
+
+
+def _trial_name(trial) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def _trial_run(tracker: Tracker, best) -> str | None:
+    trial_id = best.metrics.get("trial_id")
+    runs = tracker.client.search_runs([tracker.experiment_id],
+                                      f"tags.kind = 'trial' and tags.trial_id = '{trial_id}'",
+                                      max_results=1)
+    return runs[0].info.run_id if runs else None

@@ -1,0 +1,115 @@
+"""Searchers and schedulers by name, and the conversion of plain spaces to Tune/Optuna.
+
+Both tables are lazy (Ray modules are imported only when an entry is built) and fail on an
+unknown name with the choices. A space's fixed dims become constants of the Tune
+``param_space``; its searched dims become Tune distributions (``random``) or an Optuna
+define-by-run function (``optuna``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from spaces.common import Dim, Space
+
+METRIC, MODE = "score", "max"
+
+
+# ---- spaces -> Tune / Optuna ------------------------------------------------------------------
+def tune_domain(dim: Dim):
+    """The Tune sampling domain of one dim (Tune's integer upper bounds are exclusive)."""
+    from ray import tune
+
+    if dim.kind == "uniform":
+        return tune.uniform(dim.low, dim.high)
+    if dim.kind == "loguniform":
+        return tune.loguniform(dim.low, dim.high)
+    if dim.kind == "int":
+        return tune.randint(int(dim.low), int(dim.high) + 1)
+    if dim.kind == "logint":
+        return tune.lograndint(int(dim.low), int(dim.high) + 1)
+    if dim.kind == "choice":
+        return tune.choice(list(dim.choices))
+    return dim.value
+
+
+class OptunaSpace:
+    """Optuna define-by-run function for a space: asks the trial for each searched dim.
+
+    A plain class rather than a closure so the searcher state pickles for ``--resume``.
+    """
+
+    def __init__(self, dims: list[Dim]) -> None:
+        self.dims = [d for d in dims if d.searched]
+
+    def __call__(self, trial) -> None:
+        for d in self.dims:
+            if d.kind in ("uniform", "loguniform"):
+                trial.suggest_float(d.name, d.low, d.high, log=d.kind == "loguniform")
+            elif d.kind in ("int", "logint"):
+                trial.suggest_int(d.name, int(d.low), int(d.high), log=d.kind == "logint")
+            else:
+                trial.suggest_categorical(d.name, list(d.choices))
+
+
+# ---- searchers --------------------------------------------------------------------------------
+def _optuna(space: Space, constants: dict[str, Any], seed: int, max_concurrent: int,
+            num_samples: int):
+    import optuna
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    # Explore broadly, then exploit: a quarter of the budget (2..10 trials) is drawn at random
+    # before TPE models the results. The limiter keeps TPE from launching every trial before
+    # any has reported.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    startup = min(10, max(2, num_samples // 4))
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+    searcher = OptunaSearch(space=OptunaSpace(list(space.dims)), metric=METRIC, mode=MODE,
+                            sampler=sampler)
+    return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent), dict(constants)
+
+
+def _random(space: Space, constants: dict[str, Any], seed: int, max_concurrent: int,
+            num_samples: int):
+    from ray.tune.search import BasicVariantGenerator
+
+    param_space = {**constants, **{d.name: tune_domain(d) for d in space.searched()}}
+    return BasicVariantGenerator(max_concurrent=max_concurrent, random_state=seed), param_space
+
+
+SEARCHERS: dict[str, Callable] = {"optuna": _optuna, "random": _random}
+
+
+def make_searcher(name: str, space: Space, constants: dict[str, Any], *, seed: int,
+                  max_concurrent: int, num_samples: int):
+    """``(search_alg, param_space)`` for Tune: constants are every fixed config value."""
+    if name not in SEARCHERS:
+        raise ValueError(f"unknown searcher {name!r}; choose one of: {', '.join(SEARCHERS)}")
+    return SEARCHERS[name](space, {**constants, **space.fixed_values()}, seed, max_concurrent,
+                           num_samples)
+
+
+# ---- schedulers -------------------------------------------------------------------------------
+def _asha(max_t: int, grace_period: int, reduction_factor: float):
+    from ray.tune.schedulers import ASHAScheduler
+
+    # time unit: one report = one evaluation of the trainer (every --eval-every steps).
+    return ASHAScheduler(metric=METRIC, mode=MODE, time_attr="training_iteration", max_t=max_t,
+                         grace_period=grace_period, reduction_factor=reduction_factor)
+
+
+def _fifo(max_t: int, grace_period: int, reduction_factor: float):
+    from ray.tune.schedulers import FIFOScheduler
+
+    return FIFOScheduler()
+
+
+SCHEDULERS: dict[str, Callable] = {"asha": _asha, "fifo": _fifo}
+
+
+def make_scheduler(name: str, *, max_t: int, grace_period: int, reduction_factor: float):
+    if name not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; choose one of: {', '.join(SCHEDULERS)}")
+    return SCHEDULERS[name](max_t, grace_period, reduction_factor)

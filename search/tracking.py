@@ -1,0 +1,161 @@
+"""MLflow record of a search: one experiment, a parent run per method, a nested run per trial.
+
+Only the driver writes to MLflow (a Tune ``Callback``), in batches, so 32 concurrent trials
+never open 32 writers on a SQLite file. At the end each method's parent run receives its best
+trial's config (params and ``best_config.json``), metrics and checkpoint, and the tag
+``best_config=true``: filter on it in the MLflow UI to see every method's best side by side.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from search.results import numeric_metrics, resolved_config
+
+_BATCH = 100  # MLflow's limit of params per log_batch call
+
+
+def ui_hint(uri: str) -> str:
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri} (on a cluster: ray attach cluster.yaml -p 5000, then http://127.0.0.1:5000)"
+    return f"mlflow ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000)"
+
+
+class Tracker:
+    """Driver-side MLflow handle of one search (experiment = the search's name)."""
+
+    def __init__(self, uri: str, experiment: str) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+        found = self.client.get_experiment_by_name(experiment)
+        if found is not None:
+            self.experiment_id = found.experiment_id
+        else:
+            location = None
+            if uri.startswith("sqlite:///"):  # artifacts next to the database, not in the cwd
+                location = (Path(uri[len("sqlite:///"):]).parent / "mlruns").as_uri()
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+
+    def parent_run(self, method: str, settings: dict[str, Any]) -> str:
+        """The method's parent run: reattached on ``--resume``, created otherwise."""
+        runs = self.client.search_runs(
+            [self.experiment_id], f"tags.kind = 'method' and tags.method = '{method}'", max_results=1)
+        if runs:
+            run_id = runs[0].info.run_id
+            self.client.update_run(run_id, status="RUNNING")
+            return run_id
+        tags = {"kind": "method", "method": method, **{f"search.{k}": str(v) for k, v in settings.items()}}
+        return self.client.create_run(self.experiment_id, run_name=method, tags=tags).info.run_id
+
+    def finish_parent(self, run_id: str, best: dict[str, Any] | None, summary: dict[str, float],
+                      checkpoint_dir: str | None = None) -> None:
+        """Record the best trial on the parent run (config, metrics, checkpoint) and close it."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now, 0) for k, v in summary.items()]
+        if best is None:
+            self.client.log_batch(run_id, metrics=metrics)
+            self.client.set_terminated(run_id, "FAILED")
+            return
+        metrics += [Metric(k, v, now, 0) for k, v in best["metrics"].items()]
+        logged = self.client.get_run(run_id).data.params
+        params = [Param(k, str(v)) for k, v in best["config"].items() if k not in logged]
+        changed = sorted(k for k, v in best["config"].items() if k in logged and logged[k] != str(v))
+        tags = [RunTag("best_config", "true"), RunTag("best_trial_id", best["trial_id"]),
+                RunTag("best_run_id", best.get("run_id") or ""),
+                RunTag("best_config_changed", ",".join(changed) or "no")]
+        for i in range(0, max(len(params), 1), _BATCH):
+            self.client.log_batch(run_id, metrics=metrics if i == 0 else (),
+                                  params=params[i:i + _BATCH], tags=tags if i == 0 else ())
+        self.client.log_dict(run_id, best["config"], "best_config.json")
+        if checkpoint_dir:
+            self.client.log_artifacts(run_id, checkpoint_dir, "checkpoint")
+        if best.get("run_id"):
+            self.client.set_tag(best["run_id"], "best", "true")
+        self.client.set_terminated(run_id, "FINISHED")
+
+    def best_configs(self) -> dict[str, dict[str, Any]]:
+        """``{method: best config}`` read back from the parent runs' params."""
+        runs = self.client.search_runs([self.experiment_id],
+                                       "tags.kind = 'method' and tags.best_config = 'true'")
+        return {r.data.tags["method"]: dict(r.data.params) for r in runs}
+
+
+class MlflowCallback(tune.Callback):
+    """Nested MLflow run per trial: params at start, a batch of metrics per report."""
+
+    def __init__(self, uri: str, experiment_id: str, parent_run_id: str, method: str,
+                 max_t: int) -> None:
+        self.uri, self.experiment_id, self.parent_run_id = uri, experiment_id, parent_run_id
+        self.method, self.max_t = method, max_t
+        self.runs: dict[str, str] = {}  # trial_id -> run_id, saved with the experiment state
+        self._client = None
+
+    # The Tuner pickles its callbacks with the experiment; the client is rebuilt on use.
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_client": None}
+
+    @property
+    def client(self):
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.uri)
+        return self._client
+
+    def get_state(self) -> dict:
+        return {"runs": dict(self.runs)}
+
+    def set_state(self, state: dict) -> None:
+        self.runs.update(state.get("runs", {}))
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        from mlflow.entities import Param
+
+        run_id = self.runs.get(trial.trial_id)
+        if run_id is not None:  # a restored trial goes on in its run
+            self.client.update_run(run_id, status="RUNNING")
+            return
+        tags = {"mlflow.parentRunId": self.parent_run_id, "kind": "trial", "method": self.method,
+                "trial_id": trial.trial_id}
+        run = self.client.create_run(self.experiment_id, run_name=f"{self.method}-{trial.trial_id}",
+                                     tags=tags)
+        self.runs[trial.trial_id] = run.info.run_id
+        params = [Param(k, str(v)) for k, v in resolved_config(trial.config).items()]
+        for i in range(0, len(params), _BATCH):
+            self.client.log_batch(run.info.run_id, params=params[i:i + _BATCH])
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        from mlflow.entities import Metric
+
+        run_id = self.runs.get(trial.trial_id)
+        if run_id is None:
+            return
+        step = int(result.get("step", result.get("training_iteration", 0)))
+        ts = int(result.get("timestamp", time.time()) * 1000)
+        metrics = [Metric(k, v, ts, step) for k, v in numeric_metrics(result).items()]
+        self.client.log_batch(run_id, metrics=metrics)
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._close(trial, "FINISHED")
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._close(trial, "FAILED")
+
+    def _close(self, trial, status: str) -> None:
+        run_id = self.runs.get(trial.trial_id)
+        if run_id is None:
+            return
+        done = int((trial.last_result or {}).get("training_iteration", 0))
+        self.client.set_tag(run_id, "stopped_early", str(status == "FINISHED" and done < self.max_t).lower())
+        if trial.last_result and "node_id" in trial.last_result:
+            self.client.set_tag(run_id, "node_id", str(trial.last_result["node_id"]))
+        self.client.set_terminated(run_id, status)
+
