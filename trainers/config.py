@@ -32,6 +32,8 @@ class TrainConfig:
     eval_batch_size: int = 128
     max_steps: int = 300
     eval_every: int = 100
+    log_every: int = 25
+    """Print a progress line (step, loss, steps/s, last score) every this many steps."""
     lr: float | None = None
     """None = the method's DEFAULT_LR."""
     weight_decay: float = 0.01
@@ -71,6 +73,7 @@ class TrainConfig:
         _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
         _check(self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
         _check(self.eval_every >= 1, f"eval_every must be >= 1, got {self.eval_every}")
+        _check(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}")
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         _check(self.max_length >= 8, f"max_length must be >= 8, got {self.max_length}")
         _check(0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")

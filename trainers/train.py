@@ -199,6 +199,12 @@ def train(cfg: TrainConfig, report: Report | None = None, *, data: PreparedData 
         samples += len(b["labels"])
         train_time += time.perf_counter() - t_step
 
+        if step % cfg.log_every == 0 and step % cfg.eval_every != 0:
+            # One host sync per log line, not per step.
+            last = f" last score {metrics['score']:.4f}" if metrics else ""
+            log(f"[train] step {step}/{cfg.max_steps} loss {(loss_sum / loss_steps).item():.4f} "
+                f"{loss_steps / max(time.perf_counter() - t_log, 1e-9):.2f} steps/s{last}")
+
         if step % cfg.eval_every == 0 or step == cfg.max_steps:
             mean_loss = (loss_sum / loss_steps).item()
             if not math.isfinite(mean_loss):
