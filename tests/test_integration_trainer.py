@@ -18,7 +18,7 @@ pytestmark = [
 
 def test_minilm_lora_on_cs224n_beats_chance():
     logs: list[str] = []
-    cfg = TrainConfig(method="lora", data_dir=str(DATA), max_steps=60, eval_every=30, lr=1e-3,
+    cfg = TrainConfig(method="lora", data_dir=str(DATA), max_steps=120, eval_every=60, lr=2e-3,
                       max_train_samples=3000, max_eval_samples=400, max_length=64)
     res = train(cfg, log=logs.append)
     # Real data, not the demo suite; the two broken quora rows were counted, not turned into NaN.
@@ -27,5 +27,6 @@ def test_minilm_lora_on_cs224n_beats_chance():
     assert res["params"]["total"] == 22_713_216  # all-MiniLM-L6-v2
     assert 0.1 < res["params"]["stored_pct"] < 1.0
     # Chance: SST-5 majority ~0.27, Quora majority ~0.63, STS r = 0 -> 0.5; overall ~0.47.
-    assert res["metrics"]["sts"] > 0.3, res["metrics"]
-    assert res["score"] > 0.5, res["metrics"]
+    # Measured with this config: 0.639 (sst 0.40, quora 0.71, sts r 0.63).
+    assert res["metrics"]["sts"] > 0.4, res["metrics"]
+    assert res["score"] > 0.56, res["metrics"]

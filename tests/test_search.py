@@ -1,0 +1,234 @@
+"""Real Ray Tune searches on this machine (CPU, a tiny random BERT, the synthetic demo suite):
+ASHA stops trials early, MLflow holds the best config of each method, --resume does not rerun
+finished trials, a two-node cluster runs trials on both nodes; cluster.yaml passes Ray's
+own validation."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MAX_T = 3  # evaluations per trial: --max-steps 30 / --eval-every 10
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def cli(model_dir: str, out: Path, *args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "search" / "run.py"), "--model", model_dir,
+            "--max-steps", "30", "--eval-every", "10", "--max-train-samples", "64",
+            "--max-eval-samples", "32", "--out", str(out),
+            "--mlflow-uri", f"sqlite:///{out.parent / 'mlflow.db'}", *args]
+
+
+def run(cmd: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def trial_results(out: Path, experiment: str, method: str) -> dict[str, list[dict]]:
+    """Every result row Tune stored, by trial folder (read from disk, not from our summary)."""
+    rows = {}
+    for trial in sorted((out / "tune" / f"{experiment}-{method}").glob("trial_*")):
+        lines = (trial / "result.json").read_text().splitlines()
+        rows[trial.name] = [json.loads(line) for line in lines if line.strip()]
+    return rows
+
+
+def mlflow_runs(out: Path, experiment: str):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{out.parent / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None
+    return client, client.search_runs([exp.experiment_id], max_results=1000)
+
+
+# ---- one search over two methods, shared by the tests below -------------------------------------
+@pytest.fixture(scope="module")
+def search(tiny_model_dir, tmp_path_factory):
+    base = tmp_path_factory.mktemp("search")
+    out = base / "it"
+    proc = run(cli(tiny_model_dir, out, "--method", "lora,adapter", "--num-samples", "6",
+                   "--experiment", "it", "--grace-period", "1", "--reduction-factor", "2"), base)
+    return out, proc.stdout, json.loads((out / "results.json").read_text())
+
+
+@pytest.mark.integration
+def test_asha_stops_some_trials_early(search):
+    out, stdout, results = search
+    for row in results["methods"]:
+        rows = trial_results(out, "it", row["method"])
+        assert len(rows) == 6
+        iterations = [len(r) for r in rows.values()]
+        assert sum(iterations) < 6 * MAX_T, iterations
+        assert min(iterations) < MAX_T
+        assert row["evals_run"] == sum(iterations) and row["stopped_early"] >= 1
+    assert "stopped early" in stdout and "MLflow UI: mlflow ui --backend-store-uri" in stdout
+
+
+@pytest.mark.integration
+def test_best_config_of_each_method_is_read_back_from_mlflow(search):
+    out, _, results = search
+    client, runs = mlflow_runs(out, "it")
+    parents = {r.data.tags["method"]: r for r in runs if r.data.tags.get("best_config") == "true"}
+    assert set(parents) == {"lora", "adapter"}
+    for method, parent in parents.items():
+        best_file = json.loads((out / method / "best_config.json").read_text())
+        assert parent.data.params == {k: str(v) for k, v in best_file.items()}
+        assert best_file["method"] == method and parent.info.status == "FINISHED"
+        trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+        assert len(trials) == 6 and all(r.info.status == "FINISHED" for r in trials)
+        # The parent holds the best trial: the highest last score of its nested runs.
+        best_trial = max(trials, key=lambda r: r.data.metrics["score"])
+        assert parent.data.metrics["score"] == pytest.approx(best_trial.data.metrics["score"])
+        assert parent.data.tags["best_run_id"] == best_trial.info.run_id
+        assert best_trial.data.tags["best"] == "true"
+        assert best_trial.data.params == parent.data.params
+        # Every evaluation was logged, per-task metrics and trainable % included.
+        history = sum(len(client.get_metric_history(r.info.run_id, "score")) for r in trials)
+        row = next(r for r in results["methods"] if r["method"] == method)
+        assert history == row["evals_run"]
+        assert {"sst_accuracy", "quora_accuracy", "sts_pearson", "stored_pct", "sst_pct"} <= set(
+            best_trial.data.metrics)
+        artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "checkpoint")}
+        assert "checkpoint/trainable.safetensors" in artifacts
+        assert (out / method / "best_checkpoint" / "trainable.safetensors").is_file()
+
+
+@pytest.mark.integration
+def test_best_config_reruns_through_trainers_train(search, tmp_path):
+    out, _, results = search
+    row = next(r for r in results["methods"] if r["method"] == "lora")
+    best = trial_results(out, "it", "lora")[f"trial_{row['best_trial_id']}"]
+    assert len(best) == MAX_T, "the best trial ran to the end"
+    # A trial runs with one torch thread (--cpus-per-trial 1); the rerun does the same.
+    run([sys.executable, "-m", "trainers.train", "--config", str(out / "lora" / "best_config.json"),
+         "--num-threads", "1", "--out", str(tmp_path / "rerun")], ROOT)
+    rerun = json.loads((tmp_path / "rerun" / "result.json").read_text())
+    assert rerun["score"] == pytest.approx(row["best_score"], abs=1e-6)
+
+
+# ---- interrupted, then resumed ------------------------------------------------------------------
+@pytest.mark.integration
+def test_resume_after_interrupt_does_not_rerun_finished_trials(tiny_model_dir, tmp_path):
+    out = tmp_path / "res"
+    cmd = cli(tiny_model_dir, out, "--method", "lora", "--num-samples", "5", "--experiment", "res",
+              "--scheduler", "fifo", "--max-concurrent", "1")
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        # Ctrl+C once two trials have finished and, if we catch it, while a third is midway.
+        deadline = time.time() + 240
+        while time.time() < deadline and len(re.findall(r"trial \w+ finished", "".join(lines))) < 2:
+            time.sleep(0.05)
+        midway = time.time() + 20
+        while time.time() < midway and not _partial(out):
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+        reader.join(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output = "".join(lines)
+    assert proc.returncode == 130, output[-3000:]
+    assert "--resume" in output and not (out / "results.json").exists()
+    before = trial_results(out, "res", "lora")
+    finished = [t for t, rows in before.items() if len(rows) == MAX_T]
+    assert len(finished) >= 2 and len(finished) < 5
+
+    resumed = run(cmd + ["--resume"], tmp_path)
+    after = trial_results(out, "res", "lora")
+    # Each step reported once: finished trials untouched, interrupted ones went on from their
+    # last checkpoint (what they had reported is a prefix of what they report in the end).
+    assert len(after) == 5
+    for trial, rows in after.items():
+        assert [r["step"] for r in rows] == [10, 20, 30], trial
+        assert rows[:len(before.get(trial, []))] == before.get(trial, [])
+    for trial in finished:
+        assert f"{trial.removeprefix('trial_')} finished" not in resumed.stdout
+    results = json.loads((out / "results.json").read_text())
+    assert results["methods"][0]["trials"] == 5
+    _, runs = mlflow_runs(out, "res")
+    trial_runs = [r for r in runs if r.data.tags.get("kind") == "trial"]
+    assert sorted("trial_" + r.data.tags["trial_id"] for r in trial_runs) == sorted(after)
+    assert all(r.info.status == "FINISHED" for r in trial_runs)
+
+
+def _partial(out: Path) -> list[str]:
+    """Trials that have reported some but not all evaluations (files may be mid-write)."""
+    try:
+        results = trial_results(out, "res", "lora")
+    except (OSError, ValueError):
+        return []
+    return [t for t, rows in results.items() if 0 < len(rows) < MAX_T]
+
+
+# ---- two nodes ----------------------------------------------------------------------------------
+@pytest.mark.integration
+def test_trials_run_on_both_nodes_of_a_two_node_cluster(tiny_model_dir, tmp_path):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1)
+        ray.init(address=cluster.address)
+        cluster.wait_for_nodes()
+        nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+        ray.shutdown()
+        assert len(nodes) == 2
+        out = tmp_path / "two"
+        run(cli(tiny_model_dir, out, "--method", "lora", "--num-samples", "4", "--experiment", "two",
+                "--scheduler", "fifo", "--searcher", "random", "--max-concurrent", "2",
+                "--address", cluster.address), tmp_path)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    used = {r[-1]["node_id"] for r in trial_results(out, "two", "lora").values()}
+    assert used == nodes
+    _, runs = mlflow_runs(out, "two")
+    assert {r.data.tags["node_id"] for r in runs if r.data.tags.get("kind") == "trial"} == nodes
+
+
+# ---- cluster.yaml -------------------------------------------------------------------------------
+def test_cluster_yaml_passes_rays_validation_and_opens_only_ssh():
+    import yaml
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    raw = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    config = prepare_config(raw)  # what `ray up` does: merge the AWS defaults, then validate
+    validate_config(config)
+    assert config["provider"]["type"] == "aws"
+    ports = [(p["FromPort"], p["ToPort"]) for p in raw["provider"]["security_group"]["IpPermissions"]]
+    assert ports == [(22, 22)]
+    head = " ".join(config["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head and "mlflow server --host 127.0.0.1" in head
+    assert "--dashboard-host=0.0.0.0" not in head
+    workers = config["available_node_types"]["worker.gpu"]
+    assert workers["resources"]["GPU"] >= 1 and workers["max_workers"] > workers["min_workers"]
+    assert any("pip install" in c and "peft-search" in c for c in config["setup_commands"])
+
+
+def test_cluster_yaml_validation_catches_a_broken_config():
+    import jsonschema
+    import yaml
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    raw = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    raw["available_node_types"]["worker.gpu"]["resources"] = {"GPU": 0.5}  # must be an integer
+    with pytest.raises(jsonschema.ValidationError):
+        validate_config(prepare_config(raw))

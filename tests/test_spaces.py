@@ -1,0 +1,235 @@
+"""Search spaces: every method has one, its keys are the trainer's config keys, malformed spaces
+fail with the file and key named, and the CLI rejects bad input before any Ray work."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from spaces import SPACES, check_space, get_space
+from spaces.common import COMMON, Dim, Space, choice, fixed, integer, logint, loguniform, uniform
+from trainers.config import TrainConfig, common_fields, method_fields
+from trainers.methods import METHODS
+
+ROOT = Path(__file__).resolve().parents[1]
+PEFT = [m for m in METHODS if m not in ("full", "frozen")]
+
+
+# ---- the shipped spaces -------------------------------------------------------------------------
+def test_every_method_has_a_space_and_no_space_lacks_a_method():
+    assert list(SPACES) == list(METHODS)
+    for method in METHODS:
+        assert (ROOT / "spaces" / f"{method}.py").is_file()
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_space_keys_are_config_keys_and_every_corner_builds_a_config(method):
+    space = get_space(method)
+    valid = set(common_fields()) | set(method_fields(method))
+    assert set(space.names()) <= valid
+    assert space.searched(), "a space with nothing to search"
+    # Every method-specific hyperparameter is searched or deliberately fixed in the file.
+    assert set(method_fields(method)) <= set(space.names())
+    for d in space.dims:
+        for value in d.corners():
+            flat = {**space.fixed_values(), d.name: value, "method": method}
+            assert TrainConfig.from_flat(flat).to_flat()[d.name] == value
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_each_dim_is_labelled_and_method_dims_are_scientific(method):
+    space = get_space(method)
+    roles = {d.name: d.role for d in space.dims}
+    assert set(roles.values()) <= {"scientific", "nuisance", "fixed"}
+    assert roles["batch_size"] == "fixed" and roles["lr"] == "nuisance"
+    for name in ("r", "adapter_size", "task_emb_dim", "num_virtual_tokens"):
+        if name in roles:
+            assert roles[name] == "scientific", f"{method}: {name}"
+
+
+def test_ranges_cover_what_the_papers_used():
+    def span(method, name):
+        d = get_space(method)[name]
+        return d.low, d.high
+
+    for m in ("lora", "dora", "task_lora", "lora_adapter"):
+        assert span(m, "r") == (4, 128) and span(m, "alpha") == (8, 256)
+    for m in ("adapter", "parallel_adapter", "lora_adapter", "hyperformer", "pha"):
+        assert span(m, "adapter_size") == (8, 256)
+    for m in ("hyperformer", "pha"):
+        assert span(m, "task_emb_dim") == (16, 128)
+    for m in ("prefix", "prompt"):
+        assert get_space(m)["num_virtual_tokens"].kind == "logint"
+    for m in ("lora", "adapter", "hyperformer", "pha"):
+        assert span(m, "lr") == (1e-5, 1e-3) and get_space(m)["lr"].kind == "loguniform"
+    assert span("full", "lr")[1] < 1e-3  # every weight trains: lower rates
+    common = {d.name for d in COMMON}
+    assert {"lr", "weight_decay", "warmup_ratio", "head_dropout", "temperature"} <= common
+
+
+def test_override_keeps_position_and_replaces_the_dim():
+    space = get_space("full")
+    assert space.names()[0] == "lr" and space["lr"].high == 1e-4
+    assert len(space.names()) == len(set(space.names()))
+
+
+def test_pin_turns_a_searched_dim_fixed():
+    space = get_space("lora").pin({"r": 16})
+    assert space["r"].kind == "fixed" and space.fixed_values()["r"] == 16
+    assert "r" not in [d.name for d in space.searched()]
+
+
+# ---- malformed spaces ---------------------------------------------------------------------------
+@pytest.mark.parametrize("make, message", [
+    (lambda: uniform("lr", 1e-3, 1e-3), "low must be < high"),
+    (lambda: uniform("warmup_ratio", 0.2, 0.1), "low must be < high"),
+    (lambda: loguniform("lr", 0.0, 1e-3), "log range needs low > 0"),
+    (lambda: logint("r", -4, 128), "log range needs low > 0"),
+    (lambda: integer("r", 4.5, 128), "int bounds must be integers"),
+    (lambda: uniform("lr", 0.0, math.inf), "finite"),
+    (lambda: choice("use_dora", []), "at least one option"),
+    (lambda: Dim("lr", "normal", 0, 1), "kind must be one of"),
+    (lambda: Dim("lr", "uniform", 0, 1, role="fixed"), "role 'fixed'"),
+    (lambda: Dim("lr", "uniform", 0, 1, role="important"), "role must be one of"),
+])
+def test_malformed_dims_raise(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_unknown_key_names_the_space_file_and_the_key():
+    with pytest.raises(ValueError, match=r"spaces/lora\.py: unknown key 'rank' for method 'lora'"):
+        check_space(Space("lora", COMMON + [logint("rank", 4, 128, role="scientific")]), "lora")
+    # A real key of another method is still unknown here.
+    with pytest.raises(ValueError, match="unknown key 'adapter_size'"):
+        check_space(Space("lora", COMMON + [logint("adapter_size", 8, 64)]), "lora")
+
+
+def test_a_value_the_trainer_rejects_is_an_error_of_the_space():
+    bad = Space("lora", COMMON + [uniform("head_dropout", 0.0, 1.0)])
+    with pytest.raises(ValueError, match=r"spaces/lora\.py: head_dropout=1\.0 is rejected"):
+        check_space(bad, "lora")
+
+
+def test_unknown_method_lists_the_choices():
+    with pytest.raises(ValueError, match="unknown method 'lorax'.*lora, dora"):
+        get_space("lorax")
+
+
+def test_malformed_space_file_is_reported_with_its_path(tmp_path, monkeypatch):
+    (tmp_path / "broken_space.py").write_text(
+        "from spaces.common import COMMON, Space, uniform\n"
+        "SPACE = Space('lora', COMMON + [uniform('lora_dropout', 0.3, 0.1)])\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(SPACES, "lora", "broken_space")
+    with pytest.raises(ValueError, match=r"spaces/lora\.py: dim 'lora_dropout': low must be < high"):
+        get_space("lora")
+
+
+# ---- conversion to the searchers' own distributions ---------------------------------------------
+def test_optuna_define_by_run_stays_in_range_and_keeps_types():
+    import optuna
+
+    from search.registry import OptunaSpace
+
+    space = get_space("task_lora")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    define = OptunaSpace(list(space.dims))
+    seen = set()
+    for _ in range(60):
+        trial = study.ask()
+        define(trial)
+        study.tell(trial, 0.0)
+        params = trial.params
+        assert set(params) == {d.name for d in space.searched()}
+        assert isinstance(params["r"], int) and 4 <= params["r"] <= 128
+        assert 1e-5 <= params["lr"] <= 1e-3 and params["use_dora"] in (False, True)
+        seen.add(params["use_dora"])
+        TrainConfig.from_flat({**space.fixed_values(), **params, "method": "task_lora"})
+    assert seen == {False, True}
+
+
+def test_tune_domains_cover_inclusive_int_bounds():
+    import numpy as np
+
+    from search.registry import tune_domain
+
+    values = tune_domain(integer("r", 4, 6)).sample(size=300, random_state=np.random.default_rng(0))
+    assert set(values) == {4, 5, 6}
+    assert tune_domain(fixed("batch_size", 32)) == 32
+    lr = tune_domain(loguniform("lr", 1e-5, 1e-3)).sample(size=200)
+    assert min(lr) >= 1e-5 and max(lr) <= 1e-3
+
+
+# ---- the CLI fails before any Ray work ----------------------------------------------------------
+def _run_cli(args, cwd):
+    """Run search/run.py's main in a fresh interpreter; report whether Ray was imported."""
+    probe = (
+        "import runpy, sys\n"
+        f"sys.argv = ['search/run.py'] + {args!r}\n"
+        "code = 0\n"
+        "try:\n"
+        f"    runpy.run_path({str(ROOT / 'search' / 'run.py')!r}, run_name='__main__')\n"
+        "except SystemExit as e:\n"
+        "    code = e.code\n"
+        "print('RAY_IMPORTED=' + str('ray' in sys.modules))\n"
+        "sys.exit(code)\n")
+    return subprocess.run([sys.executable, "-c", probe], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "lora,nope"], "unknown method 'nope'"),
+    (["--method", "lora", "--set", "rank=8"], "--set rank: not a config key"),
+    (["--method", "lora", "--set", "tasks=sst"], "use --tasks instead"),
+    (["--method", "adapter", "--data-dir", "/no/such/dir"], "not a directory"),
+    (["--method", "lora", "--tasks", "sst,imdb"], "imdb"),
+    (["--method", "lora", "--max-steps", "20", "--eval-every", "10", "--grace-period", "3"],
+     "grace-period 3 exceeds"),
+])
+def test_cli_rejects_bad_settings_before_ray(tmp_path, args, message):
+    proc = _run_cli(args, tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr
+    assert "RAY_IMPORTED=False" in proc.stdout
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_cli_script_entry_point_and_help(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "search" / "run.py"), "--method", "nope"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "error: unknown method 'nope'" in proc.stderr
+    helptext = subprocess.run([sys.executable, str(ROOT / "search" / "run.py"), "--help"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120).stdout
+    for flag in ("--method", "--tasks", "--data-dir", "--model", "--num-samples", "--max-steps",
+                 "--eval-every", "--grace-period", "--reduction-factor", "--scheduler",
+                 "--searcher", "--cpus-per-trial", "--gpus-per-trial", "--max-concurrent",
+                 "--address", "--storage-path", "--mlflow-uri", "--experiment", "--resume", "--seed"):
+        assert flag in helptext
+
+
+def test_resume_rejects_flags_that_contradict_the_saved_search(tmp_path, monkeypatch):
+    from search import run
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["--method", "lora", "--num-samples", "3", "--out", str(tmp_path / "s")]
+    args = run.build_parser().parse_args(argv)
+    typed = vars(run.build_parser(defaults=False).parse_args(argv))
+    settings = run.resolve_settings(args, typed)
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "search.json").write_text(json.dumps(run.asdict(settings)))
+    with pytest.raises(ValueError, match="a search already exists"):
+        run.resolve_settings(args, typed)
+    again = argv + ["--resume"]
+    same = run.resolve_settings(run.build_parser().parse_args(again),
+                                vars(run.build_parser(defaults=False).parse_args(again)))
+    assert same == settings
+    clash = ["--resume", "--out", str(tmp_path / "s"), "--num-samples", "5"]
+    with pytest.raises(ValueError, match="num_samples: saved 3, given 5"):
+        run.resolve_settings(run.build_parser().parse_args(clash),
+                             vars(run.build_parser(defaults=False).parse_args(clash)))
