@@ -71,7 +71,8 @@ def print_table(rows: list[dict], tasks) -> None:
     print("|" + "---|" * len(head))
     for r in rows:
         cells = [r["method"], f"{r['score']:.4f}", *(f"{r[t]:.4f}" for t in tasks),
-                 f"{r['per_task_pct']:.3f}", f"{r['stored_pct']:.3f}", f"{r['s_per_step']:.3f}", f"{r['lr']:g}"]
+                 f"{r['per_task_pct']:.3f}", f"{r['stored_pct']:.3f}", f"{r['s_per_step']:.3f}",
+                 f"{r['lr']:g}"]
         print("| " + " | ".join(cells) + " |", flush=True)
 
 

@@ -3,6 +3,7 @@ record the best trial of each in MLflow and write the result table."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -14,10 +15,17 @@ from ray import tune
 
 from search.progress import Progress
 from search.registry import METRIC, make_scheduler, make_searcher
-from search.results import (best_record, checkpoint_files, summarize, table, write_best,
-                            write_tables)
-from search.trainable import run_trial
+from search.results import (
+    best_record,
+    checkpoint_files,
+    summarize,
+    table,
+    write_best,
+    write_json_atomic,
+    write_tables,
+)
 from search.tracking import MlflowCallback, Tracker, ui_hint
+from search.trainable import run_trial
 
 ROOT = Path(__file__).resolve().parents[1]
 # Shipped to every node with each search, so workers run the driver's code.
@@ -53,7 +61,11 @@ def run_search(plan, data, *, address: str | None, resuming: bool) -> int:
           f"{s.searcher}, {concurrency} at once; MLflow {plan.mlflow_uri}", flush=True)
     rows: list[dict[str, Any]] = []
     for method in s.methods:
-        row = run_method(method, plan, data, tracker, concurrency)
+        try:
+            row = run_method(method, plan, data, tracker, concurrency, resuming)
+        except FileExistsError as e:
+            print(f"error: {e}", flush=True)
+            return 2
         if row is None:
             print(f"\nsearch interrupted; the state is saved. Continue it with:\n"
                   f"  python search/run.py --resume --out {s.out}", flush=True)
@@ -79,7 +91,8 @@ def run_search(plan, data, *, address: str | None, resuming: bool) -> int:
     return 0
 
 
-def run_method(method: str, plan, data, tracker: Tracker, concurrency: int) -> dict | None:
+def run_method(method: str, plan, data, tracker: Tracker, concurrency: int,
+               resuming: bool) -> dict | None:
     """One Tune experiment; returns the method's table row, or None when interrupted."""
     s = plan.settings
     name = f"{s.experiment}-{method}"
@@ -89,7 +102,11 @@ def run_method(method: str, plan, data, tracker: Tracker, concurrency: int) -> d
         "reduction_factor", "tasks", "data_dir", "model", "seed")})
     resources = {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial}
     trainable = tune.with_resources(tune.with_parameters(run_trial, data=data), resources)
-    if tune.Tuner.can_restore(path):
+    exists = tune.Tuner.can_restore(path)
+    if exists and not resuming:
+        raise FileExistsError(f"a Tune experiment already exists at {path}; pass --resume to "
+                              "continue it, or another --experiment or --storage-path")
+    if exists:
         print(f"[{method}] resuming {path}", flush=True)
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
     else:
@@ -114,10 +131,13 @@ def run_method(method: str, plan, data, tracker: Tracker, concurrency: int) -> d
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 failure_config=tune.FailureConfig(max_failures=2)))
     start = time.time()
-    grid = tuner.fit()
+    try:
+        grid = tuner.fit()
+    finally:
+        wall = _add_wall_time(Path(s.out), method, time.time() - start)  # across --resume runs
     if grid.num_terminated + grid.num_errors < s.num_samples:
         return None
-    row, best = summarize(method, grid, s.max_t, time.time() - start, METRIC)
+    row, best = summarize(method, grid, s.max_t, wall, METRIC)
     record = best_record(best, _trial_run(tracker, best)) if best is not None else None
     with checkpoint_files(best) as ckpt:
         summary = {k: float(row[k]) for k in ("trials", "stopped_early", "failed", "evals_run",
@@ -128,6 +148,14 @@ def run_method(method: str, plan, data, tracker: Tracker, concurrency: int) -> d
     print(f"[{method}] best score {row['best_score']}, {row['trials']} trials, "
           f"{row['stopped_early']} stopped early, {row['failed']} failed", flush=True)
     return row
+
+
+def _add_wall_time(out: Path, method: str, seconds: float) -> float:
+    path = out / "wall_s.json"
+    walls = json.loads(path.read_text()) if path.exists() else {}
+    walls[method] = walls.get(method, 0.0) + seconds
+    write_json_atomic(path, walls)
+    return walls[method]
 
 
 def _trial_name(trial) -> str:

@@ -12,9 +12,9 @@ from ray import tune
 
 
 class Progress(tune.Callback):
-    def __init__(self, method: str, num_samples: int, max_t: int, every_s: float = 15.0) -> None:
+    def __init__(self, method: str, num_samples: int, max_t: int, every_s: float = 30.0) -> None:
         self.method, self.num_samples, self.max_t, self.every_s = method, num_samples, max_t, every_s
-        self.best: tuple[float, str, int] | None = None  # (score, trial_id, step)
+        self.latest: dict[str, tuple[float, int]] = {}  # trial_id -> (last score, its step)
         self._start = self._last = time.time()
 
     def setup(self, **info) -> None:
@@ -24,15 +24,16 @@ class Progress(tune.Callback):
         print(f"[{self.method} {time.time() - self._start:6.0f}s] {text}", flush=True)
 
     def _best(self) -> str:
-        if self.best is None:
+        """The best last-reported score: how the search picks its best trial."""
+        if not self.latest:
             return "best: none yet"
-        score, trial_id, step = self.best
+        trial_id, (score, step) = max(self.latest.items(), key=lambda kv: kv[1][0])
         return f"best {score:.4f} ({trial_id} at step {step})"
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         score = result.get("score")
-        if isinstance(score, (int, float)) and (self.best is None or score > self.best[0]):
-            self.best = (float(score), trial.trial_id, int(result.get("step", 0)))
+        if isinstance(score, (int, float)) and score == score:  # not NaN
+            self.latest[trial.trial_id] = (float(score), int(result.get("step", 0)))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         last = trial.last_result or {}

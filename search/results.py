@@ -41,7 +41,7 @@ def summarize(method: str, grid, max_t: int, wall_s: float, metric: str = "score
     results = list(grid)
     iterations = [int((r.metrics or {}).get("training_iteration", 0)) for r in results]
     failed = sum(r.error is not None for r in results)
-    early = sum(r.error is None and it < max_t for r, it in zip(results, iterations))
+    early = sum(r.error is None and it < max_t for r, it in zip(results, iterations, strict=True))
     row: dict[str, Any] = {
         "method": method, "best_score": None, "trials": len(results), "stopped_early": early,
         "failed": failed, "evals_run": sum(iterations), "evals_if_no_stopping": len(results) * max_t,
@@ -114,16 +114,19 @@ def table(rows: list[dict]) -> str:
     def title(c: str) -> str:
         return titles.get(c, f"% {c[:-4]}" if c.endswith("_pct") else c)
 
-    def cell(v: Any) -> str:
+    def cell(c: str, v: Any) -> str:
         if v is None:
             return "-"
-        if isinstance(v, float):
-            return f"{v:.4f}" if abs(v) < 1 else f"{v:.2f}" if abs(v) < 1000 else f"{v:.0f}"
-        return str(v)
+        if not isinstance(v, float):
+            return str(v)
+        if c == "wall_s":
+            return f"{v:.0f}"
+        return f"{v:.3f}" if c.endswith("_pct") else f"{v:.4f}"
 
-    grid = [[title(c) for c in cols]] + [[cell(r.get(c)) for c in cols] for r in rows]
+    grid = [[title(c) for c in cols]] + [[cell(c, r.get(c)) for c in cols] for r in rows]
     widths = [max(len(line[i]) for line in grid) for i in range(len(cols))]
-    lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(line, widths)))
+    lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w)
+                       for i, (v, w) in enumerate(zip(line, widths, strict=True)))
              for line in grid]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

@@ -34,7 +34,7 @@ from spaces import SPACES, Space, check_space, get_space  # noqa: E402
 
 RUNS = Path("runs")
 # Config keys set through their own flags, never through --set.
-OWN_FLAGS = {"method", "tasks", "data_dir", "model", "max_steps", "eval_every", "seed",
+OWN_FLAGS = {"method", "tasks", "data_dir", "task_file", "model", "max_steps", "eval_every", "seed",
              "max_train_samples", "max_eval_samples"}
 
 
@@ -45,6 +45,7 @@ class Settings:
     methods: list[str] = field(default_factory=lambda: ["lora"])
     tasks: str = "sst,quora,sts"
     data_dir: str | None = None
+    task_file: str | None = None
     model: str | None = None
     num_samples: int = 8
     max_steps: int = 150
@@ -74,12 +75,21 @@ class Settings:
 DEFAULTS = Settings()
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a flag's default unless it is empty (the help text says what unset means)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False, [], argparse.SUPPRESS):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
     """The CLI. ``defaults=False`` leaves unset flags out (to tell what the user typed)."""
     d = (lambda v: v) if defaults else (lambda v: argparse.SUPPRESS)
     p = argparse.ArgumentParser(
         prog="python search/run.py", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter if defaults else argparse.HelpFormatter,
+        formatter_class=_Help,
         epilog="Method spaces live in spaces/<method>.py. Results: runs/<experiment>/; MLflow: "
                "`mlflow ui --backend-store-uri sqlite:///$PWD/mlflow.db`.")
     g = p.add_argument_group("what to search")
@@ -88,6 +98,8 @@ def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--tasks", default=d(DEFAULTS.tasks), help="comma list of tasks trained together")
     g.add_argument("--data-dir", default=d(None),
                    help="CS224N data folder; unset = the small synthetic demo suite built in code")
+    g.add_argument("--task-file", default=d(None),
+                   help="JSON file defining extra tasks (CSV/TSV/JSONL or HF datasets) for --tasks")
     g.add_argument("--model", default=d(None),
                    help="encoder: hub id or local dir (unset = the packaged all-MiniLM-L6-v2)")
     g.add_argument("--set", action="append", default=d([]), metavar="KEY=VALUE",
@@ -146,10 +158,11 @@ def settings_from(values: dict[str, Any]) -> Settings:
         v["methods"] = v.pop("method")
     if isinstance(v.get("methods"), str):
         text = v["methods"].strip()
-        v["methods"] = list(SPACES) if text == "all" else [m.strip() for m in text.split(",") if m.strip()]
+        names = list(SPACES) if text == "all" else [m.strip() for m in text.split(",") if m.strip()]
+        v["methods"] = list(dict.fromkeys(names))
     if isinstance(v.get("set"), list):
         v["set"] = parse_sets(v["set"])
-    for key in ("data_dir", "out"):
+    for key in ("data_dir", "task_file", "out"):
         if v.get(key):
             v[key] = str(Path(v[key]).expanduser().resolve())
     if v.get("model") and Path(v["model"]).expanduser().exists():  # a local dir, not a hub id
@@ -243,17 +256,20 @@ def make_plan(s: Settings) -> Plan:
         raise ValueError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
     if s.data_dir is not None and not Path(s.data_dir).is_dir():
         raise ValueError(f"--data-dir {s.data_dir}: not a directory")
+    if s.task_file is not None and not Path(s.task_file).is_file():
+        raise ValueError(f"--task-file {s.task_file}: no such file")
     spaces: dict[str, Space] = {}
     constants: dict[str, dict[str, Any]] = {}
     used: set[str] = set()
-    for method in dict.fromkeys(s.methods):
+    for method in s.methods:
         space = get_space(method)  # unknown method or malformed space file: ValueError
         valid = set(common_fields()) | set(method_fields(method))
         pins = {k: v for k, v in s.set.items() if k in valid}
         used |= set(pins)
         space = space.pin(pins)
         check_space(space, method, f"spaces/{method}.py with --set")
-        const = {"method": method, "tasks": s.tasks, "data_dir": s.data_dir, "model": s.model,
+        const = {"method": method, "tasks": s.tasks, "data_dir": s.data_dir,
+                 "task_file": s.task_file, "model": s.model,
                  "max_steps": s.max_steps, "eval_every": s.eval_every, "seed": s.seed,
                  "max_train_samples": s.max_train_samples, "max_eval_samples": s.max_eval_samples}
         TrainConfig.from_flat({**const, **{d.name: d.corners()[0] for d in space.dims}})

@@ -81,12 +81,6 @@ class Tracker:
             self.client.set_tag(best["run_id"], "best", "true")
         self.client.set_terminated(run_id, "FINISHED")
 
-    def best_configs(self) -> dict[str, dict[str, Any]]:
-        """``{method: best config}`` read back from the parent runs' params."""
-        runs = self.client.search_runs([self.experiment_id],
-                                       "tags.kind = 'method' and tags.best_config = 'true'")
-        return {r.data.tags["method"]: dict(r.data.params) for r in runs}
-
 
 class MlflowCallback(tune.Callback):
     """Nested MLflow run per trial: params at start, a batch of metrics per report."""
@@ -153,9 +147,13 @@ class MlflowCallback(tune.Callback):
         run_id = self.runs.get(trial.trial_id)
         if run_id is None:
             return
-        done = int((trial.last_result or {}).get("training_iteration", 0))
-        self.client.set_tag(run_id, "stopped_early", str(status == "FINISHED" and done < self.max_t).lower())
-        if trial.last_result and "node_id" in trial.last_result:
-            self.client.set_tag(run_id, "node_id", str(trial.last_result["node_id"]))
+        from mlflow.entities import RunTag
+
+        last = trial.last_result or {}
+        early = status == "FINISHED" and int(last.get("training_iteration", 0)) < self.max_t
+        tags = [RunTag("stopped_early", str(early).lower())]
+        if "node_id" in last:
+            tags.append(RunTag("node_id", str(last["node_id"])))
+        self.client.log_batch(run_id, tags=tags)
         self.client.set_terminated(run_id, status)
 

@@ -143,7 +143,8 @@ class Space:
 
     def pin(self, values: dict[str, Any]) -> Space:
         """The same space with ``values`` held fixed (a user's ``--set key=value``)."""
-        return Space(self.method, self.dims + tuple(fixed(k, v, "set by the user") for k, v in values.items()))
+        pinned = tuple(fixed(k, v, "set by the user") for k, v in values.items())
+        return Space(self.method, self.dims + pinned)
 
 
 # ---- the dims every method shares ---------------------------------------------------------------

@@ -167,10 +167,10 @@ def test_tune_domains_cover_inclusive_int_bounds():
 
 
 # ---- the CLI fails before any Ray work ----------------------------------------------------------
-def _run_cli(args, cwd):
+def _run_cli(args, cwd, prelude=""):
     """Run search/run.py's main in a fresh interpreter; report whether Ray was imported."""
     probe = (
-        "import runpy, sys\n"
+        "import runpy, sys\n" + prelude +
         f"sys.argv = ['search/run.py'] + {args!r}\n"
         "code = 0\n"
         "try:\n"
@@ -198,6 +198,18 @@ def test_cli_rejects_bad_settings_before_ray(tmp_path, args, message):
     assert message in proc.stderr
     assert "RAY_IMPORTED=False" in proc.stdout
     assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_cli_rejects_a_malformed_space_file_before_ray(tmp_path):
+    (tmp_path / "broken_space.py").write_text(
+        "from spaces.common import COMMON, Space, loguniform\n"
+        "SPACE = Space('adapter', COMMON + [loguniform('lr', 0.0, 1e-3)])\n")
+    prelude = (f"sys.path[:0] = [{str(tmp_path)!r}, {str(ROOT)!r}]\n"
+               "import spaces\nspaces.SPACES['adapter'] = 'broken_space'\n")
+    proc = _run_cli(["--method", "lora,adapter"], tmp_path, prelude)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "spaces/adapter.py: dim 'lr': a log range needs low > 0" in proc.stderr
+    assert "RAY_IMPORTED=False" in proc.stdout and not (tmp_path / "mlflow.db").exists()
 
 
 def test_cli_script_entry_point_and_help(tmp_path):

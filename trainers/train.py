@@ -213,7 +213,9 @@ def train(cfg: TrainConfig, report: Report | None = None, *, data: PreparedData 
             metrics = evaluate(model, data, cfg, device)
             row = {"step": step, "score": metrics["score"], "loss": mean_loss,
                    "samples_per_s": samples / max(elapsed, 1e-9),
-                   **{f"{s.name}_{s.metric}": metrics[s.name] for s in data.specs}}
+                   **{f"{s.name}_{s.metric}": metrics[s.name] for s in data.specs},
+                   "stored_pct": params.stored_pct, "trainable_params": float(params.trainable),
+                   **{f"{t}_pct": pct for t, pct in params.per_task_pct.items()}}
             log(f"[train] step {step}/{cfg.max_steps} loss {mean_loss:.4f} score {row['score']:.4f} "
                 + " ".join(f"{s.name}={metrics[s.name]:.3f}" for s in data.specs)
                 + f" ({row['samples_per_s']:.1f} samples/s)")
