@@ -32,13 +32,11 @@ def load_backbone(name: str | None) -> tuple[nn.Module, object]:
     ``name`` is a hub id or a local directory; None means the packaged MiniLM, which loads
     with no network.
     """
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel
 
+    tokenizer = load_tokenizer(name)
     path = name or default_model_path()
-    if name is None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
         backbone = AutoModel.from_pretrained(path)
     except OSError as e:
         raise RuntimeError(f"cannot load model {path!r}: {str(e).splitlines()[0]}") from e
