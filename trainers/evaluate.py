@@ -43,8 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     params = count_params(model)
     result = {"method": cfg.method, "score": metrics["score"],
               "metrics": {s.name: metrics[s.name] for s in data.specs},
-              "params": {"total": params.total, "trainable": params.trainable,
-                         "per_task_pct": params.per_task_pct, "stored_pct": params.stored_pct},
+              "params": params.summary(),
               "steps": step, "wall_s": time.perf_counter() - t0, "split": args.split,
               "config": cfg.to_flat()}
     text = json.dumps(result, indent=2)

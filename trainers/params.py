@@ -26,6 +26,11 @@ class ParamCounts:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def summary(self) -> dict:
+        """The ``params`` block of result.json (trainer and evaluate write the same shape)."""
+        return {"total": self.total, "trainable": self.trainable,
+                "per_task_pct": self.per_task_pct, "stored_pct": self.stored_pct}
+
 
 def task_of(model: MultitaskModel, name: str) -> str | None:
     """Which task owns parameter ``name`` (None = shared by all tasks)."""
