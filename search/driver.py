@@ -106,6 +106,7 @@ def run_method(method: str, plan, data, tracker: Tracker, concurrency: int,
     if exists and not resuming:
         raise FileExistsError(f"a Tune experiment already exists at {path}; pass --resume to "
                               "continue it, or another --experiment or --storage-path")
+    progress = None
     if exists:
         print(f"[{method}] resuming {path}", flush=True)
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
@@ -115,8 +116,9 @@ def run_method(method: str, plan, data, tracker: Tracker, concurrency: int,
                                               num_samples=s.num_samples)
         scheduler = make_scheduler(s.scheduler, max_t=s.max_t, grace_period=s.grace_period,
                                    reduction_factor=s.reduction_factor)
+        progress = Progress(method, s.num_samples, s.max_t)
         callbacks = [MlflowCallback(plan.mlflow_uri, tracker.experiment_id, parent, method, s.max_t),
-                     Progress(method, s.num_samples, s.max_t)]
+                     progress]
         tuner = tune.Tuner(
             trainable, param_space=param_space,
             tune_config=tune.TuneConfig(
@@ -135,6 +137,10 @@ def run_method(method: str, plan, data, tracker: Tracker, concurrency: int,
         grid = tuner.fit()
     finally:
         wall = _add_wall_time(Path(s.out), method, time.time() - start)  # across --resume runs
+        if progress is not None:
+            write_json_atomic(Path(s.out) / method / "trials.json",
+                              {"search_started_at": start, "concurrency": concurrency,
+                               "trials": progress.timing})
     if grid.num_terminated + grid.num_errors < s.num_samples:
         return None
     row, best = summarize(method, grid, s.max_t, wall, METRIC)

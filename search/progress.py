@@ -15,6 +15,9 @@ class Progress(tune.Callback):
     def __init__(self, method: str, num_samples: int, max_t: int, every_s: float = 30.0) -> None:
         self.method, self.num_samples, self.max_t, self.every_s = method, num_samples, max_t, every_s
         self.latest: dict[str, tuple[float, int]] = {}  # trial_id -> (last score, its step)
+        # trial_id -> when Tune started it (driver clock), when its first training step began
+        # (trial clock), when it ended, and the trainer's time split (written as trials.json).
+        self.timing: dict[str, dict[str, float]] = {}
         self._start = self._last = time.time()
 
     def setup(self, **info) -> None:
@@ -30,12 +33,21 @@ class Progress(tune.Callback):
         trial_id, (score, step) = max(self.latest.items(), key=lambda kv: kv[1][0])
         return f"best {score:.4f} ({trial_id} at step {step})"
 
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        # A restored trial starts again: its clock restarts with the new process.
+        self.timing[trial.trial_id] = {"scheduled_at": time.time()}
+
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        clock = self.timing.setdefault(trial.trial_id, {})
+        for key in ("first_step_at", "train_s", "eval_s", "setup_s", "step", "training_iteration"):
+            if isinstance(result.get(key), (int, float)):
+                clock[key] = float(result[key])
         score = result.get("score")
         if isinstance(score, (int, float)) and score == score:  # not NaN
             self.latest[trial.trial_id] = (float(score), int(result.get("step", 0)))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self.timing.setdefault(trial.trial_id, {})["ended_at"] = time.time()
         last = trial.last_result or {}
         done = int(last.get("training_iteration", 0))
         how = "finished" if done >= self.max_t else "stopped early"
@@ -45,6 +57,7 @@ class Progress(tune.Callback):
                   f"{self._counts(trials, ending=trial)}; {self._best()}")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self.timing.setdefault(trial.trial_id, {})["ended_at"] = time.time()
         where = getattr(trial, "error_file", None) or trial.path
         self._say(f"trial {trial.trial_id} FAILED (see {where}); "
                   f"{self._counts(trials, ending=trial, failed=True)}")

@@ -18,7 +18,7 @@ from typing import Any
 
 # Tune's bookkeeping keys: not training metrics.
 _NOT_METRICS = {"step", "timestamp", "done", "pid", "time_this_iter_s", "time_since_restore",
-                "iterations_since_restore", "should_checkpoint"}
+                "iterations_since_restore", "should_checkpoint", "first_step_at"}
 
 
 def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:

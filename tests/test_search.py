@@ -77,6 +77,18 @@ def test_asha_stops_some_trials_early(search):
 
 
 @pytest.mark.integration
+def test_trial_clock_is_written_per_method(search):
+    out, _, results = search
+    for row in results["methods"]:
+        info = json.loads((out / row["method"] / "trials.json").read_text())
+        assert len(info["trials"]) == 6 and info["concurrency"] >= 1
+        for t in info["trials"].values():
+            # Tune started it, then its first step ran, then it ended; the trainer's time fits
+            assert info["search_started_at"] <= t["scheduled_at"] <= t["first_step_at"] <= t["ended_at"]
+            assert 0 < t["train_s"] + t["eval_s"] <= t["ended_at"] - t["scheduled_at"]
+
+
+@pytest.mark.integration
 def test_best_config_of_each_method_is_read_back_from_mlflow(search):
     out, _, results = search
     client, runs = mlflow_runs(out, "it")

@@ -50,6 +50,19 @@ def test_report_gets_per_task_metrics_and_score_formula():
     assert res["steps"] == 20
 
 
+def test_time_split_adds_up_and_is_reported_per_evaluation():
+    rows = []
+    res = run(small(), report=lambda m, save: rows.append(m))
+    assert 0 < res["setup_s"] and 0 < res["train_s"] and 0 < res["eval_s"]
+    assert res["setup_s"] + res["train_s"] + res["eval_s"] <= res["wall_s"]
+    assert res["step_s_median"] * 20 == pytest.approx(res["train_s"], rel=0.9)
+    assert res["train_s_per_step"] == pytest.approx(res["train_s"] / 20)
+    # cumulative over the run: each evaluation's row carries the time so far
+    assert rows[0]["train_s"] < rows[1]["train_s"] == pytest.approx(res["train_s"])
+    assert rows[0]["eval_s"] < rows[1]["eval_s"] == pytest.approx(res["eval_s"])
+    assert rows[0]["first_step_at"] == rows[1]["first_step_at"]
+
+
 def test_seeded_runs_are_reproducible():
     a, b = run(small(method="lora", lr=3e-3)), run(small(method="lora", lr=3e-3))
     assert a["metrics"] == b["metrics"]

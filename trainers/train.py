@@ -157,6 +157,7 @@ def train(cfg: TrainConfig, report: Report | None = None, *, data: PreparedData 
 
     # -- optimizer, schedule, resume
     optimizer, scheduler = make_optimizer(model, cfg)
+    trainable = [p for p in model.parameters() if p.requires_grad]  # clip these, not 22M frozen
     step = 0
     if resume is not None:
         step = _restore(model, optimizer, scheduler, Path(resume), device)
@@ -176,9 +177,15 @@ def train(cfg: TrainConfig, report: Report | None = None, *, data: PreparedData 
     metrics: dict[str, float] = {}
     loss_sum = torch.zeros((), device=device)  # summed on device: no host sync per step
     loss_steps, samples, t_log = 0, 0, time.perf_counter()
-    train_time = 0.0
+    # Where the time goes (benchmarks/ and the search's trial table read these): seconds in
+    # training steps, in evaluation, and from entering train() to the first step.
+    train_time = eval_time = 0.0
+    step_times: list[float] = []
+    setup_s = first_step_at = None
     while step < cfg.max_steps:
         t_step = time.perf_counter()
+        if setup_s is None:
+            setup_s, first_step_at = t_step - t_start, time.time()
         task = next(sampler)
         spec = model.specs[task]
         b = to_device(data.train[task].batch(next(batches[task]), data.pad_id), device)
@@ -189,7 +196,7 @@ def train(cfg: TrainConfig, report: Report | None = None, *, data: PreparedData 
         if aux is not None:
             loss = loss + aux
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -197,7 +204,8 @@ def train(cfg: TrainConfig, report: Report | None = None, *, data: PreparedData 
         loss_sum += loss.detach()
         loss_steps += 1
         samples += len(b["labels"])
-        train_time += time.perf_counter() - t_step
+        step_times.append(time.perf_counter() - t_step)
+        train_time += step_times[-1]
 
         if step % cfg.log_every == 0 and step % cfg.eval_every != 0:
             # One host sync per log line, not per step.
@@ -210,12 +218,16 @@ def train(cfg: TrainConfig, report: Report | None = None, *, data: PreparedData 
             if not math.isfinite(mean_loss):
                 raise NonFiniteLoss(f"loss became {mean_loss} by step {step} (lr={cfg.lr})")
             elapsed = time.perf_counter() - t_log
+            t_eval = time.perf_counter()
             metrics = evaluate(model, data, cfg, device)
+            eval_time += time.perf_counter() - t_eval
             row = {"step": step, "score": metrics["score"], "loss": mean_loss,
                    "samples_per_s": samples / max(elapsed, 1e-9),
                    **{f"{s.name}_{s.metric}": metrics[s.name] for s in data.specs},
                    "stored_pct": params.stored_pct, "trainable_params": float(params.trainable),
-                   **{f"{t}_pct": pct for t, pct in params.per_task_pct.items()}}
+                   **{f"{t}_pct": pct for t, pct in params.per_task_pct.items()},
+                   "train_s": train_time, "eval_s": eval_time, "setup_s": setup_s,
+                   "first_step_at": first_step_at}
             log(f"[train] step {step}/{cfg.max_steps} loss {mean_loss:.4f} score {row['score']:.4f} "
                 + " ".join(f"{s.name}={metrics[s.name]:.3f}" for s in data.specs)
                 + f" ({row['samples_per_s']:.1f} samples/s)")
@@ -233,6 +245,10 @@ def train(cfg: TrainConfig, report: Report | None = None, *, data: PreparedData 
         "steps": step,
         "wall_s": time.perf_counter() - t_start,
         "train_s_per_step": train_time / max(1, step - start_step),
+        "step_s_median": float(np.median(step_times)) if step_times else None,
+        "train_s": train_time,
+        "eval_s": eval_time,
+        "setup_s": setup_s,
         "synthetic_data": data.synthetic,
         "config": cfg.to_flat(),
     }

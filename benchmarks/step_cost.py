@@ -1,0 +1,172 @@
+"""Cost of a training step per method, and the trainer against a bare training loop.
+
+    python benchmarks/step_cost.py --steps 15 --repeats 2            # every method
+    python benchmarks/step_cost.py --methods full,lora,adapter
+
+Two tables from one run, each method measured in its own process (so peak memory is that
+method's alone):
+
+1. trainer overhead: the trainer's step against a bare forward + backward + AdamW step of
+   the same MultitaskModel (packaged MiniLM + method + heads), batch and sequence length.
+   Every example is exactly ``--seq-len`` tokens, so padding plays no part. The trainer also
+   samples a task, builds the padded batch, clips gradients and steps the LR schedule.
+2. method cost: seconds per step, samples per second, peak resident memory, trainable
+   parameters, each also as a ratio to ``full``.
+
+Per-step times are taken one by one and the median is reported (the first step of a run,
+which allocates, and one-off stalls of a shared machine do not move a median); runs
+alternate trainer, bare, trainer, bare, ... after one discarded warm-up run, so slow phases
+of the machine hit both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from trainers.config import TrainConfig  # noqa: E402
+from trainers.data import PreparedData, TokenizedSplit, data_key  # noqa: E402
+from trainers.methods import METHODS  # noqa: E402
+from trainers.model import MultitaskModel, load_backbone  # noqa: E402
+from trainers.params import count_params  # noqa: E402
+from trainers.tasks import CS224N  # noqa: E402
+from trainers.train import make_optimizer, task_loss, train  # noqa: E402
+
+
+def fixed_length_split(n: int, seq_len: int, vocab: int, seed: int) -> TokenizedSplit:
+    rng = np.random.default_rng(seed)
+    return TokenizedSplit(ids=rng.integers(1000, vocab, n * seq_len).astype(np.int32),
+                          types=np.zeros(n * seq_len, np.int8),
+                          offsets=np.arange(0, (n + 1) * seq_len, seq_len),
+                          labels=rng.integers(0, 5, n).astype(np.float32))
+
+
+def bench_config(method: str, steps: int, batch_size: int) -> TrainConfig:
+    # One evaluation at the end over 32 examples; evaluation is not part of a step's time.
+    return TrainConfig(method=method, tasks=("sst",), max_steps=steps, eval_every=steps,
+                       log_every=10**9, batch_size=batch_size, head_dropout=0.1)
+
+
+def bare_step_times(cfg: TrainConfig, data: PreparedData, steps: int) -> list[float]:
+    """Forward, loss, backward, AdamW step, zero grads: nothing else."""
+    backbone, _ = load_backbone(cfg.model)
+    torch.manual_seed(cfg.seed)
+    model = MultitaskModel(backbone, data.specs, cfg)
+    model.train()
+    optimizer, _ = make_optimizer(model, cfg)
+    spec, split = data.specs[0], data.train["sst"]
+    times = []
+    for i in range(steps):
+        idx = np.arange(i * cfg.batch_size, (i + 1) * cfg.batch_size)
+        b = {k: torch.from_numpy(v) for k, v in split.batch(idx, data.pad_id).items()}
+        t0 = time.perf_counter()
+        out = model("sst", b["input_ids"], b["attention_mask"], b["token_type_ids"])
+        task_loss(spec, out, b["labels"]).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def trainer_step_median(cfg: TrainConfig, data: PreparedData) -> float:
+    """The trainer's own per-step clock (drawing the task to zeroed gradients), median."""
+    return train(cfg, data=data, log=lambda s: None)["step_s_median"]
+
+
+def measure(method: str, steps: int, repeats: int, batch_size: int, seq_len: int) -> dict:
+    """One method, in this process: alternating trainer and bare runs."""
+    cfg = bench_config(method, steps, batch_size)
+    data = PreparedData(specs=[CS224N["sst"]],
+                        train={"sst": fixed_length_split(batch_size * (steps + 1), seq_len, 30000, 0)},
+                        dev={"sst": fixed_length_split(32, seq_len, 30000, 1)},
+                        pad_id=0, synthetic=True, key=data_key(cfg))
+    backbone, _ = load_backbone(cfg.model)
+    params = count_params(MultitaskModel(backbone, data.specs, cfg))
+    del backbone
+    # A process's first training run is slower throughout (allocator growth, first kernel
+    # choices): one discarded bare run first, so neither side pays for it.
+    bare_step_times(cfg, data, max(3, steps // 3))
+    trainer, bare, peak_mb = [], [], None
+    for _ in range(repeats):
+        trainer.append(trainer_step_median(cfg, data))
+        if peak_mb is None:  # high-water mark after one trainer run: this method's training peak
+            peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        bare.append(statistics.median(bare_step_times(cfg, data, steps)))
+    trainer_s, bare_s = statistics.median(trainer), statistics.median(bare)
+    return {"method": method, "trainer_s": trainer_s, "bare_s": bare_s, "ratio": trainer_s / bare_s,
+            "trainer_runs": trainer, "bare_runs": bare, "samples_per_s": batch_size / trainer_s,
+            "peak_rss_mb": peak_mb, "trainable_params": params.trainable,
+            "stored_pct": params.stored_pct, "threads": torch.get_num_threads()}
+
+
+def run_isolated(method: str, args) -> dict:
+    cmd = [sys.executable, __file__, "--one", method, "--steps", str(args.steps), "--repeats",
+           str(args.repeats), "--batch-size", str(args.batch_size), "--seq-len", str(args.seq_len)]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        raise SystemExit(f"step_cost: {method} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--steps", type=int, default=15, help="steps per run")
+    p.add_argument("--repeats", type=int, default=2, help="trainer/bare run pairs per method")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seq-len", type=int, default=64)
+    p.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/step_cost.json")
+    p.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one method, print JSON
+    args = p.parse_args()
+    if args.one:
+        print(json.dumps(measure(args.one, args.steps, args.repeats, args.batch_size, args.seq_len)))
+        return 0
+    methods = args.methods.split(",")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        p.error(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
+    rows = []
+    for method in methods:
+        rows.append(run_isolated(method, args))
+        r = rows[-1]
+        print(f"  {method}: trainer {r['trainer_s']:.3f} s/step, bare {r['bare_s']:.3f}, "
+              f"ratio {r['ratio']:.3f}, peak {r['peak_rss_mb']:.0f} MB", flush=True)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "machine": f"{platform.machine()}, {platform.processor() or '?'}, torch {torch.__version__}",
+            "args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=2))
+    full = next((r for r in rows if r["method"] == "full"), None)
+    print(f"\nbatch {args.batch_size} x {args.seq_len} tokens, median step of {args.steps}-step runs, "
+          f"median of {args.repeats} runs, {rows[0]['threads']} torch threads\n")
+    print("| method | bare s/step | trainer s/step | trainer / bare |\n|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['method']} | {r['bare_s']:.3f} | {r['trainer_s']:.3f} | {r['ratio']:.3f} |")
+    print("\n| method | s/step | samples/s | peak RSS MB | trainable params | stored % |"
+          + (" step vs full | memory vs full | params vs full |\n|---|---|---|---|---|---|---|---|---|"
+             if full else "\n|---|---|---|---|---|---|"))
+    for r in rows:
+        line = (f"| {r['method']} | {r['trainer_s']:.3f} | {r['samples_per_s']:.1f} | {r['peak_rss_mb']:.0f} "
+                f"| {r['trainable_params']:,} | {r['stored_pct']:.3f} |")
+        if full:
+            line += (f" {r['trainer_s'] / full['trainer_s']:.2f} | {r['peak_rss_mb'] / full['peak_rss_mb']:.2f} "
+                     f"| {r['trainable_params'] / full['trainable_params']:.4f} |")
+        print(line)
+    print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
