@@ -1,6 +1,6 @@
 """Cost of a training step per method, and the trainer against a bare training loop.
 
-    python benchmarks/step_cost.py --steps 15 --repeats 2            # every method
+    python benchmarks/step_cost.py --steps 30                        # every method
     python benchmarks/step_cost.py --methods full,lora,adapter
 
 Two tables from one run, each method measured in its own process (so peak memory is that
@@ -13,10 +13,11 @@ method's alone):
 2. method cost: seconds per step, samples per second, peak resident memory, trainable
    parameters, each also as a ratio to ``full``.
 
-Per-step times are taken one by one and the median is reported (the first step of a run,
-which allocates, and one-off stalls of a shared machine do not move a median); runs
-alternate trainer, bare, trainer, bare, ... after one discarded warm-up run, so slow phases
-of the machine hit both alike.
+Both sides run on one model in one process, step by step interleaved (trainer step, bare
+step, bare step, trainer step, ...) after a few warm-up steps, and the medians are compared:
+drift of a shared machine hits both sides alike and one-off stalls do not move a median.
+(Whole runs alternated, as the first version of this script did, differed by +-15% between
+repeats on this VM: too coarse to resolve a 5% overhead.)
 """
 
 from __future__ import annotations
@@ -38,12 +39,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from trainers.config import TrainConfig  # noqa: E402
-from trainers.data import PreparedData, TokenizedSplit, data_key  # noqa: E402
+from trainers.data import PreparedData, TaskSampler, TokenizedSplit, data_key, train_batches  # noqa: E402
 from trainers.methods import METHODS  # noqa: E402
 from trainers.model import MultitaskModel, load_backbone  # noqa: E402
-from trainers.params import count_params  # noqa: E402
 from trainers.tasks import CS224N  # noqa: E402
-from trainers.train import make_optimizer, task_loss, train  # noqa: E402
+from trainers.train import make_optimizer, task_loss, to_device, train, train_step  # noqa: E402
 
 
 def fixed_length_split(n: int, seq_len: int, vocab: int, seed: int) -> TokenizedSplit:
@@ -60,61 +60,75 @@ def bench_config(method: str, steps: int, batch_size: int) -> TrainConfig:
                        log_every=10**9, batch_size=batch_size, head_dropout=0.1)
 
 
-def bare_step_times(cfg: TrainConfig, data: PreparedData, steps: int) -> list[float]:
-    """Forward, loss, backward, AdamW step, zero grads: nothing else."""
+def paired_step_times(cfg: TrainConfig, data: PreparedData, steps: int) -> tuple[list[float], list[float]]:
+    """``steps`` pairs of (trainer step, bare step) on one model, interleaved.
+
+    The trainer step is the trainer's own code path: draw a task (``TaskSampler``), draw and pad
+    a batch (``train_batches``, ``TokenizedSplit.batch``), move it (``to_device``) and run
+    ``train_step`` (forward, loss, backward, clipping, AdamW, LR schedule, NaN check). The bare
+    step is forward, loss, backward, AdamW and zeroing on a ready tensor batch, nothing else.
+    Pairs alternate which side goes first, so drift of the machine hits both sides alike.
+    """
     backbone, _ = load_backbone(cfg.model)
     torch.manual_seed(cfg.seed)
     model = MultitaskModel(backbone, data.specs, cfg)
     model.train()
-    optimizer, _ = make_optimizer(model, cfg)
+    optimizer, scheduler = make_optimizer(model, cfg)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    device = torch.device("cpu")
     spec, split = data.specs[0], data.train["sst"]
-    times = []
-    for i in range(steps):
-        idx = np.arange(i * cfg.batch_size, (i + 1) * cfg.batch_size)
-        b = {k: torch.from_numpy(v) for k, v in split.batch(idx, data.pad_id).items()}
-        t0 = time.perf_counter()
-        out = model("sst", b["input_ids"], b["attention_mask"], b["token_type_ids"])
-        task_loss(spec, out, b["labels"]).backward()
+    rng = np.random.default_rng(cfg.seed)
+    sampler = TaskSampler({spec.name: len(split)}, cfg.sampler, cfg.temperature, seed=cfg.seed)
+    batches = train_batches(split, cfg.batch_size, rng, cfg.bucket)
+    ready = {k: torch.from_numpy(v) for k, v in split.batch(np.arange(cfg.batch_size), data.pad_id).items()}
+
+    def trainer_step() -> None:
+        task = next(sampler)
+        b = to_device(data.train[task].batch(next(batches), data.pad_id), device)
+        train_step(model, model.specs[task], b, optimizer, scheduler, trainable, cfg, device)
+
+    def bare_step() -> None:
+        out = model(spec.name, ready["input_ids"], ready["attention_mask"], ready["token_type_ids"])
+        task_loss(spec, out, ready["labels"]).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - t0)
-    return times
+
+    for _ in range(3):  # warm-up: the first steps of a process allocate and pick kernels
+        trainer_step()
+        bare_step()
+    trainer, bare = [], []
+    for i in range(steps):
+        for side in ((trainer_step, trainer), (bare_step, bare))[:: 1 if i % 2 == 0 else -1]:
+            t0 = time.perf_counter()
+            side[0]()
+            side[1].append(time.perf_counter() - t0)
+    return trainer, bare
 
 
-def trainer_step_median(cfg: TrainConfig, data: PreparedData) -> float:
-    """The trainer's own per-step clock (drawing the task to zeroed gradients), median."""
-    return train(cfg, data=data, log=lambda s: None)["step_s_median"]
-
-
-def measure(method: str, steps: int, repeats: int, batch_size: int, seq_len: int) -> dict:
-    """One method, in this process: alternating trainer and bare runs."""
+def measure(method: str, steps: int, batch_size: int, seq_len: int) -> dict:
+    """One method, in this process: peak memory of the trainer, then paired steps."""
     cfg = bench_config(method, steps, batch_size)
     data = PreparedData(specs=[CS224N["sst"]],
-                        train={"sst": fixed_length_split(batch_size * (steps + 1), seq_len, 30000, 0)},
+                        train={"sst": fixed_length_split(batch_size * (steps + 8), seq_len, 30000, 0)},
                         dev={"sst": fixed_length_split(32, seq_len, 30000, 1)},
                         pad_id=0, synthetic=True, key=data_key(cfg))
-    backbone, _ = load_backbone(cfg.model)
-    params = count_params(MultitaskModel(backbone, data.specs, cfg))
-    del backbone
-    # A process's first training run is slower throughout (allocator growth, first kernel
-    # choices): one discarded bare run first, so neither side pays for it.
-    bare_step_times(cfg, data, max(3, steps // 3))
-    trainer, bare, peak_mb = [], [], None
-    for _ in range(repeats):
-        trainer.append(trainer_step_median(cfg, data))
-        if peak_mb is None:  # high-water mark after one trainer run: this method's training peak
-            peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        bare.append(statistics.median(bare_step_times(cfg, data, steps)))
+    # The trainer itself for a few steps: this method's peak resident memory in training.
+    short = bench_config(method, 4, batch_size)
+    res = train(short, data=data, log=lambda s: None)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    trainer, bare = paired_step_times(cfg, data, steps)
     trainer_s, bare_s = statistics.median(trainer), statistics.median(bare)
+    pair_ratio = statistics.median(t / b for t, b in zip(trainer, bare, strict=True))
     return {"method": method, "trainer_s": trainer_s, "bare_s": bare_s, "ratio": trainer_s / bare_s,
-            "trainer_runs": trainer, "bare_runs": bare, "samples_per_s": batch_size / trainer_s,
-            "peak_rss_mb": peak_mb, "trainable_params": params.trainable,
-            "stored_pct": params.stored_pct, "threads": torch.get_num_threads()}
+            "pair_ratio_median": pair_ratio, "trainer_steps": trainer, "bare_steps": bare,
+            "samples_per_s": batch_size / trainer_s, "peak_rss_mb": peak_mb,
+            "trainable_params": res["params"]["trainable"], "stored_pct": res["params"]["stored_pct"],
+            "threads": torch.get_num_threads()}
 
 
 def run_isolated(method: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--one", method, "--steps", str(args.steps), "--repeats",
-           str(args.repeats), "--batch-size", str(args.batch_size), "--seq-len", str(args.seq_len)]
+    cmd = [sys.executable, __file__, "--one", method, "--steps", str(args.steps),
+           "--batch-size", str(args.batch_size), "--seq-len", str(args.seq_len)]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if done.returncode != 0:
         raise SystemExit(f"step_cost: {method} failed:\n{done.stderr[-3000:]}")
@@ -124,15 +138,14 @@ def run_isolated(method: str, args) -> dict:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--methods", default=",".join(METHODS))
-    p.add_argument("--steps", type=int, default=15, help="steps per run")
-    p.add_argument("--repeats", type=int, default=2, help="trainer/bare run pairs per method")
+    p.add_argument("--steps", type=int, default=30, help="timed (trainer step, bare step) pairs")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seq-len", type=int, default=64)
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/step_cost.json")
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one method, print JSON
     args = p.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one, args.steps, args.repeats, args.batch_size, args.seq_len)))
+        print(json.dumps(measure(args.one, args.steps, args.batch_size, args.seq_len)))
         return 0
     methods = args.methods.split(",")
     unknown = [m for m in methods if m not in METHODS]
@@ -149,11 +162,12 @@ def main() -> int:
             "machine": f"{platform.machine()}, {platform.processor() or '?'}, torch {torch.__version__}",
             "args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=2))
     full = next((r for r in rows if r["method"] == "full"), None)
-    print(f"\nbatch {args.batch_size} x {args.seq_len} tokens, median step of {args.steps}-step runs, "
-          f"median of {args.repeats} runs, {rows[0]['threads']} torch threads\n")
-    print("| method | bare s/step | trainer s/step | trainer / bare |\n|---|---|---|---|")
+    print(f"\nbatch {args.batch_size} x {args.seq_len} tokens, median of {args.steps} interleaved "
+          f"(trainer, bare) step pairs, {rows[0]['threads']} torch threads\n")
+    print("| method | bare s/step | trainer s/step | trainer / bare | median pair ratio |\n|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['method']} | {r['bare_s']:.3f} | {r['trainer_s']:.3f} | {r['ratio']:.3f} |")
+        print(f"| {r['method']} | {r['bare_s']:.3f} | {r['trainer_s']:.3f} | {r['ratio']:.3f} | "
+              f"{r['pair_ratio_median']:.3f} |")
     print("\n| method | s/step | samples/s | peak RSS MB | trainable params | stored % |"
           + (" step vs full | memory vs full | params vs full |\n|---|---|---|---|---|---|---|---|---|"
              if full else "\n|---|---|---|---|---|---|"))

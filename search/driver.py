@@ -18,13 +18,14 @@ from search.registry import METRIC, make_scheduler, make_searcher
 from search.results import (
     best_record,
     checkpoint_files,
+    failed,
     summarize,
     table,
     write_best,
     write_json_atomic,
     write_tables,
 )
-from search.tracking import MlflowCallback, Tracker, ui_hint
+from search.tracking import DRAIN_S, MlflowCallback, Tracker, ui_hint
 from search.trainable import run_trial
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +35,10 @@ SHIPPED_EXCLUDES = ["/runs/", "/mlruns/", "/mlartifacts/", "*.db", "/ray_results
 
 
 def start_ray(address: str | None) -> None:
+    # A failed MLflow write raises at once (no minutes of HTTP retries blocking Tune's loop):
+    # the tracking callback queues it and retries while training goes on.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     # Tune warns on every forced experiment snapshot that num_to_keep=1 causes: not actionable.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     runtime_env = {"working_dir": str(ROOT), "excludes": SHIPPED_EXCLUDES}
@@ -84,10 +89,17 @@ def run_search(plan, data, *, address: str | None, resuming: bool) -> int:
     print(f"wrote {csv_path}, {json_path} and <method>/best_config.json under {out}")
     print(f"rerun a best config: python -m trainers.train --config {out / s.methods[0] / 'best_config.json'}")
     print(f"MLflow UI: {ui_hint(plan.mlflow_uri)}", flush=True)
-    failed = [r["method"] for r in rows if r["best_score"] is None]
-    if failed:
-        print(f"error: no trial of {', '.join(failed)} reported a finite score", flush=True)
+    no_best = [r["method"] for r in rows if r["best_score"] is None]
+    if no_best:
+        print(f"error: no trial of {', '.join(no_best)} reported a finite score; no best config "
+              "written for it", flush=True)
         return 1
+    unrecorded = [r["method"] for r in rows if not r.get("mlflow_recorded", True)]
+    if unrecorded:
+        print(f"error: the MLflow record of {', '.join(unrecorded)} is incomplete ({plan.mlflow_uri} "
+              f"unreachable); the results above and best_config.json are complete. Once MLflow is "
+              f"back: python search/run.py --resume --out {s.out}", flush=True)
+        return 3
     return 0
 
 
@@ -142,18 +154,44 @@ def run_method(method: str, plan, data, tracker: Tracker, concurrency: int,
                               {"search_started_at": start, "concurrency": concurrency,
                                "trials": progress.timing})
     if grid.num_terminated + grid.num_errors < s.num_samples:
+        # Interrupted: trials still RUNNING in MLflow are marked KILLED (a --resume reattaches them).
+        _mlflow_retrying(lambda: (tracker.close_stale_runs(method, {}),
+                                  tracker.client.set_terminated(parent, "KILLED")), "closing runs")
         return None
     row, best = summarize(method, grid, s.max_t, wall, METRIC)
-    record = best_record(best, _trial_run(tracker, best)) if best is not None else None
+    fates = {r.metrics.get("trial_id"): "FAILED" if failed(r) else "FINISHED" for r in grid if r.metrics}
     with checkpoint_files(best) as ckpt:
         summary = {k: float(row[k]) for k in ("trials", "stopped_early", "failed", "evals_run",
                                               "evals_if_no_stopping", "wall_s")}
-        tracker.finish_parent(parent, record, summary, ckpt)
-        if record is not None:
+        record = best_record(best, None) if best is not None else None
+        if record is not None:  # the files first: they do not depend on MLflow being up
             write_best(Path(s.out), method, record, ckpt)
+
+        def record_in_mlflow() -> None:
+            tracker.close_stale_runs(method, fates)  # runs a killed driver could not close
+            if record is not None:
+                record["run_id"] = _trial_run(tracker, best)
+            tracker.finish_parent(parent, record, summary, ckpt)
+
+        row["mlflow_recorded"] = _mlflow_retrying(record_in_mlflow, "recording the best config")
     print(f"[{method}] best score {row['best_score']}, {row['trials']} trials, "
           f"{row['stopped_early']} stopped early, {row['failed']} failed", flush=True)
     return row
+
+
+def _mlflow_retrying(write, what: str, timeout_s: float = DRAIN_S, every_s: float = 5.0) -> bool:
+    """Run ``write`` until it succeeds or ``timeout_s`` passes; False (with a message) if never."""
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            write()
+            return True
+        except Exception as e:  # noqa: BLE001 - any tracking-store failure
+            if time.time() >= deadline:
+                print(f"[mlflow] {what} failed for {timeout_s:.0f}s ({type(e).__name__}: "
+                      f"{str(e).splitlines()[0][:200] if str(e) else ''})", flush=True)
+                return False
+            time.sleep(every_s)
 
 
 def _add_wall_time(out: Path, method: str, seconds: float) -> float:

@@ -49,6 +49,10 @@ class Progress(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self.timing.setdefault(trial.trial_id, {})["ended_at"] = time.time()
         last = trial.last_result or {}
+        if last.get("failure"):
+            self._say(f"trial {trial.trial_id} FAILED: {last.get('error', last['failure'])} (not "
+                      f"retried, never the best); {self._counts(trials, ending=trial, failed=True)}")
+            return
         done = int(last.get("training_iteration", 0))
         how = "finished" if done >= self.max_t else "stopped early"
         score = last.get("score")
@@ -74,6 +78,8 @@ class Progress(tune.Callback):
         def status(t) -> str:
             if t is ending:
                 return "ERROR" if failed else "TERMINATED"
+            if t.status == "TERMINATED" and (t.last_result or {}).get("failure"):
+                return "ERROR"
             return t.status
 
         running = sum(status(t) == "RUNNING" for t in trials)

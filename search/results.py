@@ -35,16 +35,22 @@ def resolved_config(trial_config: dict[str, Any]) -> dict[str, Any]:
     return TrainConfig.from_flat(trial_config).to_flat()
 
 
+def failed(result) -> bool:
+    """A trial that errored, or stopped itself on a NaN/inf loss or out of memory (it reports a
+    NaN score and its ``failure``)."""
+    return result.error is not None or bool((result.metrics or {}).get("failure"))
+
+
 def summarize(method: str, grid, max_t: int, wall_s: float, metric: str = "score") -> tuple[dict, Any]:
     """``(row, best_result)`` of one method's ResultGrid; ``best_result`` is None when no trial
     reported a finite score."""
     results = list(grid)
     iterations = [int((r.metrics or {}).get("training_iteration", 0)) for r in results]
-    failed = sum(r.error is not None for r in results)
-    early = sum(r.error is None and it < max_t for r, it in zip(results, iterations, strict=True))
+    n_failed = sum(failed(r) for r in results)
+    early = sum(not failed(r) and it < max_t for r, it in zip(results, iterations, strict=True))
     row: dict[str, Any] = {
         "method": method, "best_score": None, "trials": len(results), "stopped_early": early,
-        "failed": failed, "evals_run": sum(iterations), "evals_if_no_stopping": len(results) * max_t,
+        "failed": n_failed, "evals_run": sum(iterations), "evals_if_no_stopping": len(results) * max_t,
         "wall_s": round(wall_s, 1), "best_trial_id": None,
     }
     try:

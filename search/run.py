@@ -64,6 +64,7 @@ class Settings:
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     set: dict[str, Any] = field(default_factory=dict)
+    range: dict[str, list[float]] = field(default_factory=dict)
     out: str | None = None
 
     @property
@@ -105,6 +106,9 @@ def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--set", action="append", default=d([]), metavar="KEY=VALUE",
                    help="hold a config key fixed in every trial, e.g. --set batch_size=16 "
                         "--set target_modules=query,value (repeatable; JSON values)")
+    g.add_argument("--range", action="append", default=d([]), metavar="KEY=LOW:HIGH",
+                   help="search a dim of the method's space over another range, e.g. --range "
+                        "lr=1e-4:3e-3 (repeatable; the dim keeps its kind, log or linear)")
     g = p.add_argument_group("budget")
     g.add_argument("--num-samples", type=int, default=d(DEFAULTS.num_samples),
                    help="trials per method")
@@ -162,6 +166,8 @@ def settings_from(values: dict[str, Any]) -> Settings:
         v["methods"] = list(dict.fromkeys(names))
     if isinstance(v.get("set"), list):
         v["set"] = parse_sets(v["set"])
+    if isinstance(v.get("range"), list):
+        v["range"] = parse_ranges(v["range"])
     for key in ("data_dir", "task_file", "out"):
         if v.get(key):
             v[key] = str(Path(v[key]).expanduser().resolve())
@@ -186,6 +192,21 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
             out[key] = json.loads(text)
         except json.JSONDecodeError:
             out[key] = text
+    return out
+
+
+def parse_ranges(items: list[str]) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        low, colon, high = text.partition(":")
+        try:
+            if not (sep and colon and key.strip()):
+                raise ValueError
+            out[key.strip()] = [float(low), float(high)]
+        except ValueError:
+            raise ValueError(f"--range {item!r}: expected KEY=LOW:HIGH with numbers, "
+                             "e.g. lr=1e-4:3e-3") from None
     return out
 
 
@@ -267,6 +288,20 @@ def make_plan(s: Settings) -> Plan:
         pins = {k: v for k, v in s.set.items() if k in valid}
         used |= set(pins)
         space = space.pin(pins)
+        for key, (low, high) in s.range.items():
+            if key in s.set:
+                raise ValueError(f"--range {key}: also fixed with --set {key}; give one of them")
+            if key not in space.names():
+                continue
+            dim = space[key]
+            if not dim.searched or dim.kind == "choice":
+                raise ValueError(f"--range {key}: {method}'s {key} is {dim.kind}, not a numeric range "
+                                 f"(set it with --set {key}=VALUE)")
+            try:
+                space = space.reranged(key, low, high)
+            except ValueError as e:
+                raise ValueError(f"--range {key}={low:g}:{high:g}: {e}") from None
+            used.add(key)
         check_space(space, method, f"spaces/{method}.py with --set")
         const = {"method": method, "tasks": s.tasks, "data_dir": s.data_dir,
                  "task_file": s.task_file, "model": s.model,
@@ -278,6 +313,10 @@ def make_plan(s: Settings) -> Plan:
     if unused:
         raise ValueError(f"--set {', '.join(unused)}: not a config key of "
                          f"{', '.join(s.methods)} (see python -m trainers.train --help)")
+    unused = sorted(set(s.range) - used)
+    if unused:
+        raise ValueError(f"--range {', '.join(unused)}: not a searched dim of {', '.join(s.methods)} "
+                         f"(dims: {', '.join(d.name for d in spaces[s.methods[0]].searched())})")
     storage = s.storage_path or str(Path(s.out) / "tune")
     return Plan(s, spaces, constants, storage, s.mlflow_uri or _default_uri())
 

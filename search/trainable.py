@@ -1,6 +1,8 @@
 """The Tune trial: a flat trial config in, ``trainers.train`` run, every evaluation reported.
 
-The trainer knows nothing of Ray. Here its ``report(metrics, save)`` callback becomes
+The trainer knows nothing of Ray. A NaN/inf loss or an out-of-memory ends the trial at once
+with a NaN score and its reason (not an error: Tune would retry it, and a rerun of the same
+config fails the same way). Here its ``report(metrics, save)`` callback becomes
 ``tune.report(metrics, checkpoint=...)`` with the trainer's small checkpoint, and a restored
 trial (after a failure or ``--resume``) passes Tune's checkpoint back as ``resume``.
 """
@@ -19,7 +21,7 @@ def run_trial(config: dict[str, Any], data=None) -> None:
     from ray import tune
 
     from trainers.config import TrainConfig
-    from trainers.train import train
+    from trainers.train import TrainingFailure, train
 
     cfg = TrainConfig.from_flat(config)
     # Torch would otherwise start one thread per core of the node in every concurrent trial.
@@ -35,9 +37,17 @@ def run_trial(config: dict[str, Any], data=None) -> None:
                         checkpoint=tune.Checkpoint.from_directory(tmp))
 
     checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        train(cfg, report, data=data)
-    else:
-        with checkpoint.as_directory() as resume:
-            train(cfg, report, data=data, resume=resume)
+    try:
+        if checkpoint is None:
+            train(cfg, report, data=data)
+        else:
+            with checkpoint.as_directory() as resume:
+                train(cfg, report, data=data, resume=resume)
+    except TrainingFailure as e:
+        # A NaN/inf loss or out of memory: retrying the same config fails the same way. End
+        # the trial now, not as an error Tune would retry, with a NaN score so it is never the
+        # best; MLflow marks its run FAILED with the reason.
+        print(f"[trial] stopped: {e}", flush=True)
+        tune.report({"score": float("nan"), "step": e.step, "failure": e.kind, "error": str(e),
+                     "node_id": node_id})
 

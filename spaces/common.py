@@ -141,6 +141,17 @@ class Space:
     def fixed_values(self) -> dict[str, Any]:
         return {d.name: d.value for d in self.dims if not d.searched}
 
+    def reranged(self, name: str, low: float, high: float) -> Space:
+        """The same space with dim ``name`` drawn from [low, high] (its kind kept); a bad range
+        (low >= high, a log range from <= 0, non-integer int bounds) raises ValueError."""
+        d = self[name]
+        if d.kind in ("int", "logint"):
+            if int(low) != low or int(high) != high:
+                raise ValueError(f"dim {name!r}: int bounds must be integers, got {low:g}, {high:g}")
+            low, high = int(low), int(high)
+        return Space(self.method, self.dims + (Dim(name, d.kind, low=low, high=high, role=d.role,
+                                                    note="range set by the user"),))
+
     def pin(self, values: dict[str, Any]) -> Space:
         """The same space with ``values`` held fixed (a user's ``--set key=value``)."""
         pinned = tuple(fixed(k, v, "set by the user") for k, v in values.items())

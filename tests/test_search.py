@@ -6,7 +6,6 @@ own validation."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -16,41 +15,14 @@ import time
 from pathlib import Path
 
 import pytest
+from searchkit import ENV, ROOT, cli, run, trial_results  # noqa: F401
+from searchkit import mlflow_runs as _mlflow_runs
 
-ROOT = Path(__file__).resolve().parents[1]
 MAX_T = 3  # evaluations per trial: --max-steps 30 / --eval-every 10
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-
-
-def cli(model_dir: str, out: Path, *args: str) -> list[str]:
-    return [sys.executable, str(ROOT / "search" / "run.py"), "--model", model_dir,
-            "--max-steps", "30", "--eval-every", "10", "--max-train-samples", "64",
-            "--max-eval-samples", "32", "--out", str(out),
-            "--mlflow-uri", f"sqlite:///{out.parent / 'mlflow.db'}", *args]
-
-
-def run(cmd: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
-
-
-def trial_results(out: Path, experiment: str, method: str) -> dict[str, list[dict]]:
-    """Every result row Tune stored, by trial folder (read from disk, not from our summary)."""
-    rows = {}
-    for trial in sorted((out / "tune" / f"{experiment}-{method}").glob("trial_*")):
-        lines = (trial / "result.json").read_text().splitlines()
-        rows[trial.name] = [json.loads(line) for line in lines if line.strip()]
-    return rows
 
 
 def mlflow_runs(out: Path, experiment: str):
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{out.parent / 'mlflow.db'}")
-    exp = client.get_experiment_by_name(experiment)
-    assert exp is not None
-    return client, client.search_runs([exp.experiment_id], max_results=1000)
+    return _mlflow_runs(f"sqlite:///{out.parent / 'mlflow.db'}", experiment)
 
 
 # ---- one search over two methods, shared by the tests below -------------------------------------

@@ -139,3 +139,23 @@ def test_cli_bad_input_is_one_clear_line(args, match, tiny_model_dir):
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error:")
     assert re.search(match, last), last
+
+
+def test_non_finite_loss_stops_at_the_step_it_happens():
+    from trainers.train import NonFiniteLoss
+
+    cfg = TrainConfig.from_flat({**small(method="lora").to_flat(), "alpha": 1e300})
+    with pytest.raises(NonFiniteLoss, match="loss became") as e:
+        run(cfg)
+    assert 1 <= e.value.step < cfg.eval_every and e.value.kind == "non-finite loss"
+
+
+@pytest.mark.skipif(Path("/proc/sys/vm/overcommit_memory").exists()
+                    and Path("/proc/sys/vm/overcommit_memory").read_text().strip() == "1",
+                    reason="with overcommit always on, an impossible allocation is not refused")
+def test_out_of_memory_is_one_clear_error():
+    from trainers.train import OutOfMemory
+
+    cfg = TrainConfig.from_flat({**small(method="adapter").to_flat(), "adapter_size": 10**10})
+    with pytest.raises(OutOfMemory, match=r"out of memory building the model on cpu \(batch_size=16"):
+        run(cfg)

@@ -15,7 +15,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +41,45 @@ Saver = Callable[[Path], None]
 Report = Callable[[dict, Saver], None]
 
 
-class NonFiniteLoss(RuntimeError):
-    """The training loss became NaN or inf: the run cannot recover and stops."""
+class TrainingFailure(RuntimeError):
+    """A run that cannot go on and that a retry of the same config would not save."""
+
+    kind = "failure"
+
+    def __init__(self, message: str, step: int) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+class NonFiniteLoss(TrainingFailure):
+    """The training loss became NaN or inf."""
+
+    kind = "non-finite loss"
+
+
+class OutOfMemory(TrainingFailure):
+    """The device (or host) memory could not hold the model or a batch."""
+
+    kind = "out of memory"
+
+
+def _is_oom(e: BaseException) -> bool:
+    return isinstance(e, torch.OutOfMemoryError) or (
+        isinstance(e, RuntimeError) and "can't allocate memory" in str(e))
+
+
+@contextmanager
+def oom_guard(cfg: TrainConfig, device: torch.device, where: Callable[[], str], step: Callable[[], int]):
+    """Turn an out-of-memory error into one clear line saying what to lower."""
+    try:
+        yield
+    except RuntimeError as e:
+        if not _is_oom(e):
+            raise
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise OutOfMemory(f"out of memory {where()} on {device} (batch_size={cfg.batch_size}, "
+                          f"max_length={cfg.max_length}, method={cfg.method}): lower the batch size, "
+                          f"the max length or the method's sizes [{first}]", step()) from e
 
 
 # ---- pieces of a step ---------------------------------------------------------------------
@@ -82,6 +119,25 @@ def make_optimizer(model: MultitaskModel, cfg: TrainConfig):
         return max(0.0, (cfg.max_steps - step) / max(1, cfg.max_steps - warmup))
 
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def train_step(model: MultitaskModel, spec: TaskSpec, b: dict[str, torch.Tensor], optimizer,
+               scheduler, trainable: list[torch.nn.Parameter], cfg: TrainConfig,
+               device: torch.device) -> torch.Tensor:
+    """One optimisation step on batch ``b`` of task ``spec``; returns the loss, detached and on
+    the device (reading it would wait for the device)."""
+    with autocast(device, cfg):
+        logits = model(spec.name, b["input_ids"], b["attention_mask"], b["token_type_ids"])
+    loss = task_loss(spec, logits, b["labels"])
+    aux = model.aux_loss()
+    if aux is not None:
+        loss = loss + aux
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
 
 
 @torch.no_grad()
@@ -149,7 +205,8 @@ def train(cfg: TrainConfig, report: Report | None = None, *, data: PreparedData 
         data = prepare_data(cfg, tokenizer, log=log)
     elif data.key != data_key(cfg):
         raise ValueError(f"prepared data was built for {data.key}, not for this config")
-    model = MultitaskModel(backbone, data.specs, cfg).to(device)
+    with oom_guard(cfg, device, lambda: "building the model", lambda: 0):
+        model = MultitaskModel(backbone, data.specs, cfg).to(device)
     model.train()
     params = count_params(model)
     log(f"[train] method={cfg.method} tasks={','.join(cfg.tasks)} device={device} "
@@ -182,59 +239,53 @@ def train(cfg: TrainConfig, report: Report | None = None, *, data: PreparedData 
     train_time = eval_time = 0.0
     step_times: list[float] = []
     setup_s = first_step_at = None
-    while step < cfg.max_steps:
-        t_step = time.perf_counter()
-        if setup_s is None:
-            setup_s, first_step_at = t_step - t_start, time.time()
-        task = next(sampler)
-        spec = model.specs[task]
-        b = to_device(data.train[task].batch(next(batches[task]), data.pad_id), device)
-        with autocast(device, cfg):
-            logits = model(task, b["input_ids"], b["attention_mask"], b["token_type_ids"])
-        loss = task_loss(spec, logits, b["labels"])
-        aux = model.aux_loss()
-        if aux is not None:
-            loss = loss + aux
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        loss_sum += loss.detach()
-        loss_steps += 1
-        samples += len(b["labels"])
-        step_times.append(time.perf_counter() - t_step)
-        train_time += step_times[-1]
+    with oom_guard(cfg, device, lambda: f"at step {step + 1}", lambda: step):
+        while step < cfg.max_steps:
+            t_step = time.perf_counter()
+            if setup_s is None:
+                setup_s, first_step_at = t_step - t_start, time.time()
+            task = next(sampler)
+            b = to_device(data.train[task].batch(next(batches[task]), data.pad_id), device)
+            loss = train_step(model, model.specs[task], b, optimizer, scheduler, trainable, cfg, device)
+            step += 1
+            loss_sum += loss
+            loss_steps += 1
+            # Stop at the step a loss goes NaN/inf. On CPU the check is free; on CUDA it would
+            # wait for the GPU every step, so there it runs with the log line.
+            if (device.type != "cuda" or step % cfg.log_every == 0) and not torch.isfinite(loss_sum):
+                raise NonFiniteLoss(f"loss became {loss.item()} at step {step} (lr={cfg.lr})", step)
+            samples += len(b["labels"])
+            step_times.append(time.perf_counter() - t_step)
+            train_time += step_times[-1]
 
-        if step % cfg.log_every == 0 and step % cfg.eval_every != 0:
-            # One host sync per log line, not per step.
-            last = f" last score {metrics['score']:.4f}" if metrics else ""
-            log(f"[train] step {step}/{cfg.max_steps} loss {(loss_sum / loss_steps).item():.4f} "
-                f"{loss_steps / max(time.perf_counter() - t_log, 1e-9):.2f} steps/s{last}")
+            if step % cfg.log_every == 0 and step % cfg.eval_every != 0:
+                # One host sync per log line, not per step.
+                last = f" last score {metrics['score']:.4f}" if metrics else ""
+                log(f"[train] step {step}/{cfg.max_steps} loss {(loss_sum / loss_steps).item():.4f} "
+                    f"{loss_steps / max(time.perf_counter() - t_log, 1e-9):.2f} steps/s{last}")
 
-        if step % cfg.eval_every == 0 or step == cfg.max_steps:
-            mean_loss = (loss_sum / loss_steps).item()
-            if not math.isfinite(mean_loss):
-                raise NonFiniteLoss(f"loss became {mean_loss} by step {step} (lr={cfg.lr})")
-            elapsed = time.perf_counter() - t_log
-            t_eval = time.perf_counter()
-            metrics = evaluate(model, data, cfg, device)
-            eval_time += time.perf_counter() - t_eval
-            row = {"step": step, "score": metrics["score"], "loss": mean_loss,
-                   "samples_per_s": samples / max(elapsed, 1e-9),
-                   **{f"{s.name}_{s.metric}": metrics[s.name] for s in data.specs},
-                   "stored_pct": params.stored_pct, "trainable_params": float(params.trainable),
-                   **{f"{t}_pct": pct for t, pct in params.per_task_pct.items()},
-                   "train_s": train_time, "eval_s": eval_time, "setup_s": setup_s,
-                   "first_step_at": first_step_at}
-            log(f"[train] step {step}/{cfg.max_steps} loss {mean_loss:.4f} score {row['score']:.4f} "
-                + " ".join(f"{s.name}={metrics[s.name]:.3f}" for s in data.specs)
-                + f" ({row['samples_per_s']:.1f} samples/s)")
-            if report is not None:
-                report(row, save)
-            loss_sum.zero_()
-            loss_steps, samples, t_log = 0, 0, time.perf_counter()
+            if step % cfg.eval_every == 0 or step == cfg.max_steps:
+                mean_loss = (loss_sum / loss_steps).item()
+                if not math.isfinite(mean_loss):
+                    raise NonFiniteLoss(f"loss became {mean_loss} by step {step} (lr={cfg.lr})", step)
+                elapsed = time.perf_counter() - t_log
+                t_eval = time.perf_counter()
+                metrics = evaluate(model, data, cfg, device)
+                eval_time += time.perf_counter() - t_eval
+                row = {"step": step, "score": metrics["score"], "loss": mean_loss,
+                       "samples_per_s": samples / max(elapsed, 1e-9),
+                       **{f"{s.name}_{s.metric}": metrics[s.name] for s in data.specs},
+                       "stored_pct": params.stored_pct, "trainable_params": float(params.trainable),
+                       **{f"{t}_pct": pct for t, pct in params.per_task_pct.items()},
+                       "train_s": train_time, "eval_s": eval_time, "setup_s": setup_s,
+                       "first_step_at": first_step_at}
+                log(f"[train] step {step}/{cfg.max_steps} loss {mean_loss:.4f} score {row['score']:.4f} "
+                    + " ".join(f"{s.name}={metrics[s.name]:.3f}" for s in data.specs)
+                    + f" ({row['samples_per_s']:.1f} samples/s)")
+                if report is not None:
+                    report(row, save)
+                loss_sum.zero_()
+                loss_steps, samples, t_log = 0, 0, time.perf_counter()
 
     # -- result
     result = {

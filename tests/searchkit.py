@@ -1,0 +1,141 @@
+"""Helpers for tests that run real searches: the CLI, its output folders, MLflow, a server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def cli(model_dir: str, out: Path, *args: str, mlflow_uri: str | None = None) -> list[str]:
+    """``search/run.py`` on the tiny model, 30 steps, 3 evaluations (override by later flags)."""
+    return [sys.executable, str(ROOT / "search" / "run.py"), "--model", model_dir,
+            "--max-steps", "30", "--eval-every", "10", "--max-train-samples", "64",
+            "--max-eval-samples", "32", "--out", str(out),
+            "--mlflow-uri", mlflow_uri or f"sqlite:///{out.parent / 'mlflow.db'}", *args]
+
+
+def run(cmd: list[str], cwd: Path, timeout: float = 300, rc: int = 0) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == rc, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+class Background:
+    """A command running in the background with its output collected line by line."""
+
+    def __init__(self, cmd: list[str], cwd: Path) -> None:
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self._reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
+        self._reader.start()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        finally:
+            self.stop()
+        self._reader.join(timeout=10)
+        return rc
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+
+def wait_for(condition, timeout: float, what: str, every: float = 0.02):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def trial_results(out: Path, experiment: str, method: str) -> dict[str, list[dict]]:
+    """Every result row Tune stored, by trial folder (read from disk, not from our summary)."""
+    rows = {}
+    for trial in sorted((out / "tune" / f"{experiment}-{method}").glob("trial_*")):
+        path = trial / "result.json"
+        lines = path.read_text().splitlines() if path.exists() else []
+        rows[trial.name] = [json.loads(line) for line in lines if line.strip()]
+    return rows
+
+
+def partial_trials(out: Path, experiment: str, method: str, min_rows: int, max_t: int) -> dict:
+    """Trials that have reported at least ``min_rows`` but not all evaluations."""
+    try:
+        results = trial_results(out, experiment, method)
+    except (OSError, ValueError):  # a file being written
+        return {}
+    return {t: rows for t, rows in results.items() if min_rows <= len(rows) < max_t}
+
+
+def mlflow_client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def mlflow_runs(uri: str, experiment: str):
+    client = mlflow_client(uri)
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None
+    return client, client.search_runs([exp.experiment_id], max_results=1000)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MlflowServer:
+    """``mlflow server`` on 127.0.0.1 over a SQLite store; stop and start it again at will."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.port = root, free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        log = open(self.root / "server.log", "a")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
+             "--workers", "1", "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
+             "--artifacts-destination", str(self.root / "artifacts")],
+            cwd=self.root, env=ENV, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(self._healthy, timeout, f"the MLflow server on {self.uri}", every=0.5)
+
+    def _healthy(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"mlflow server exited: {(self.root / 'server.log').read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+        self.proc = None
