@@ -35,10 +35,6 @@ SHIPPED_EXCLUDES = ["/runs/", "/mlruns/", "/mlartifacts/", "*.db", "/ray_results
 
 
 def start_ray(address: str | None) -> None:
-    # A failed MLflow write raises at once (no minutes of HTTP retries blocking Tune's loop):
-    # the tracking callback queues it and retries while training goes on.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     # Tune warns on every forced experiment snapshot that num_to_keep=1 causes: not actionable.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     runtime_env = {"working_dir": str(ROOT), "excludes": SHIPPED_EXCLUDES}
@@ -58,9 +54,18 @@ def default_concurrency(s) -> int:
 
 def run_search(plan, data, *, address: str | None, resuming: bool) -> int:
     s = plan.settings
+    # A failed MLflow write raises at once (no minutes of HTTP retries blocking Tune's loop):
+    # the tracking callback queues it and retries while training goes on.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    try:
+        tracker = Tracker(plan.mlflow_uri, s.experiment)
+    except Exception as e:  # noqa: BLE001 - unreachable server, bad URI, unwritable file, ...
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        print(f"error: cannot open the MLflow store {plan.mlflow_uri}: {first}", flush=True)
+        return 2
     start_ray(address)
     concurrency = s.max_concurrent or default_concurrency(s)
-    tracker = Tracker(plan.mlflow_uri, s.experiment)
     print(f"search {s.experiment}: {', '.join(s.methods)} x {s.num_samples} trials, "
           f"{s.max_steps} steps, eval every {s.eval_every} ({s.max_t} rungs), {s.scheduler}+"
           f"{s.searcher}, {concurrency} at once; MLflow {plan.mlflow_uri}", flush=True)

@@ -164,3 +164,20 @@ def test_sampler_frequencies_follow_the_formula(sampler, temperature):
 def test_task_names_are_checked():
     with pytest.raises(ValueError, match="task name"):
         TaskSpec("my task", "binary", "a", "b")
+
+
+def test_eval_batches_cover_every_example_once_with_little_padding():
+    from trainers.data import TokenizedSplit, eval_batches
+
+    rng = np.random.default_rng(0)
+    lengths = np.concatenate([rng.integers(5, 40, 90), rng.integers(100, 128, 10)])  # a long tail
+    n_tokens = int(lengths.sum())
+    split = TokenizedSplit(ids=np.zeros(n_tokens, np.int32), types=np.zeros(n_tokens, np.int8),
+                           offsets=np.concatenate([[0], np.cumsum(lengths)]),
+                           labels=np.zeros(100, np.float32))
+    batches = list(eval_batches(split, batch_size=128))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(100))
+    assert all(len(b) <= 128 for b in batches)
+    padded = sum(len(b) * lengths[b].max() for b in batches)
+    assert lengths.sum() / padded > 0.85  # one batch of 100 padded to 127 tokens would be ~0.25
+    assert len(list(eval_batches(split, batch_size=16))) >= 100 // 16

@@ -89,7 +89,9 @@ def test_removed_node_trials_resume_on_the_other_node(tiny_model_dir, tmp_path):
     search = None
     try:
         worker = cluster.add_node(num_cpus=1)
+        ray.init(address=cluster.address)
         cluster.wait_for_nodes()
+        ray.shutdown()
         search = Background(cli(tiny_model_dir, out, "--method", "lora", "--num-samples", "2",
                                 "--experiment", "node", "--scheduler", "fifo", "--searcher", "random",
                                 "--max-concurrent", "2", "--address", cluster.address, *SLOW), tmp_path)

