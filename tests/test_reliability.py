@@ -190,10 +190,10 @@ GOOD = "\tid\tsentence\tsentiment\n" + "".join(f"{i}\tr{i}\tgood movie {i}\t{i %
 
 @pytest.mark.parametrize("train,match", [
     ("\tid\ttext\tlabel\n0\ta\tgood\t1\n", "missing column"),
-    ("\tid\tsentence\tsentiment\n" + "".join(f"{i}\tr\tgood\tawful\n" for i in range(50)), "malformed"),
+    (GOOD + "".join(f"{i}\tr\tgood\tawful\n" for i in range(50)), "50 malformed rows"),
     ("", "empty file"),
     (b"\tid\tsentence\tsentiment\n0\ta\t\xff\xfe bad\t1\n", "not UTF-8"),
-])
+], ids=["missing-column", "bad-labels", "empty", "not-utf8"])
 def test_bad_data_fails_before_any_trial(tiny_model_dir, tmp_path, train, match):
     data = tmp_path / "data"
     data.mkdir()
