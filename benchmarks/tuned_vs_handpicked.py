@@ -87,11 +87,11 @@ def main() -> int:
             "--eval-every", str(args.eval_every), "--reduction-factor", str(args.reduction_factor),
             "--seed", str(args.seed)], args.set, quiet=True)
         m = res["methods"][0]
-        best = json.loads((args.work / method / method / "best_config.json").read_text())
+        best = json.loads((args.work / method / method / "best_config.json").read_text())  # flat config
         tuned = {"score": m["best_score"], "trials": m["trials"], "steps": m["evals_run"] * args.eval_every,
-                 "wall_s": wall, "config": {k: best["config"].get(k) for k in
+                 "wall_s": wall, "config": {k: best[k] for k in
                                             ("lr", "r", "alpha", "adapter_size", "warmup_ratio", "temperature")
-                                            if k in best["config"]}}
+                                            if k in best}}
         rows.append({"method": method, "handpicked": hand, "tuned": tuned,
                      "gain_points": 100 * (tuned["score"] - hand["score"])})
         print(f"  {method} tuned: {tuned['score']:.4f} after {tuned['trials']} trials / {tuned['steps']} steps "
