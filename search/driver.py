@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -13,12 +14,15 @@ from typing import Any
 import ray
 from ray import tune
 
+from search.pareto import pareto_front
 from search.progress import Progress
-from search.registry import METRIC, make_scheduler, make_searcher
+from search.registry import METRIC, make_scheduler, make_searcher, objective_metrics
+from search.report_data import dims_to_json
 from search.results import (
     best_record,
     checkpoint_files,
     failed,
+    resolved_config,
     summarize,
     table,
     write_best,
@@ -70,6 +74,7 @@ def run_search(plan, data, *, address: str | None, resuming: bool) -> int:
           f"{s.max_steps} steps, eval every {s.eval_every} ({s.max_t} rungs), {s.scheduler}+"
           f"{s.searcher}, {concurrency} at once; MLflow {plan.mlflow_uri}", flush=True)
     rows: list[dict[str, Any]] = []
+    fronts: dict[str, list[dict[str, Any]]] = {}
     for method in s.methods:
         try:
             row = run_method(method, plan, data, tracker, concurrency, resuming)
@@ -80,12 +85,13 @@ def run_search(plan, data, *, address: str | None, resuming: bool) -> int:
             print(f"\nsearch interrupted; the state is saved. Continue it with:\n"
                   f"  python search/run.py --resume --out {s.out}", flush=True)
             return 130
+        fronts[method] = row.pop("pareto")
         rows.append(row)
     out = Path(s.out)
     csv_path, json_path = write_tables(out, rows, {"experiment": s.experiment,
                                                    "mlflow_uri": plan.mlflow_uri,
                                                    "storage_path": plan.storage_path,
-                                                   "settings": vars(s)})
+                                                   "settings": vars(s), "pareto": fronts})
     print("\n" + table(rows))
     saved = sum(r["evals_if_no_stopping"] - r["evals_run"] for r in rows)
     total = sum(r["evals_if_no_stopping"] for r in rows)
@@ -93,6 +99,12 @@ def run_search(plan, data, *, address: str | None, resuming: bool) -> int:
           f"({saved * s.eval_every} of {total * s.eval_every} trial steps)")
     print(f"wrote {csv_path}, {json_path} and <method>/best_config.json under {out}")
     print(f"rerun a best config: python -m trainers.train --config {out / s.methods[0] / 'best_config.json'}")
+    if s.objective != "score":
+        for method, front in fronts.items():
+            print(f"[{method}] Pareto set (score vs % params), {len(front)} trial(s): " + "; ".join(
+                f"{p['score']:.4f} at {p['stored_pct']:.3f}% ({p['trial_id']})" for p in front))
+    if all(r.get("mlflow_recorded", True) for r in rows):
+        _report(plan, out)
     print(f"MLflow UI: {ui_hint(plan.mlflow_uri)}", flush=True)
     no_best = [r["method"] for r in rows if r["best_score"] is None]
     if no_best:
@@ -116,7 +128,8 @@ def run_method(method: str, plan, data, tracker: Tracker, concurrency: int,
     path = f"{plan.storage_path.rstrip('/')}/{name}"
     parent = tracker.parent_run(method, {k: getattr(s, k) for k in (
         "num_samples", "max_steps", "eval_every", "scheduler", "searcher", "grace_period",
-        "reduction_factor", "tasks", "data_dir", "model", "seed")})
+        "reduction_factor", "tasks", "data_dir", "model", "seed", "objective")},
+        space=dims_to_json(list(plan.spaces[method].dims)))
     resources = {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial}
     trainable = tune.with_resources(tune.with_parameters(run_trial, data=data), resources)
     exists = tune.Tuner.can_restore(path)
@@ -130,7 +143,8 @@ def run_method(method: str, plan, data, tracker: Tracker, concurrency: int,
     else:
         searcher, param_space = make_searcher(s.searcher, plan.spaces[method], plan.constants[method],
                                               seed=s.seed, max_concurrent=concurrency,
-                                              num_samples=s.num_samples)
+                                              num_samples=s.num_samples,
+                                              objectives=objective_metrics(s.objective))
         scheduler = make_scheduler(s.scheduler, max_t=s.max_t, grace_period=s.grace_period,
                                    reduction_factor=s.reduction_factor)
         progress = Progress(method, s.num_samples, s.max_t)
@@ -164,6 +178,7 @@ def run_method(method: str, plan, data, tracker: Tracker, concurrency: int,
                                   tracker.client.set_terminated(parent, "KILLED")), "closing runs")
         return None
     row, best = summarize(method, grid, s.max_t, wall, METRIC)
+    row["pareto"] = _pareto(grid)
     fates = {r.metrics.get("trial_id"): "FAILED" if failed(r) else "FINISHED" for r in grid if r.metrics}
     with checkpoint_files(best) as ckpt:
         summary = {k: float(row[k]) for k in ("trials", "stopped_early", "failed", "evals_run",
@@ -197,6 +212,31 @@ def _mlflow_retrying(write, what: str, timeout_s: float = DRAIN_S, every_s: floa
                       f"{str(e).splitlines()[0][:200] if str(e) else ''})", flush=True)
                 return False
             time.sleep(every_s)
+
+
+def _pareto(grid) -> list[dict[str, Any]]:
+    """The method's trials on the score vs % stored parameters front (last reported values)."""
+    points = [{"trial_id": r.metrics.get("trial_id"), "score": float(r.metrics.get(METRIC, math.nan)),
+               "stored_pct": float(r.metrics.get("stored_pct", math.nan)),
+               "config": resolved_config(r.config)}
+              for r in grid if r.metrics and not failed(r)]
+    return pareto_front(points, score=lambda p: p["score"], cost=lambda p: p["stored_pct"])
+
+
+def _report(plan, out: Path) -> None:
+    """The comparison report (search/report.py); a failure here never fails the search."""
+    s = plan.settings
+    try:
+        from search.report import make_report, summary_text
+
+        report = make_report(plan.mlflow_uri, s.experiment, out / "report")
+    except Exception as e:  # noqa: BLE001 - the search's results stand without the report
+        print(f"warning: the report failed ({type(e).__name__}: {str(e)[:200]}); build it again with: "
+              f"python search/report.py --experiment {s.experiment} --mlflow-uri {plan.mlflow_uri}",
+              flush=True)
+        return
+    print("\n" + summary_text(report))
+    print(f"report: {report.html} (figures and report.md beside it; logged to MLflow)", flush=True)
 
 
 def _add_wall_time(out: Path, method: str, seconds: float) -> float:

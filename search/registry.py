@@ -14,6 +14,21 @@ from typing import Any
 from spaces.common import Dim, Space
 
 METRIC, MODE = "score", "max"
+OBJECTIVES = {"score": (METRIC, MODE), "params": ("stored_pct", "min")}
+"""``--objective`` names: the reported metric each optimises and its direction."""
+
+
+def objective_metrics(objective: str) -> list[tuple[str, str]]:
+    """``"score,params"`` -> [("score", "max"), ("stored_pct", "min")]; ValueError naming a bad
+    part. The score always comes first: ASHA and the best config go by it."""
+    names = [n.strip() for n in objective.split(",") if n.strip()]
+    unknown = [n for n in names if n not in OBJECTIVES]
+    if unknown or not names:
+        raise ValueError(f"--objective {objective!r}: expected a comma list of "
+                         f"{', '.join(OBJECTIVES)}, e.g. score,params")
+    if names[0] != "score" or len(set(names)) != len(names):
+        raise ValueError(f"--objective {objective!r}: start with score and name each objective once")
+    return [OBJECTIVES[n] for n in names]
 
 
 # ---- spaces -> Tune / Optuna ------------------------------------------------------------------
@@ -55,7 +70,7 @@ class OptunaSpace:
 
 # ---- searchers --------------------------------------------------------------------------------
 def _optuna(space: Space, constants: dict[str, Any], seed: int, max_concurrent: int,
-            num_samples: int):
+            num_samples: int, objectives: list[tuple[str, str]]):
     import optuna
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
@@ -66,13 +81,17 @@ def _optuna(space: Space, constants: dict[str, Any], seed: int, max_concurrent: 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     startup = min(10, max(2, num_samples // 4))
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
-    searcher = OptunaSearch(space=OptunaSpace(list(space.dims)), metric=METRIC, mode=MODE,
+    # Several objectives: TPE models them together (multi-objective TPE) and Optuna keeps the
+    # Pareto set; each trial's last reported values are its result.
+    metric: str | list[str] = objectives[0][0] if len(objectives) == 1 else [m for m, _ in objectives]
+    mode: str | list[str] = objectives[0][1] if len(objectives) == 1 else [d for _, d in objectives]
+    searcher = OptunaSearch(space=OptunaSpace(list(space.dims)), metric=metric, mode=mode,
                             sampler=sampler)
     return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent), dict(constants)
 
 
 def _random(space: Space, constants: dict[str, Any], seed: int, max_concurrent: int,
-            num_samples: int):
+            num_samples: int, objectives: list[tuple[str, str]]):
     from ray.tune.search import BasicVariantGenerator
 
     param_space = {**constants, **{d.name: tune_domain(d) for d in space.searched()}}
@@ -83,12 +102,13 @@ SEARCHERS: dict[str, Callable] = {"optuna": _optuna, "random": _random}
 
 
 def make_searcher(name: str, space: Space, constants: dict[str, Any], *, seed: int,
-                  max_concurrent: int, num_samples: int):
+                  max_concurrent: int, num_samples: int,
+                  objectives: list[tuple[str, str]] | None = None):
     """``(search_alg, param_space)`` for Tune: constants are every fixed config value."""
     if name not in SEARCHERS:
         raise ValueError(f"unknown searcher {name!r}; choose one of: {', '.join(SEARCHERS)}")
     return SEARCHERS[name](space, {**constants, **space.fixed_values()}, seed, max_concurrent,
-                           num_samples)
+                           num_samples, objectives or [(METRIC, MODE)])
 
 
 # ---- schedulers -------------------------------------------------------------------------------

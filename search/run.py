@@ -29,7 +29,7 @@ import time  # noqa: E402
 from dataclasses import asdict, dataclass, field, fields  # noqa: E402
 from typing import Any  # noqa: E402
 
-from search.registry import SCHEDULERS, SEARCHERS  # noqa: E402  (no Ray import until used)
+from search.registry import SCHEDULERS, SEARCHERS, objective_metrics  # noqa: E402  (no Ray import until used)
 from spaces import SPACES, Space, check_space, get_space  # noqa: E402
 
 RUNS = Path("runs")
@@ -53,6 +53,7 @@ class Settings:
     grace_period: int = 1
     reduction_factor: float = 2.0
     scheduler: str = "asha"
+    objective: str = "score"
     searcher: str = "optuna"
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
@@ -125,6 +126,9 @@ def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
                    help="asha stops weak trials at each rung; fifo runs every trial to the end")
     g.add_argument("--searcher", choices=list(SEARCHERS), default=d(DEFAULTS.searcher),
                    help="optuna = TPE proposals; random = Tune's random sampling")
+    g.add_argument("--objective", default=d(DEFAULTS.objective),
+                   help="what Optuna optimises: score, or score,params to trade dev score against "
+                        "the %% of trained parameters (multi-objective; the Pareto set is reported)")
     g.add_argument("--grace-period", type=int, default=d(DEFAULTS.grace_period),
                    help="evaluations before ASHA may stop a trial")
     g.add_argument("--reduction-factor", type=float, default=d(DEFAULTS.reduction_factor),
@@ -271,6 +275,7 @@ def make_plan(s: Settings) -> Plan:
     if s.scheduler == "asha" and s.grace_period > s.max_t:
         raise ValueError(f"--grace-period {s.grace_period} exceeds the {s.max_t} evaluations of a "
                          f"trial (--max-steps {s.max_steps} / --eval-every {s.eval_every})")
+    objective_metrics(s.objective)  # a bad --objective: ValueError naming it
     if s.reduction_factor <= 1:
         raise ValueError(f"--reduction-factor must be > 1, got {s.reduction_factor}")
     if s.cpus_per_trial <= 0 or s.gpus_per_trial < 0:

@@ -17,6 +17,7 @@ from typing import Any
 
 from ray import tune
 
+from search.report_data import SPACE_ARTIFACT
 from search.results import numeric_metrics, resolved_config
 
 _BATCH = 100  # MLflow's limit of params per log_batch call
@@ -46,8 +47,10 @@ class Tracker:
                 location = (Path(uri[len("sqlite:///"):]).parent / "mlruns").as_uri()
             self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
 
-    def parent_run(self, method: str, settings: dict[str, Any]) -> str:
-        """The method's parent run: reattached on ``--resume``, created otherwise."""
+    def parent_run(self, method: str, settings: dict[str, Any],
+                   space: list[dict[str, Any]] | None = None) -> str:
+        """The method's parent run: reattached on ``--resume``, created otherwise (with the
+        searched ``space`` as ``space.json``)."""
         runs = self.client.search_runs(
             [self.experiment_id], f"tags.kind = 'method' and tags.method = '{method}'", max_results=1)
         if runs:
@@ -55,7 +58,10 @@ class Tracker:
             self.client.update_run(run_id, status="RUNNING")
             return run_id
         tags = {"kind": "method", "method": method, **{f"search.{k}": str(v) for k, v in settings.items()}}
-        return self.client.create_run(self.experiment_id, run_name=method, tags=tags).info.run_id
+        run_id = self.client.create_run(self.experiment_id, run_name=method, tags=tags).info.run_id
+        if space is not None:  # what the report plots each trial's values against
+            self.client.log_dict(run_id, {"method": method, "dims": space}, SPACE_ARTIFACT)
+        return run_id
 
     def finish_parent(self, run_id: str, best: dict[str, Any] | None, summary: dict[str, float],
                       checkpoint_dir: str | None = None) -> None:

@@ -1,0 +1,169 @@
+"""Read a finished (or running) search back from MLflow for the report: one ``MethodRecord``
+per method parent run, one ``TrialRecord`` per trial run with its score curve.
+
+MLflow holds everything the report needs: the searched space (``space.json`` on each parent
+run; searches recorded before it existed fall back to ``spaces/<method>.py``), the search
+settings (``search.*`` tags), each trial's config, metrics and score history.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spaces.common import Dim
+
+SPACE_ARTIFACT = "space.json"
+TASK_METRICS = ("_accuracy", "_pearson")
+
+
+def dims_to_json(dims: list[Dim]) -> list[dict[str, Any]]:
+    return [{**asdict(d), "choices": list(d.choices)} for d in dims]
+
+
+def dims_from_json(items: list[dict[str, Any]]) -> list[Dim]:
+    return [Dim(**{**d, "choices": tuple(d.get("choices") or ())}) for d in items]
+
+
+@dataclass
+class TrialRecord:
+    method: str
+    run_id: str
+    trial_id: str
+    status: str
+    """MLflow run status: FINISHED, FAILED, KILLED or RUNNING."""
+    stopped_early: bool
+    failure: str | None
+    params: dict[str, str]
+    metrics: dict[str, float]
+    """Latest value of every metric (the last evaluation)."""
+    curve: list[tuple[int, float]]
+    """(training step, dev score) of every evaluation, in step order."""
+    seconds: float | None
+    """Run lifetime (start to end) in seconds; None while running."""
+
+    @property
+    def score(self) -> float:
+        """The last finite dev score (what ASHA and Optuna saw last); NaN if none."""
+        finite = [s for _, s in self.curve if math.isfinite(s)]
+        return finite[-1] if finite else float("nan")
+
+    @property
+    def stored_pct(self) -> float:
+        return self.metrics.get("stored_pct", float("nan"))
+
+    @property
+    def steps(self) -> int:
+        """Training steps the trial ran (its last evaluation's step)."""
+        return max((s for s, _ in self.curve), default=0)
+
+
+@dataclass
+class MethodRecord:
+    method: str
+    run_id: str
+    status: str
+    settings: dict[str, str]
+    """The search settings recorded on the parent run (``search.*`` tags, as strings)."""
+    summary: dict[str, float]
+    """The parent run's metrics: the best trial's and the method's totals."""
+    best_trial_id: str | None
+    dims: list[Dim]
+    """The searched dims of the method's space."""
+    trials: list[TrialRecord] = field(default_factory=list)
+
+    @property
+    def finite(self) -> list[TrialRecord]:
+        return [t for t in self.trials if math.isfinite(t.score)]
+
+    @property
+    def best(self) -> TrialRecord | None:
+        for t in self.trials:
+            if t.trial_id == self.best_trial_id:
+                return t
+        return max(self.finite, key=lambda t: t.score, default=None)
+
+    def setting(self, key: str, default: float) -> float:
+        try:
+            return float(self.settings[key])
+        except (KeyError, ValueError):
+            return default
+
+
+@dataclass
+class ExperimentRecord:
+    name: str
+    experiment_id: str
+    uri: str
+    methods: list[MethodRecord]
+
+    @property
+    def trials(self) -> list[TrialRecord]:
+        return [t for m in self.methods for t in m.trials]
+
+
+def load_experiment(uri: str, name: str) -> ExperimentRecord:
+    """Everything the report needs from MLflow; ValueError if the experiment is missing or
+    holds no method runs."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        known = [e.name for e in client.search_experiments(max_results=50)]
+        raise ValueError(f"--experiment {name!r}: no such MLflow experiment in {uri} "
+                         f"(found: {', '.join(known) or 'none'})")
+    parents = _all_runs(client, exp.experiment_id, "tags.kind = 'method'")
+    if not parents:
+        raise ValueError(f"--experiment {name!r}: no method runs in {uri} (not a search/run.py search?)")
+    trials = _all_runs(client, exp.experiment_id, "tags.kind = 'trial'")
+    methods = []
+    for p in parents:
+        method = p.data.tags["method"]
+        methods.append(MethodRecord(
+            method=method, run_id=p.info.run_id, status=p.info.status,
+            settings={k[len("search."):]: v for k, v in p.data.tags.items() if k.startswith("search.")},
+            summary=dict(p.data.metrics), best_trial_id=p.data.tags.get("best_trial_id"),
+            dims=_load_dims(client, p.info.run_id, method),
+            trials=[_trial(client, r) for r in trials if r.data.tags.get("method") == method]))
+    return ExperimentRecord(name, exp.experiment_id, uri, methods)
+
+
+def _all_runs(client, experiment_id: str, query: str) -> list:
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], query, max_results=1000, page_token=token,
+                                  order_by=["attributes.start_time ASC"])
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _trial(client, run) -> TrialRecord:
+    tags, info = run.data.tags, run.info
+    history = client.get_metric_history(info.run_id, "score")
+    curve = sorted({m.step: m.value for m in history}.items())
+    seconds = (info.end_time - info.start_time) / 1000 if info.end_time and info.start_time else None
+    return TrialRecord(
+        method=tags.get("method", "?"), run_id=info.run_id, trial_id=tags.get("trial_id", "?"),
+        status=info.status, stopped_early=tags.get("stopped_early") == "true",
+        failure=tags.get("failure"), params=dict(run.data.params), metrics=dict(run.data.metrics),
+        curve=[(int(s), float(v)) for s, v in curve], seconds=seconds)
+
+
+def _load_dims(client, run_id: str, method: str) -> list[Dim]:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in the log
+    names = {a.path for a in client.list_artifacts(run_id)}
+    if SPACE_ARTIFACT in names:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = client.download_artifacts(run_id, SPACE_ARTIFACT, tmp)
+            return [d for d in dims_from_json(json.loads(Path(path).read_text())["dims"]) if d.searched]
+    from spaces import SPACES, get_space  # recorded before space.json existed
+
+    return get_space(method).searched() if method in SPACES else []

@@ -1,0 +1,194 @@
+"""The report's tables and documents: leaderboard rows, the Pareto set, importances, warnings
+about best values at the edge of a range, and the Markdown and self-contained HTML pages."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from search.pareto import pareto_front
+from search.report_data import TASK_METRICS, ExperimentRecord, MethodRecord, TrialRecord
+from search.report_plots import parse_value
+from spaces.common import Dim
+
+EDGE = 0.05  # a best value in the outer 5% of its range (log scale for log dims) is flagged
+
+
+@dataclass
+class Section:
+    title: str
+    text: str = ""
+    tables: list[tuple[list[str], list[list[str]]]] = field(default_factory=list)
+    images: list[Path] = field(default_factory=list)
+
+
+def _f(v: float | None, fmt: str = "{:.4f}") -> str:
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else fmt.format(v)
+
+
+def leaderboard(exp: ExperimentRecord) -> tuple[list[str], list[list[str]], list[dict]]:
+    """(header, rows as text, rows as numbers) best method first: best score, the best trial's
+    metric per task and % of parameters it updates per task, % stored, trials, early stops,
+    failures, trial-steps and time spent."""
+    tasks = sorted({k.rsplit("_", 1)[0] for m in exp.methods for t in m.trials for k in t.metrics
+                    if k.endswith(TASK_METRICS)})
+    records = []
+    for m in exp.methods:
+        best = m.best
+        metrics = best.metrics if best is not None else {}
+        records.append({
+            "method": m.method,
+            "score": best.score if best is not None else float("nan"),
+            **{t: _task_metric(metrics, t) for t in tasks},
+            **{f"{t}_pct": metrics.get(f"{t}_pct", float("nan")) for t in tasks},
+            "stored_pct": metrics.get("stored_pct", float("nan")),
+            "trials": len(m.trials),
+            "stopped_early": sum(t.stopped_early for t in m.trials),
+            "failed": sum(t.status == "FAILED" for t in m.trials),
+            "trial_steps": sum(t.steps for t in m.trials),
+            "trial_min": sum(t.seconds or 0.0 for t in m.trials) / 60,
+            "wall_min": m.summary.get("wall_s", float("nan")) / 60,
+        })
+    records.sort(key=lambda r: -r["score"] if math.isfinite(r["score"]) else math.inf)
+    header = (["rank", "method", "best score"] + tasks + [f"% updated/task {t}" for t in tasks]
+              + ["% stored", "trials", "stopped early", "failed", "trial-steps", "trial-min", "wall-min"])
+    rows = []
+    for i, r in enumerate(records, 1):
+        rows.append([str(i), r["method"], _f(r["score"])] + [_f(r[t], "{:.3f}") for t in tasks]
+                    + [_f(r[f"{t}_pct"], "{:.3f}") for t in tasks]
+                    + [_f(r["stored_pct"], "{:.3f}"), str(r["trials"]), str(r["stopped_early"]),
+                       str(r["failed"]), str(r["trial_steps"]), _f(r["trial_min"], "{:.1f}"),
+                       _f(r["wall_min"], "{:.1f}")])
+    return header, rows, records
+
+
+def _task_metric(metrics: dict[str, float], task: str) -> float:
+    for suffix in TASK_METRICS:
+        if f"{task}{suffix}" in metrics:
+            return metrics[f"{task}{suffix}"]
+    return float("nan")
+
+
+def pareto_rows(trials: list[TrialRecord], dims: dict[str, list[Dim]]) -> tuple[list[str], list[list[str]]]:
+    """The trials on the score-vs-% parameters front, cheapest first, with their searched values."""
+    front = pareto_front([t for t in trials if t.stored_pct > 0], score=lambda t: t.score,
+                         cost=lambda t: t.stored_pct)
+    rows = []
+    for t in front:
+        values = ", ".join(f"{d.name}={_short(t.params.get(d.name))}" for d in dims.get(t.method, []))
+        rows.append([t.method, _f(t.score), _f(t.stored_pct, "{:.3f}"), str(t.steps), t.trial_id, values])
+    return ["method", "score", "% params", "steps", "trial", "config"], rows
+
+
+def _short(text: str | None) -> str:
+    if text is None:
+        return "?"
+    try:
+        v = float(text)
+    except ValueError:
+        return text
+    return text if v.is_integer() and "." not in text else f"{v:.3g}"
+
+
+def edge_warnings(m: MethodRecord) -> list[str]:
+    """Searched numeric dims whose best value lies in the outer ``EDGE`` of the range."""
+    best = m.best
+    if best is None:
+        return []
+    out = []
+    for d in m.dims:
+        if d.kind == "choice":
+            continue
+        v = parse_value(d, best.params.get(d.name, ""))
+        if v is None:
+            continue
+        log = d.kind.startswith("log")
+        lo, hi, x = (math.log(d.low), math.log(d.high), math.log(v)) if log and v > 0 else (d.low, d.high, v)
+        pos = (x - lo) / (hi - lo)
+        if pos <= EDGE or pos >= 1 - EDGE:
+            side = "low" if pos <= EDGE else "high"
+            out.append(f"{m.method}: best {d.name}={_short(str(v))} is at the {side} end of "
+                       f"[{d.low:g}, {d.high:g}]; widen it with --range {d.name}=LOW:HIGH")
+    return out
+
+
+def importances(m: MethodRecord) -> tuple[dict[str, float], str] | str:
+    """Optuna's fANOVA importances of the method's searched dims for the trials' last scores,
+    or the reason there are none."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    dists = {}
+    for d in m.dims:
+        if d.kind == "choice":
+            dists[d.name] = CategoricalDistribution(list(d.choices))
+        elif d.kind in ("int", "logint"):
+            dists[d.name] = IntDistribution(int(d.low), int(d.high), log=d.kind == "logint")
+        else:
+            dists[d.name] = FloatDistribution(d.low, d.high, log=d.kind == "loguniform")
+    trials = []
+    for t in m.finite:
+        params = {d.name: parse_value(d, t.params.get(d.name, "")) for d in m.dims}
+        if any(v is None for v in params.values()):
+            continue
+        try:
+            trials.append(optuna.trial.create_trial(params=params, distributions=dists, value=t.score))
+        except ValueError:  # a value outside the recorded range (a resumed, re-ranged search)
+            continue
+    if not dists:
+        return "no searched dims"
+    if len(trials) < 2:
+        return f"{len(trials)} trial(s) with a score: importance needs at least 2"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    study.add_trials(trials)
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+    try:
+        return dict(optuna.importance.get_param_importances(study, evaluator=evaluator)), "fANOVA"
+    except (RuntimeError, ValueError) as e:  # e.g. every trial scored the same
+        return f"fANOVA could not rank the dims: {e}"
+
+
+# ---- documents ------------------------------------------------------------------------------
+def markdown(title: str, sections: list[Section], rel_to: Path) -> str:
+    lines = [f"# {title}", ""]
+    for s in sections:
+        lines += [f"## {s.title}", ""]
+        if s.text:
+            lines += [s.text, ""]
+        for header, rows in s.tables:
+            lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+            lines.append("")
+        for img in s.images:
+            lines += [f"![{img.stem}]({img.relative_to(rel_to).as_posix()})", ""]
+    return "\n".join(lines)
+
+
+_CSS = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;font-size:13px;margin:0.5em 0}"
+        "td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}"
+        "td:nth-child(-n+2),th{text-align:left}th{background:#f0f0f0}"
+        "img{max-width:100%;border:1px solid #eee;margin:0.5em 0}pre{white-space:pre-wrap}")
+
+
+def html_page(title: str, sections: list[Section]) -> str:
+    """One self-contained page: tables inline, every image embedded as a data URI."""
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
+    for s in sections:
+        parts.append(f"<h2>{html.escape(s.title)}</h2>")
+        if s.text:
+            parts.append(f"<pre>{html.escape(s.text)}</pre>")
+        for header, rows in s.tables:
+            parts.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
+            parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows]
+            parts.append("</table>")
+        for img in s.images:
+            data = base64.b64encode(img.read_bytes()).decode("ascii")
+            parts.append(f"<img alt='{html.escape(img.stem)}' src='data:image/png;base64,{data}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
