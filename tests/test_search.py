@@ -102,6 +102,122 @@ def test_best_config_reruns_through_trainers_train(search, tmp_path):
     assert rerun["score"] == pytest.approx(row["best_score"], abs=1e-6)
 
 
+# ---- the comparison report (search/report.py, run at the end of the search) ---------------------
+@pytest.mark.integration
+def test_report_is_written_and_logged_to_mlflow(search):
+    out, stdout, results = search
+    report = out / "report"
+    methods = [r["method"] for r in results["methods"]]
+    for name in ["pareto.png", "report.html", "report.md"] + [
+            f"{kind}_{m}.png" for m in methods for kind in ("curves", "importance", "values")]:
+        assert (report / name).stat().st_size > 1000, name
+    page = (report / "report.html").read_text()
+    srcs = re.findall(r"<img[^>]* src='([^']*)'", page)
+    assert len(srcs) == 1 + 3 * len(methods) and all(s.startswith("data:image/png;base64,") for s in srcs)
+    board = json.loads((report / "leaderboard.json").read_text())
+    by_score = sorted(results["methods"], key=lambda r: -r["best_score"])
+    assert [r["method"] for r in board["methods"]] == [r["method"] for r in by_score]
+    for row, want in zip(board["methods"], by_score, strict=True):
+        assert row["score"] == pytest.approx(want["best_score"])
+        assert row["trials"] == 6 and row["stopped_early"] == want["stopped_early"]
+        assert row["trial_steps"] == 10 * want["evals_run"]  # every evaluation is 10 steps here
+    assert "report: " in stdout and "Pareto front (score vs % params)" in stdout
+
+    client, runs = mlflow_runs(out, "it")
+    for parent in [r for r in runs if r.data.tags.get("kind") == "method"]:
+        m = parent.data.tags["method"]
+        files = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+        assert {f"report/curves_{m}.png", "report/pareto.png", "report/report.html"} <= files
+        assert "space.json" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    (report_run,) = [r for r in runs if r.data.tags.get("kind") == "report"]
+    assert report_run.info.status == "FINISHED"
+    exp = client.get_experiment_by_name("it")
+    assert "## Leaderboard" in exp.tags["mlflow.note.content"]
+
+
+@pytest.mark.integration
+def test_report_cli_rebuilds_without_logging_and_rejects_unknown_experiments(search, tmp_path):
+    out, _, _ = search
+    uri = f"sqlite:///{out.parent / 'mlflow.db'}"
+    script = str(ROOT / "search" / "report.py")
+    proc = run([sys.executable, script, "--experiment", "it", "--mlflow-uri", uri,
+                "--out", str(tmp_path / "r"), "--no-log"], tmp_path)
+    assert (tmp_path / "r" / "report.html").exists() and "logged to MLflow" not in proc.stdout
+    bad = run([sys.executable, script, "--experiment", "nope", "--mlflow-uri", uri], tmp_path, rc=2)
+    assert bad.stderr.count("\n") == 1 and "'nope': no such MLflow experiment" in bad.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.integration
+def test_mlflow_ui_in_headless_chromium_lists_methods_best_metrics_and_plots(search):
+    """A real MLflow server over the finished search, driven by a real browser."""
+    from browser import chromium, screenshot, wait_image, wait_text
+    from searchkit import MlflowServer
+
+    out, _, results = search
+    server = MlflowServer(out.parent)  # serves <base>/mlflow.db, the search's store
+    server.start()
+    try:
+        client, runs = mlflow_runs(out, "it")
+        exp_id = client.get_experiment_by_name("it").experiment_id
+        parents = {r.data.tags["method"]: r for r in runs if r.data.tags.get("kind") == "method"}
+        with chromium() as driver:
+            driver.get(f"{server.uri}/#/experiments/{exp_id}/runs?workflowType=machine_learning")
+            wait_text(driver, "peft-search report: it", *parents, "report")
+            shot = screenshot(driver, "mlflow-experiment")
+            for method, parent in parents.items():
+                driver.get(f"{server.uri}/#/experiments/{exp_id}/runs/{parent.info.run_id}")
+                best = next(r for r in results["methods"] if r["method"] == method)
+                text = wait_text(driver, "best_config", "score", repr(best["best_score"]))
+                for key in ("sst_accuracy", "quora_accuracy", "sts_pearson", "stored_pct"):
+                    assert f"{key}\n{best[key]!r}" in text, key
+                screenshot(driver, f"mlflow-run-{method}")
+                # Open the curves by URL, then the Pareto plot by clicking it in the artifact tree.
+                driver.get(f"{server.uri}/#/experiments/{exp_id}/runs/{parent.info.run_id}"
+                           f"/artifacts/report/curves_{method}.png")
+                for i, plot in enumerate((f"curves_{method}.png", "pareto.png")):
+                    if i:
+                        driver.find_element("xpath", f"//*[text()='{plot}']").click()
+                    # The browser fetched and decoded the logged PNG: an image of its size shows.
+                    png = (out / "report" / plot).read_bytes()
+                    size = [int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")]
+                    wait_image(driver, size, plot)
+                screenshot(driver, f"mlflow-plot-{method}")
+    finally:
+        server.stop()
+    assert shot.stat().st_size > 10_000
+    print(f"screenshots: {shot.parent}")
+
+
+# ---- multi-objective search ---------------------------------------------------------------------
+@pytest.mark.integration
+def test_objective_score_params_is_multi_objective_with_its_pareto_set(tiny_model_dir, tmp_path):
+    import pickle
+
+    from search.pareto import pareto_front
+
+    out = tmp_path / "mo"
+    proc = run(cli(tiny_model_dir, out, "--method", "lora", "--num-samples", "5", "--experiment", "mo",
+                   "--objective", "score,params", "--max-concurrent", "2"), tmp_path)
+    (state_file,) = (out / "tune" / "mo-lora").glob("searcher-state-*.pkl")
+    state = pickle.loads(state_file.read_bytes())
+    study = state["_ot_study"]
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert state["_metric"] == ["score", "stored_pct"]
+    # Every trial was told both objectives: its last reported score and % parameters.
+    last = {t.removeprefix("trial_"): rows[-1] for t, rows in trial_results(out, "mo", "lora").items()}
+    told = {tid: tuple(state["_ot_trials"][tid].values or ()) for tid in last}
+    assert told == {tid: (r["score"], r["stored_pct"]) for tid, r in last.items()}
+    # The reported Pareto set is Optuna's and a brute-force front of the trials' results.
+    front = json.loads((out / "results.json").read_text())["pareto"]["lora"]
+    ids = {p["trial_id"] for p in front}
+    brute = pareto_front(list(last.items()), score=lambda x: x[1]["score"], cost=lambda x: x[1]["stored_pct"])
+    assert ids == {tid for tid, _ in brute}
+    by_number = {t.number: tid for tid, t in state["_ot_trials"].items()}
+    assert ids == {by_number[t.number] for t in study.best_trials}
+    assert f"[lora] Pareto set (score vs % params), {len(front)} trial(s)" in proc.stdout
+
+
 # ---- interrupted, then resumed ------------------------------------------------------------------
 @pytest.mark.integration
 def test_resume_after_interrupt_does_not_rerun_finished_trials(tiny_model_dir, tmp_path):
