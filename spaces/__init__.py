@@ -30,6 +30,8 @@ SPACES: dict[str, str] = {
     "pha": "spaces.pha",
     "prefix": "spaces.prefix",
     "prompt": "spaces.prompt",
+    "ptuning": "spaces.ptuning",
+    "unipelt": "spaces.unipelt",
 }
 
 

@@ -169,3 +169,5 @@ COMMON: list[Dim] = [
     fixed("sampler", "temperature", note="temperature sampling covers proportional and uniform"),
     fixed("batch_size", 32, note="not a tuning knob (tuning playbook); change with --set"),
 ]
+
+LAYERS_ALL = fixed("layers", "all", note="modules in every layer; --method auto searches the subset")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from spaces.common import COMMON, Space
+from spaces.common import COMMON, LAYERS_ALL, Space
 from spaces.lora import LORA_DIMS
 
-SPACE = Space("dora", COMMON + LORA_DIMS)
+SPACE = Space("dora", COMMON + LORA_DIMS + [LAYERS_ALL])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from spaces.common import COMMON, Space, fixed, logint, loguniform, uniform
+from spaces.common import COMMON, LAYERS_ALL, Space, fixed, logint, loguniform, uniform
 
 LORA_DIMS = [
     logint("r", 4, 128, role="scientific", note="Hu et al. 1..64, QLoRA/DoRA up to 128"),
@@ -11,4 +11,4 @@ LORA_DIMS = [
     fixed("target_modules", "query,key,value", note="BERT attention projections; --set for others"),
 ]
 
-SPACE = Space("lora", COMMON + LORA_DIMS)
+SPACE = Space("lora", COMMON + LORA_DIMS + [LAYERS_ALL])

@@ -27,6 +27,8 @@ CASES: dict[str, dict] = {
     "pha": {"adapter_size": 8, "task_emb_dim": 8, "hyper_hidden": 16},
     "prefix": {"num_virtual_tokens": 4},
     "prompt": {"num_virtual_tokens": 4},
+    "ptuning": {"num_virtual_tokens": 4, "encoder_hidden_size": 8},
+    "unipelt": {"adapter_size": 8, "prefix_length": 3, "r": 2},
 }
 # Methods whose injected modules start as the identity (backbone output unchanged at init).
 IDENTITY_AT_INIT = {"full", "frozen", "lora", "dora", "task_lora", "adapter", "parallel_adapter",

@@ -28,6 +28,8 @@ METHODS: dict[str, str] = {
     "pha": "trainers.methods.pha",
     "prefix": "trainers.methods.prefix",
     "prompt": "trainers.methods.prompt",
+    "ptuning": "trainers.methods.ptuning",
+    "unipelt": "trainers.methods.unipelt",
 }
 
 

@@ -75,6 +75,28 @@ class Applied:
     notes: dict[str, str] = field(default_factory=dict)
 
 
+LAYER_CHOICES = ("all", "top_half", "bottom_half", "every_other")
+"""Which encoder layers get a method's modules (AutoPEFT searches this): every layer, the upper
+or lower half, or every second layer counted from the top."""
+
+
+def check_layers(spec: str) -> None:
+    if spec not in LAYER_CHOICES:
+        raise ValueError(f"layers must be one of {', '.join(LAYER_CHOICES)}, got {spec!r}")
+
+
+def layer_indices(spec: str, n: int) -> list[int]:
+    """Indices of the layers ``spec`` selects out of ``n`` (never empty)."""
+    check_layers(spec)
+    if spec == "top_half":
+        return list(range(n // 2, n))
+    if spec == "bottom_half":
+        return list(range(0, max(1, n // 2)))
+    if spec == "every_other":
+        return list(range(n - 1, -1, -2))[::-1]
+    return list(range(n))
+
+
 def freeze(module: nn.Module) -> None:
     """Freeze every parameter of ``module``: the one place where methods start from."""
     for p in module.parameters():

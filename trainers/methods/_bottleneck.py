@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from trainers.methods._base import TaskRouter
+from trainers.methods._base import TaskRouter, layer_indices
 
 SELF_OUTPUT = "attention.output"
 """Path, inside one encoder layer, of the attention sublayer's output block (BertSelfOutput)."""
@@ -167,13 +167,14 @@ def _resolve(root: nn.Module, path: str) -> tuple[nn.Module, str, nn.Module]:
 
 
 def inject(backbone: nn.Module, paths: tuple[str, ...],
-           wrap: Callable[[nn.Module], _AdapterSlot]) -> list[_AdapterSlot]:
-    """Replace the block at each ``path`` of every encoder layer by ``wrap(block)``.
-
-    Refuses to wrap a block twice, which would silently stack two adapters.
+           wrap: Callable[[nn.Module], _AdapterSlot], layers: str = "all") -> list[_AdapterSlot]:
+    """Replace the block at each ``path`` of the ``layers`` (see ``layer_indices``) by
+    ``wrap(block)``. Refuses to wrap a block twice, which would silently stack two adapters.
     """
     wrappers: list[_AdapterSlot] = []
-    for layer in encoder_layers(backbone):
+    all_layers = encoder_layers(backbone)
+    for i in layer_indices(layers, len(all_layers)):
+        layer = all_layers[i]
         for path in paths:
             parent, attr, block = _resolve(layer, path)
             if isinstance(block, _AdapterSlot):
@@ -185,7 +186,8 @@ def inject(backbone: nn.Module, paths: tuple[str, ...],
 
 
 def add_serial_adapters(backbone: nn.Module, size: int, dropout: float,
-                        tasks: list[str] | None, router: TaskRouter | None) -> list[_AdapterSlot]:
+                        tasks: list[str] | None, router: TaskRouter | None,
+                        layers: str = "all") -> list[_AdapterSlot]:
     """Houlsby adapters after the attention and the FFN sublayer of every layer.
 
     ``tasks=None`` gives one adapter shared by all tasks; otherwise one per task.
@@ -195,11 +197,12 @@ def add_serial_adapters(backbone: nn.Module, size: int, dropout: float,
     def wrap(block: nn.Module) -> _AdapterSlot:
         return SerialAdapterOutput(block, lambda: Bottleneck(hidden, size, dropout), tasks, router)
 
-    return inject(backbone, (SELF_OUTPUT, FFN_OUTPUT), wrap)
+    return inject(backbone, (SELF_OUTPUT, FFN_OUTPUT), wrap, layers)
 
 
 def add_parallel_adapters(backbone: nn.Module, size: int, dropout: float, scale: float,
-                          tasks: list[str] | None, router: TaskRouter | None) -> list[_AdapterSlot]:
+                          tasks: list[str] | None, router: TaskRouter | None,
+                          layers: str = "all") -> list[_AdapterSlot]:
     """A scaled adapter parallel to the FFN of every layer (one per task unless ``tasks=None``)."""
     hidden = hidden_size(backbone)
 
@@ -207,4 +210,4 @@ def add_parallel_adapters(backbone: nn.Module, size: int, dropout: float, scale:
         return ParallelAdapterOutput(block, lambda: Bottleneck(hidden, size, dropout), tasks,
                                      router, scale)
 
-    return inject(backbone, (FFN_OUTPUT,), wrap)
+    return inject(backbone, (FFN_OUTPUT,), wrap, layers)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from trainers.methods._base import Applied, TaskRouter
+from trainers.methods._base import Applied, TaskRouter, check_layers
 from trainers.methods._bottleneck import (
     add_serial_adapters,
     check_adapter_dropout,
@@ -33,12 +33,15 @@ class Config:
     """Bottleneck width ``a``."""
     adapter_dropout: float = 0.0
     """Dropout on the bottleneck activation."""
+    layers: str = "all"
+    """Which layers get adapters: all, top_half, bottom_half, every_other."""
 
     def __post_init__(self) -> None:
         check_adapter_size(self.adapter_size)
         check_adapter_dropout(self.adapter_dropout)
+        check_layers(self.layers)
 
 
 def apply(backbone: nn.Module, cfg: Config, tasks: list[str], router: TaskRouter) -> Applied:
-    add_serial_adapters(backbone, cfg.adapter_size, cfg.adapter_dropout, tasks, router)
+    add_serial_adapters(backbone, cfg.adapter_size, cfg.adapter_dropout, tasks, router, cfg.layers)
     return Applied(backbone=backbone)

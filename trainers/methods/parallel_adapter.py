@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from trainers.methods._base import Applied, TaskRouter
+from trainers.methods._base import Applied, TaskRouter, check_layers
 from trainers.methods._bottleneck import (
     add_parallel_adapters,
     check_adapter_dropout,
@@ -32,15 +32,18 @@ class Config:
     """Constant ``s`` multiplying the adapter output (He et al. use 4)."""
     adapter_dropout: float = 0.0
     """Dropout on the bottleneck activation."""
+    layers: str = "all"
+    """Which layers get adapters: all, top_half, bottom_half, every_other."""
 
     def __post_init__(self) -> None:
         check_adapter_size(self.adapter_size)
         if not self.adapter_scale > 0:
             raise ValueError(f"adapter_scale must be > 0, got {self.adapter_scale}")
         check_adapter_dropout(self.adapter_dropout)
+        check_layers(self.layers)
 
 
 def apply(backbone: nn.Module, cfg: Config, tasks: list[str], router: TaskRouter) -> Applied:
     add_parallel_adapters(backbone, cfg.adapter_size, cfg.adapter_dropout, cfg.adapter_scale,
-                          tasks, router)
+                          tasks, router, cfg.layers)
     return Applied(backbone=backbone)

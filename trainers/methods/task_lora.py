@@ -47,10 +47,10 @@ def apply(backbone: nn.Module, cfg: Config, tasks: list[str], router: TaskRouter
     reserved = {"default", *_LORA_PARTS}
     if reserved & set(tasks):
         raise ValueError(f"task_lora: task names may not be {sorted(reserved)}")
-    peft_cfg = lora.peft_config(cfg, use_dora=cfg.use_dora)
+    peft_cfg = lora.peft_config(cfg, cfg.use_dora, backbone.config.num_hidden_layers)
     model = get_peft_model(backbone, peft_cfg, adapter_name=tasks[0])
     for task in tasks[1:]:
-        model.add_adapter(task, lora.peft_config(cfg, use_dora=cfg.use_dora))
+        model.add_adapter(task, lora.peft_config(cfg, cfg.use_dora, backbone.config.num_hidden_layers))
     for name, p in model.named_parameters():
         p.requires_grad_(task_of(name, tasks) is not None)
     router.listeners.append(lambda task: _activate(model, task))
