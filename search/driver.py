@@ -14,6 +14,7 @@ from typing import Any
 import ray
 from ray import tune
 
+from search.budget import BudgetSearcher, ParamCounter
 from search.pareto import pareto_front
 from search.progress import Progress
 from search.registry import METRIC, make_scheduler, make_searcher, objective_metrics
@@ -31,6 +32,7 @@ from search.results import (
 )
 from search.tracking import DRAIN_S, MlflowCallback, Tracker, ui_hint
 from search.trainable import run_trial
+from spaces.auto import design_name
 
 ROOT = Path(__file__).resolve().parents[1]
 # Shipped to every node with each search, so workers run the driver's code.
@@ -128,23 +130,25 @@ def run_method(method: str, plan, data, tracker: Tracker, concurrency: int,
     path = f"{plan.storage_path.rstrip('/')}/{name}"
     parent = tracker.parent_run(method, {k: getattr(s, k) for k in (
         "num_samples", "max_steps", "eval_every", "scheduler", "searcher", "grace_period",
-        "reduction_factor", "tasks", "data_dir", "model", "seed", "objective")},
-        space=dims_to_json(list(plan.spaces[method].dims)))
+        "reduction_factor", "tasks", "data_dir", "model", "seed", "objective", "max_params")},
+        space=_space_record(plan, method))
     resources = {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial}
     trainable = tune.with_resources(tune.with_parameters(run_trial, data=data), resources)
     exists = tune.Tuner.can_restore(path)
     if exists and not resuming:
         raise FileExistsError(f"a Tune experiment already exists at {path}; pass --resume to "
                               "continue it, or another --experiment or --storage-path")
-    progress = None
+    progress = budgeted = None
     if exists:
         print(f"[{method}] resuming {path}", flush=True)
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
     else:
-        searcher, param_space = make_searcher(s.searcher, plan.spaces[method], plan.constants[method],
-                                              seed=s.seed, max_concurrent=concurrency,
-                                              num_samples=s.num_samples,
-                                              objectives=objective_metrics(s.objective))
+        budget = (ParamCounter(data.specs, s.model), s.max_params) if s.max_params else None
+        space = plan.auto if method == "auto" else plan.spaces[method]
+        searcher, param_space = make_searcher(s.searcher, space, plan.constants[method], seed=s.seed,
+                                              max_concurrent=concurrency, num_samples=s.num_samples,
+                                              objectives=objective_metrics(s.objective), budget=budget)
+        budgeted = getattr(searcher, "searcher", None)
         scheduler = make_scheduler(s.scheduler, max_t=s.max_t, grace_period=s.grace_period,
                                    reduction_factor=s.reduction_factor)
         progress = Progress(method, s.num_samples, s.max_t)
@@ -179,6 +183,11 @@ def run_method(method: str, plan, data, tracker: Tracker, concurrency: int,
         return None
     row, best = summarize(method, grid, s.max_t, wall, METRIC)
     row["pareto"] = _pareto(grid)
+    if isinstance(budgeted, BudgetSearcher):
+        row["pruned_over_budget"] = len(budgeted.pruned)
+        write_json_atomic(Path(s.out) / method / "pruned.json",
+                          {"max_params": s.max_params, "pruned": budgeted.pruned})
+    designs = _designs(grid, Path(s.out) / method) if method == "auto" else {}
     fates = {r.metrics.get("trial_id"): "FAILED" if failed(r) else "FINISHED" for r in grid if r.metrics}
     with checkpoint_files(best) as ckpt:
         summary = {k: float(row[k]) for k in ("trials", "stopped_early", "failed", "evals_run",
@@ -192,6 +201,8 @@ def run_method(method: str, plan, data, tracker: Tracker, concurrency: int,
             if record is not None:
                 record["run_id"] = _trial_run(tracker, best)
             tracker.finish_parent(parent, record, summary, ckpt)
+            for d in designs.values():  # each design's best, as each method's best
+                tracker.client.set_tag(_trial_run(tracker, d["result"]) or "", "design_best", "true")
 
         row["mlflow_recorded"] = _mlflow_retrying(record_in_mlflow, "recording the best config")
     print(f"[{method}] best score {row['best_score']}, {row['trials']} trials, "
@@ -221,6 +232,37 @@ def _pareto(grid) -> list[dict[str, Any]]:
                "config": resolved_config(r.config)}
               for r in grid if r.metrics and not failed(r)]
     return pareto_front(points, score=lambda p: p["score"], cost=lambda p: p["stored_pct"])
+
+
+def _space_record(plan, method: str) -> dict[str, Any]:
+    """What the parent run keeps as space.json: the searched dims (and auto's branches)."""
+    record = {"method": method, "dims": dims_to_json(list(plan.spaces[method].dims))}
+    if method == "auto":
+        record["branches"] = {m: dims_to_json(list(sp.dims)) for m, sp in plan.auto.items()}
+    return record
+
+
+def _designs(grid, out: Path) -> dict[str, dict[str, Any]]:
+    """``--method auto``: the best trial of each concrete design, printed and written to
+    ``designs.json`` (score, % parameters, config) like a method's best config."""
+    best: dict[str, dict[str, Any]] = {}
+    for r in grid:
+        if not r.metrics or failed(r) or not math.isfinite(r.metrics.get(METRIC, math.nan)):
+            continue
+        config = resolved_config(r.config)
+        name = design_name(config)
+        entry = best.setdefault(name, {"design": name, "trials": 0, "score": -math.inf})
+        entry["trials"] += 1
+        if r.metrics[METRIC] > entry["score"]:
+            entry.update(score=float(r.metrics[METRIC]), trial_id=r.metrics.get("trial_id"),
+                         stored_pct=float(r.metrics.get("stored_pct", math.nan)), config=config, result=r)
+    rows = sorted(best.values(), key=lambda d: -d["score"])
+    write_json_atomic(out / "designs.json", [{k: v for k, v in d.items() if k != "result"} for d in rows])
+    print("[auto] designs found (best trial each):")
+    for d in rows:
+        print(f"  {d['design']:<48} score {d['score']:.4f}  {d['stored_pct']:.3f}% params  "
+              f"({d['trials']} trial(s), best {d['trial_id']})")
+    return best
 
 
 def _report(plan, out: Path) -> None:

@@ -49,6 +49,17 @@ def tune_domain(dim: Dim):
     return dim.value
 
 
+def _suggest(trial, dims: list[Dim], prefix: str = "") -> None:
+    for d in dims:
+        name = prefix + d.name
+        if d.kind in ("uniform", "loguniform"):
+            trial.suggest_float(name, d.low, d.high, log=d.kind == "loguniform")
+        elif d.kind in ("int", "logint"):
+            trial.suggest_int(name, int(d.low), int(d.high), log=d.kind == "logint")
+        else:
+            trial.suggest_categorical(name, list(d.choices))
+
+
 class OptunaSpace:
     """Optuna define-by-run function for a space: asks the trial for each searched dim.
 
@@ -59,18 +70,33 @@ class OptunaSpace:
         self.dims = [d for d in dims if d.searched]
 
     def __call__(self, trial) -> None:
-        for d in self.dims:
-            if d.kind in ("uniform", "loguniform"):
-                trial.suggest_float(d.name, d.low, d.high, log=d.kind == "loguniform")
-            elif d.kind in ("int", "logint"):
-                trial.suggest_int(d.name, int(d.low), int(d.high), log=d.kind == "logint")
-            else:
-                trial.suggest_categorical(d.name, list(d.choices))
+        _suggest(trial, self.dims)
+
+
+class AutoOptunaSpace:
+    """Define-by-run for ``--method auto``: the family, then (adapters) the placement, then only
+    the chosen method's dims, named ``<method>.<dim>``; nothing of another method is drawn."""
+
+    def __init__(self, branches: dict[str, Space]) -> None:
+        self.branches = branches
+
+    def __call__(self, trial) -> None:
+        from spaces.auto import FAMILIES, FAMILY_KEY, PLACEMENT, PLACEMENT_KEY
+
+        families = [f for f, ms in FAMILIES.items() if any(m in self.branches for m in ms)]
+        family = trial.suggest_categorical(FAMILY_KEY, families)
+        methods = [m for m in FAMILIES[family] if m in self.branches]
+        method = methods[0]
+        if len(methods) > 1:
+            placement = trial.suggest_categorical(f"{family}.{PLACEMENT_KEY}",
+                                                  [PLACEMENT[m] for m in methods])
+            method = next(m for m in methods if PLACEMENT[m] == placement)
+        _suggest(trial, self.branches[method].searched(), prefix=f"{method}.")
 
 
 # ---- searchers --------------------------------------------------------------------------------
-def _optuna(space: Space, constants: dict[str, Any], seed: int, max_concurrent: int,
-            num_samples: int, objectives: list[tuple[str, str]]):
+def _optuna(space: Space | dict[str, Space], constants: dict[str, Any], seed: int,
+            max_concurrent: int, num_samples: int, objectives: list[tuple[str, str]], budget=None):
     import optuna
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
@@ -85,13 +111,17 @@ def _optuna(space: Space, constants: dict[str, Any], seed: int, max_concurrent: 
     # Pareto set; each trial's last reported values are its result.
     metric: str | list[str] = objectives[0][0] if len(objectives) == 1 else [m for m, _ in objectives]
     mode: str | list[str] = objectives[0][1] if len(objectives) == 1 else [d for _, d in objectives]
-    searcher = OptunaSearch(space=OptunaSpace(list(space.dims)), metric=metric, mode=mode,
-                            sampler=sampler)
+    define = AutoOptunaSpace(space) if isinstance(space, dict) else OptunaSpace(list(space.dims))
+    searcher = OptunaSearch(space=define, metric=metric, mode=mode, sampler=sampler)
+    if budget is not None:  # (counter, max %): over-budget proposals pruned before any trial
+        from search.budget import BudgetSearcher
+
+        searcher = BudgetSearcher(searcher, *budget)
     return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent), dict(constants)
 
 
 def _random(space: Space, constants: dict[str, Any], seed: int, max_concurrent: int,
-            num_samples: int, objectives: list[tuple[str, str]]):
+            num_samples: int, objectives: list[tuple[str, str]], budget=None):
     from ray.tune.search import BasicVariantGenerator
 
     param_space = {**constants, **{d.name: tune_domain(d) for d in space.searched()}}
@@ -101,14 +131,21 @@ def _random(space: Space, constants: dict[str, Any], seed: int, max_concurrent: 
 SEARCHERS: dict[str, Callable] = {"optuna": _optuna, "random": _random}
 
 
-def make_searcher(name: str, space: Space, constants: dict[str, Any], *, seed: int,
-                  max_concurrent: int, num_samples: int,
-                  objectives: list[tuple[str, str]] | None = None):
-    """``(search_alg, param_space)`` for Tune: constants are every fixed config value."""
+def make_searcher(name: str, space: Space | dict[str, Space], constants: dict[str, Any], *,
+                  seed: int, max_concurrent: int, num_samples: int,
+                  objectives: list[tuple[str, str]] | None = None, budget=None):
+    """``(search_alg, param_space)`` for Tune: constants are every fixed config value. ``space``
+    is one method's space, or for ``--method auto`` the branches (method -> space; Optuna only,
+    each branch's fixed values are added per trial). ``budget`` = (counter, max %)."""
     if name not in SEARCHERS:
         raise ValueError(f"unknown searcher {name!r}; choose one of: {', '.join(SEARCHERS)}")
-    return SEARCHERS[name](space, {**constants, **space.fixed_values()}, seed, max_concurrent,
-                           num_samples, objectives or [(METRIC, MODE)])
+    if isinstance(space, dict) and name != "optuna":
+        raise ValueError("--method auto needs --searcher optuna (a conditional space)")
+    if budget is not None and name != "optuna":
+        raise ValueError("--max-params needs --searcher optuna")
+    fixed = {} if isinstance(space, dict) else space.fixed_values()
+    return SEARCHERS[name](space, {**constants, **fixed}, seed, max_concurrent,
+                           num_samples, objectives or [(METRIC, MODE)], budget)
 
 
 # ---- schedulers -------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ if str(ROOT) not in sys.path:
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import re  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
@@ -76,16 +77,17 @@ def build(exp: ExperimentRecord, out: Path) -> Report:
     if warnings:
         sections.append(Section("Best values at the edge of their range", "\n".join(warnings)))
     for m in exp.methods:
-        figs = [plots.curves_plot(m, out / f"curves_{m.method}.png")]
+        stem = file_stem(m.method)
+        figs = [plots.curves_plot(m, out / f"curves_{stem}.png")]
         got = importances(m)
         if isinstance(got, tuple):
             imp, evaluator = got
-            figs.append(plots.importance_plot(m.method, imp, out / f"importance_{m.method}.png", evaluator))
+            figs.append(plots.importance_plot(m.method, imp, out / f"importance_{stem}.png", evaluator))
             note = "Importance (" + evaluator + ", last score of each trial): " + ", ".join(
                 f"{k} {v:.2f}" for k, v in imp.items())
         else:
             note = f"Importance: not computed ({got})."
-        values = plots.values_plot(m, out / f"values_{m.method}.png")
+        values = plots.values_plot(m, out / f"values_{stem}.png")
         if values is not None:
             figs.append(values)
         figures[m.method] = figs
@@ -99,6 +101,11 @@ def build(exp: ExperimentRecord, out: Path) -> Report:
         {"experiment": exp.name, "methods": records, "pareto": [dict(zip(p_header, r, strict=True))
                                                                 for r in p_rows]}, indent=2, default=str))
     return Report(out, page, md, figures, records, p_rows, warnings)
+
+
+def file_stem(name: str) -> str:
+    """A file-name-safe form of a method or design name (``lora[top_half;query,value]``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
 
 
 def log_to_mlflow(exp: ExperimentRecord, report: Report) -> None:
@@ -122,9 +129,11 @@ def log_to_mlflow(exp: ExperimentRecord, report: Report) -> None:
 
 
 def summary_text(report: Report) -> str:
-    lines = [f"{'method':<16}{'best score':>11}{'% stored':>10}{'trials':>8}{'early':>7}{'trial-steps':>13}"]
+    width = max([16] + [len(r["method"]) + 2 for r in report.leaderboard])
+    lines = [f"{'method':<{width}}{'best score':>11}{'% stored':>10}{'trials':>8}{'early':>7}"
+             f"{'trial-steps':>13}"]
     for r in report.leaderboard:
-        lines.append(f"{r['method']:<16}{r['score']:>11.4f}{r['stored_pct']:>10.3f}{r['trials']:>8}"
+        lines.append(f"{r['method']:<{width}}{r['score']:>11.4f}{r['stored_pct']:>10.3f}{r['trials']:>8}"
                      f"{r['stopped_early']:>7}{r['trial_steps']:>13}")
     lines.append(f"Pareto front (score vs % params): {len(report.pareto)} trials: " + "; ".join(
         f"{r[0]} {r[1]} at {r[2]}%" for r in report.pareto))

@@ -46,6 +46,8 @@ class TrialRecord:
     """(training step, dev score) of every evaluation, in step order."""
     seconds: float | None
     """Run lifetime (start to end) in seconds; None while running."""
+    design: str = ""
+    """``--method auto``: the trial's concrete design (method and structural choices)."""
 
     @property
     def score(self) -> float:
@@ -76,6 +78,8 @@ class MethodRecord:
     dims: list[Dim]
     """The searched dims of the method's space."""
     trials: list[TrialRecord] = field(default_factory=list)
+    from_auto: bool = False
+    """A concrete design of a ``--method auto`` search (``method`` is the design's name)."""
 
     @property
     def finite(self) -> list[TrialRecord]:
@@ -125,12 +129,19 @@ def load_experiment(uri: str, name: str) -> ExperimentRecord:
     methods = []
     for p in parents:
         method = p.data.tags["method"]
-        methods.append(MethodRecord(
-            method=method, run_id=p.info.run_id, status=p.info.status,
-            settings={k[len("search."):]: v for k, v in p.data.tags.items() if k.startswith("search.")},
-            summary=dict(p.data.metrics), best_trial_id=p.data.tags.get("best_trial_id"),
-            dims=_load_dims(client, p.info.run_id, method),
-            trials=[_trial(client, r) for r in trials if r.data.tags.get("method") == method]))
+        settings = {k[len("search."):]: v for k, v in p.data.tags.items() if k.startswith("search.")}
+        dims, branches = _load_dims(client, p.info.run_id, method)
+        own = [_trial(client, r) for r in trials if r.data.tags.get("method") == method]
+        if method != "auto":
+            methods.append(MethodRecord(method, p.info.run_id, p.info.status, settings, dict(p.data.metrics),
+                                        p.data.tags.get("best_trial_id"), dims, own))
+            continue
+        # --method auto: every concrete design is compared like a method.
+        for design in sorted({t.design for t in own}):
+            base = design.split("[")[0]
+            methods.append(MethodRecord(design, p.info.run_id, p.info.status, settings, {}, None,
+                                        [d for d in branches.get(base, []) if d.searched],
+                                        [t for t in own if t.design == design], from_auto=True))
     return ExperimentRecord(name, exp.experiment_id, uri, methods)
 
 
@@ -154,16 +165,20 @@ def _trial(client, run) -> TrialRecord:
         method=tags.get("method", "?"), run_id=info.run_id, trial_id=tags.get("trial_id", "?"),
         status=info.status, stopped_early=tags.get("stopped_early") == "true",
         failure=tags.get("failure"), params=dict(run.data.params), metrics=dict(run.data.metrics),
-        curve=[(int(s), float(v)) for s, v in curve], seconds=seconds)
+        curve=[(int(s), float(v)) for s, v in curve], seconds=seconds,
+        design=tags.get("design", tags.get("method", "?")))
 
 
-def _load_dims(client, run_id: str, method: str) -> list[Dim]:
+def _load_dims(client, run_id: str, method: str) -> tuple[list[Dim], dict[str, list[Dim]]]:
+    """The searched dims of the parent run's space, and (``auto``) each branch's dims."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in the log
     names = {a.path for a in client.list_artifacts(run_id)}
     if SPACE_ARTIFACT in names:
         with tempfile.TemporaryDirectory() as tmp:
             path = client.download_artifacts(run_id, SPACE_ARTIFACT, tmp)
-            return [d for d in dims_from_json(json.loads(Path(path).read_text())["dims"]) if d.searched]
+            record = json.loads(Path(path).read_text())
+        branches = {m: dims_from_json(ds) for m, ds in record.get("branches", {}).items()}
+        return [d for d in dims_from_json(record["dims"]) if d.searched], branches
     from spaces import SPACES, get_space  # recorded before space.json existed
 
-    return get_space(method).searched() if method in SPACES else []
+    return (get_space(method).searched() if method in SPACES else []), {}

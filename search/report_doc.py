@@ -78,8 +78,9 @@ def pareto_rows(trials: list[TrialRecord], dims: dict[str, list[Dim]]) -> tuple[
                          cost=lambda t: t.stored_pct)
     rows = []
     for t in front:
-        values = ", ".join(f"{d.name}={_short(t.params.get(d.name))}" for d in dims.get(t.method, []))
-        rows.append([t.method, _f(t.score), _f(t.stored_pct, "{:.3f}"), str(t.steps), t.trial_id, values])
+        name = t.design or t.method
+        values = ", ".join(f"{d.name}={_short(t.params.get(d.name))}" for d in dims.get(name, []))
+        rows.append([name, _f(t.score), _f(t.stored_pct, "{:.3f}"), str(t.steps), t.trial_id, values])
     return ["method", "score", "% params", "steps", "trial", "config"], rows
 
 
@@ -110,8 +111,9 @@ def edge_warnings(m: MethodRecord) -> list[str]:
         pos = (x - lo) / (hi - lo)
         if pos <= EDGE or pos >= 1 - EDGE:
             side = "low" if pos <= EDGE else "high"
+            how = f"spaces/{m.method.split('[')[0]}.py" if m.from_auto else f"--range {d.name}=LOW:HIGH"
             out.append(f"{m.method}: best {d.name}={_short(str(v))} is at the {side} end of "
-                       f"[{d.low:g}, {d.high:g}]; widen it with --range {d.name}=LOW:HIGH")
+                       f"[{d.low:g}, {d.high:g}]; widen it with {how}")
     return out
 
 

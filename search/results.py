@@ -30,9 +30,10 @@ def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
 
 def resolved_config(trial_config: dict[str, Any]) -> dict[str, Any]:
     """The trial config with every default filled in, as the trainer will see it."""
+    from spaces.auto import design_config
     from trainers.config import TrainConfig
 
-    return TrainConfig.from_flat(trial_config).to_flat()
+    return TrainConfig.from_flat(design_config(trial_config)).to_flat()
 
 
 def failed(result) -> bool:

@@ -31,6 +31,7 @@ from typing import Any  # noqa: E402
 
 from search.registry import SCHEDULERS, SEARCHERS, objective_metrics  # noqa: E402  (no Ray import until used)
 from spaces import SPACES, Space, check_space, get_space  # noqa: E402
+from spaces.auto import searched_dims as auto_dims  # noqa: E402
 
 RUNS = Path("runs")
 # Config keys set through their own flags, never through --set.
@@ -54,6 +55,8 @@ class Settings:
     reduction_factor: float = 2.0
     scheduler: str = "asha"
     objective: str = "score"
+    max_params: float | None = None
+    auto_families: str | None = None
     searcher: str = "optuna"
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
@@ -96,7 +99,8 @@ def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
                "`mlflow ui --backend-store-uri sqlite:///$PWD/mlflow.db`.")
     g = p.add_argument_group("what to search")
     g.add_argument("--method", default=d("lora"),
-                   help=f"one method, a comma list, or 'all' ({', '.join(SPACES)})")
+                   help=f"one method, a comma list, 'all' ({', '.join(SPACES)}), or 'auto': one search "
+                        "over designs (method, layers, LoRA targets, adapter placement)")
     g.add_argument("--tasks", default=d(DEFAULTS.tasks), help="comma list of tasks trained together")
     g.add_argument("--data-dir", default=d(None),
                    help="CS224N data folder; unset = the small synthetic demo suite built in code")
@@ -113,6 +117,12 @@ def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
     g = p.add_argument_group("budget")
     g.add_argument("--num-samples", type=int, default=d(DEFAULTS.num_samples),
                    help="trials per method")
+    g.add_argument("--max-params", type=float, default=d(None), metavar="PCT",
+                   help="prune, before training, every config whose trained parameters exceed PCT %% "
+                        "of the backbone (counted from the config; needs --searcher optuna)")
+    g.add_argument("--auto-families", default=d(None),
+                   help="--method auto: the design families to search (comma list; unset = all: "
+                        "lora, adapter, lora_adapter, prefix, ptuning, unipelt)")
     g.add_argument("--max-steps", type=int, default=d(DEFAULTS.max_steps),
                    help="training steps of a trial that is never stopped")
     g.add_argument("--eval-every", type=int, default=d(DEFAULTS.eval_every),
@@ -259,6 +269,8 @@ class Plan:
     """Per method: every config value fixed in all its trials (flags and --set)."""
     storage_path: str
     mlflow_uri: str
+    auto: dict[str, Space] | None = None
+    """``--method auto``: the design branches (method -> its space with structural dims)."""
 
 
 def make_plan(s: Settings) -> Plan:
@@ -284,10 +296,21 @@ def make_plan(s: Settings) -> Plan:
         raise ValueError(f"--data-dir {s.data_dir}: not a directory")
     if s.task_file is not None and not Path(s.task_file).is_file():
         raise ValueError(f"--task-file {s.task_file}: no such file")
+    if s.max_params is not None and not s.max_params > 0:
+        raise ValueError(f"--max-params must be > 0 (a % of the backbone), got {s.max_params:g}")
+    if (s.max_params is not None or "auto" in s.methods) and s.searcher != "optuna":
+        raise ValueError("--method auto and --max-params need --searcher optuna")
     spaces: dict[str, Space] = {}
     constants: dict[str, dict[str, Any]] = {}
     used: set[str] = set()
+    auto = None
+    if "auto" in s.methods:
+        auto, const, pins = _auto_plan(s)
+        used |= set(pins)
+        spaces["auto"], constants["auto"] = Space("auto", tuple(auto_dims(auto))), const
     for method in s.methods:
+        if method == "auto":
+            continue
         space = get_space(method)  # unknown method or malformed space file: ValueError
         valid = set(common_fields()) | set(method_fields(method))
         pins = {k: v for k, v in s.set.items() if k in valid}
@@ -323,7 +346,31 @@ def make_plan(s: Settings) -> Plan:
         raise ValueError(f"--range {', '.join(unused)}: not a searched dim of {', '.join(s.methods)} "
                          f"(dims: {', '.join(d.name for d in spaces[s.methods[0]].searched())})")
     storage = s.storage_path or str(Path(s.out) / "tune")
-    return Plan(s, spaces, constants, storage, s.mlflow_uri or _default_uri())
+    return Plan(s, spaces, constants, storage, s.mlflow_uri or _default_uri(), auto)
+
+
+def _auto_plan(s: Settings) -> tuple[dict[str, Space], dict[str, Any], dict[str, Any]]:
+    """``--method auto``: its branches with the user's --set pins (common keys only), its
+    constants, and the pins used; every branch's extreme configs are checked."""
+    from spaces.auto import branches
+    from trainers.config import TrainConfig, common_fields
+
+    if s.range:
+        raise ValueError("--range is not supported with --method auto (each method keeps its "
+                         "spaces/<method>.py ranges)")
+    families = [f.strip() for f in s.auto_families.split(",") if f.strip()] if s.auto_families else None
+    found = branches(families)
+    pins = {k: v for k, v in s.set.items() if k in common_fields()}
+    const = {"tasks": s.tasks, "data_dir": s.data_dir, "task_file": s.task_file, "model": s.model,
+             "max_steps": s.max_steps, "eval_every": s.eval_every, "seed": s.seed,
+             "max_train_samples": s.max_train_samples, "max_eval_samples": s.max_eval_samples}
+    out = {}
+    for method, space in found.items():
+        space = space.pin(pins)
+        check_space(space, method, f"spaces/auto.py ({method})")
+        TrainConfig.from_flat({**const, **{d.name: d.corners()[0] for d in space.dims}, "method": method})
+        out[method] = space
+    return out, const, pins
 
 
 def _default_uri() -> str:
@@ -337,9 +384,12 @@ def prepare(plan: Plan):
     from trainers.model import load_tokenizer
 
     method = plan.settings.methods[0]
-    space = plan.spaces[method]
-    cfg = TrainConfig.from_flat({**plan.constants[method],
-                                 **{d.name: d.corners()[0] for d in space.dims}})
+    if method == "auto":  # tokenization depends on the shared keys only: any branch will do
+        method, space = next(iter(plan.auto.items()))
+        const = {**plan.constants["auto"], "method": method}
+    else:
+        space, const = plan.spaces[method], plan.constants[method]
+    cfg = TrainConfig.from_flat({**const, **{d.name: d.corners()[0] for d in space.dims}})
     return prepare_data(cfg, load_tokenizer(cfg.model), log=lambda m: print(m, flush=True))
 
 

@@ -19,6 +19,7 @@ from ray import tune
 
 from search.report_data import SPACE_ARTIFACT
 from search.results import numeric_metrics, resolved_config
+from spaces.auto import design_name, is_auto
 
 _BATCH = 100  # MLflow's limit of params per log_batch call
 DRAIN_S = 300.0  # at the end of a method, how long queued MLflow writes are retried
@@ -48,7 +49,7 @@ class Tracker:
             self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
 
     def parent_run(self, method: str, settings: dict[str, Any],
-                   space: list[dict[str, Any]] | None = None) -> str:
+                   space: dict[str, Any] | None = None) -> str:
         """The method's parent run: reattached on ``--resume``, created otherwise (with the
         searched ``space`` as ``space.json``)."""
         runs = self.client.search_runs(
@@ -60,7 +61,7 @@ class Tracker:
         tags = {"kind": "method", "method": method, **{f"search.{k}": str(v) for k, v in settings.items()}}
         run_id = self.client.create_run(self.experiment_id, run_name=method, tags=tags).info.run_id
         if space is not None:  # what the report plots each trial's values against
-            self.client.log_dict(run_id, {"method": method, "dims": space}, SPACE_ARTIFACT)
+            self.client.log_dict(run_id, space, SPACE_ARTIFACT)
         return run_id
 
     def finish_parent(self, run_id: str, best: dict[str, Any] | None, summary: dict[str, float],
@@ -202,10 +203,13 @@ class MlflowCallback(tune.Callback):
             return
         tags = {"mlflow.parentRunId": self.parent_run_id, "kind": "trial", "method": self.method,
                 "trial_id": trial.trial_id}
+        flat = resolved_config(trial.config)
+        if is_auto(trial.config):  # --method auto: the concrete design, compared like a method
+            tags["design"] = design_name(flat)
         run = self.client.create_run(self.experiment_id, run_name=f"{self.method}-{trial.trial_id}",
                                      tags=tags)
         self.runs[trial.trial_id] = run.info.run_id
-        params = [Param(k, str(v)) for k, v in resolved_config(trial.config).items()]
+        params = [Param(k, str(v)) for k, v in flat.items()]
         for i in range(0, len(params), _BATCH):
             self.client.log_batch(run.info.run_id, params=params[i:i + _BATCH])
 

@@ -20,10 +20,11 @@ def run_trial(config: dict[str, Any], data=None) -> None:
     import torch
     from ray import tune
 
+    from spaces.auto import design_config
     from trainers.config import TrainConfig
     from trainers.train import TrainingFailure, train
 
-    cfg = TrainConfig.from_flat(config)
+    cfg = TrainConfig.from_flat(design_config(config))  # an --method auto config: its design
     # Torch would otherwise start one thread per core of the node in every concurrent trial.
     cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
     torch.set_num_threads(max(1, int(cfg.num_threads or cpus)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 from trainers.methods import task_of_by_name
@@ -64,3 +65,20 @@ def count_params(model: MultitaskModel) -> ParamCounts:
         per_task_pct={t: 100.0 * n / total for t, n in per_task.items()},
         stored_pct=100.0 * (shared + sum(own.values())) / total,
     )
+
+
+def count_for_config(cfg, specs, model_config=None) -> ParamCounts:
+    """The counts a training run of ``cfg`` would report, without loading or allocating weights:
+    the backbone is built from its config on PyTorch's meta device and the method applied to it.
+    ``model_config`` (a transformers config) saves re-reading it for many configs."""
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    from trainers.model import default_model_path
+
+    if model_config is None:
+        model_config = AutoConfig.from_pretrained(cfg.model or default_model_path())
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecation notes of peft/transformers internals
+        backbone = AutoModel.from_config(model_config)
+        return count_params(MultitaskModel(backbone, specs, cfg))
