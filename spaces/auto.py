@@ -79,7 +79,9 @@ def design_config(config: dict[str, Any], spaces: dict[str, Space] | None = None
     space = (spaces or {}).get(method) or branch(method)
     prefixes = tuple(f"{m}." for ms in FAMILIES.values() for m in ms) + tuple(f"{f}." for f in FAMILIES)
     shared = {k: v for k, v in config.items() if not k.startswith(prefixes) and k != FAMILY_KEY}
-    own = {k[len(method) + 1:]: v for k, v in config.items() if k.startswith(f"{method}.")}
+    placement = f"{config[FAMILY_KEY]}.{PLACEMENT_KEY}"  # "adapter.placement" is not adapter's key
+    own = {k[len(method) + 1:]: v for k, v in config.items()
+           if k.startswith(f"{method}.") and k != placement}
     return {**shared, **space.fixed_values(), **own, "method": method}
 
 
