@@ -206,7 +206,7 @@ def test_objective_score_params_is_multi_objective_with_its_pareto_set(tiny_mode
     assert state["_metric"] == ["score", "stored_pct"]
     # Every trial was told both objectives: its last reported score and % parameters.
     last = {t.removeprefix("trial_"): rows[-1] for t, rows in trial_results(out, "mo", "lora").items()}
-    told = {tid: tuple(state["_ot_trials"][tid].values or ()) for tid in last}
+    told = {tid: tuple(study.trials[state["_ot_trials"][tid].number].values or ()) for tid in last}
     assert told == {tid: (r["score"], r["stored_pct"]) for tid, r in last.items()}
     # The reported Pareto set is Optuna's and a brute-force front of the trials' results.
     front = json.loads((out / "results.json").read_text())["pareto"]["lora"]
