@@ -12,7 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from search.pareto import pareto_front  # noqa: E402
 from search.report_data import MethodRecord, TrialRecord  # noqa: E402
@@ -55,6 +55,7 @@ def pareto_plot(methods: list[MethodRecord], path: Path, title: str = "") -> Pat
         ax.step(xs, ys, where="post", color="black", lw=1.2, ls="--", zorder=3,
                 label=f"Pareto front ({len(front)})")
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("trainable parameters, % of the backbone (stored for all tasks)")
