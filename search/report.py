@@ -75,7 +75,8 @@ def build(exp: ExperimentRecord, out: Path) -> Report:
                 tables=[(p_header, p_rows)], images=figures[""]),
     ]
     if warnings:
-        sections.append(Section("Best values at the edge of their range", "\n".join(warnings)))
+        sections.append(Section("Best values at the edge of their range",
+                                "\n".join(f"- {w}" for w in warnings)))
     for m in exp.methods:
         stem = file_stem(m.method)
         figs = [plots.curves_plot(m, out / f"curves_{stem}.png")]
