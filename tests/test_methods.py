@@ -179,8 +179,36 @@ def test_full_and_frozen_counts():
     assert frozen.trainable == (D * 3 + 3) + (D + 1)
 
 
-def test_prompt_tuning_skips_virtual_tokens():
-    model = build("prompt").eval()
+@pytest.mark.parametrize("method", ["prompt", "ptuning"])
+def test_prompt_tuning_skips_virtual_tokens(method):
+    model = build(method).eval()
     ids, mask, types = batch()
     assert model.applied.virtual_tokens == 4
     assert model("a", ids, mask, types).shape == (4, 3)
+
+
+def test_ptuning_trains_its_prompt_encoder():
+    model = build("ptuning")
+    names = [n for n, p in model.named_parameters() if p.requires_grad and not n.startswith("heads.")]
+    assert names and all("prompt_encoder" in n for n in names)
+    assert any("mlp" in n for n in names), "the MLP reparameterisation is trained (and counted)"
+
+
+def test_unipelt_gates_scale_each_part():
+    """Closing a gate removes its part: with every gate shut the model is the backbone again."""
+    model = build("unipelt").eval()
+    plain = tiny_backbone(0).eval()
+    ids, mask, _ = batch()
+    gates = [m for n, m in model.named_modules() if n.endswith(".gate")]
+    assert len(gates) == L * 4  # LoRA on query and value, prefix, adapter per layer
+    perturb(model)  # LoRA B and adapter up-projections non-zero: every part changes the output
+    with torch.no_grad():
+        model.router.set("a")
+        opened = model.backbone(input_ids=ids, attention_mask=mask).last_hidden_state
+        want = plain(input_ids=ids, attention_mask=mask).last_hidden_state
+        assert (opened - want).abs().max() > 1e-3
+        for g in gates:  # sigmoid(-1e4) = 0
+            g.weight.zero_()
+            g.bias.fill_(-1e4)
+        shut = model.backbone(input_ids=ids, attention_mask=mask).last_hidden_state
+    torch.testing.assert_close(shut, want, rtol=0, atol=1e-5)
