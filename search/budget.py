@@ -10,6 +10,8 @@ the region) and the next proposal is drawn, so Tune only ever starts configs wit
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
 from ray.tune.search import Searcher
@@ -44,12 +46,12 @@ class BudgetSearcher(Searcher):
     """Forwards to ``searcher``; proposals over ``max_pct`` are pruned there and replaced."""
 
     def __init__(self, searcher: Searcher, count: ParamCounter, max_pct: float,
-                 max_tries: int = 500) -> None:
+                 log_path: str | None = None, max_tries: int = 500) -> None:
         super().__init__(metric=searcher.metric, mode=searcher.mode)
         self.searcher, self.count, self.max_pct, self.max_tries = searcher, count, max_pct, max_tries
+        self.log_path = log_path
+        """JSON lines, one per pruned proposal (design, % parameters, config); kept across --resume."""
         self.attempt_of: dict[str, str] = {}
-        self.pruned: list[dict[str, Any]] = []
-        """Every proposal pruned over budget: its design, % parameters and config."""
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return self.searcher.set_search_properties(metric, mode, config, **spec)
@@ -66,7 +68,11 @@ class BudgetSearcher(Searcher):
                 return config
             self.searcher.on_trial_complete(attempt, result=None, error=False)  # pruned, untrained
             flat = design_config(config)
-            self.pruned.append({"design": design_name(flat), "stored_pct": pct, "config": flat})
+            if self.log_path:
+                Path(self.log_path).parent.mkdir(parents=True, exist_ok=True)
+                with open(self.log_path, "a") as f:
+                    f.write(json.dumps({"design": design_name(flat), "stored_pct": pct, "config": flat},
+                                       default=str) + "\n")
             print(f"[budget] pruned before training: {design_name(flat)} trains {pct:.3f}% of the "
                   f"backbone > --max-params {self.max_pct:g}%", flush=True)
         print(f"[budget] error: none of {self.max_tries} proposals fits --max-params {self.max_pct:g}%; "

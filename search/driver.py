@@ -14,7 +14,7 @@ from typing import Any
 import ray
 from ray import tune
 
-from search.budget import BudgetSearcher, ParamCounter
+from search.budget import ParamCounter
 from search.pareto import pareto_front
 from search.progress import Progress
 from search.registry import METRIC, make_scheduler, make_searcher, objective_metrics
@@ -35,6 +35,7 @@ from search.trainable import run_trial
 from spaces.auto import design_name
 
 ROOT = Path(__file__).resolve().parents[1]
+PRUNED = "pruned.jsonl"  # per method: the proposals --max-params pruned before training
 # Shipped to every node with each search, so workers run the driver's code.
 SHIPPED_EXCLUDES = ["/runs/", "/mlruns/", "/mlartifacts/", "*.db", "/ray_results/", "/out/",
                     "/benchmarks/results/", ".pytest_cache/", ".ruff_cache/"]
@@ -138,17 +139,17 @@ def run_method(method: str, plan, data, tracker: Tracker, concurrency: int,
     if exists and not resuming:
         raise FileExistsError(f"a Tune experiment already exists at {path}; pass --resume to "
                               "continue it, or another --experiment or --storage-path")
-    progress = budgeted = None
+    progress = None
     if exists:
         print(f"[{method}] resuming {path}", flush=True)
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
     else:
-        budget = (ParamCounter(data.specs, s.model), s.max_params) if s.max_params else None
+        budget = ((ParamCounter(data.specs, s.model), s.max_params, str(Path(s.out) / method / PRUNED))
+                  if s.max_params else None)
         space = plan.auto if method == "auto" else plan.spaces[method]
         searcher, param_space = make_searcher(s.searcher, space, plan.constants[method], seed=s.seed,
                                               max_concurrent=concurrency, num_samples=s.num_samples,
                                               objectives=objective_metrics(s.objective), budget=budget)
-        budgeted = getattr(searcher, "searcher", None)
         scheduler = make_scheduler(s.scheduler, max_t=s.max_t, grace_period=s.grace_period,
                                    reduction_factor=s.reduction_factor)
         progress = Progress(method, s.num_samples, s.max_t)
@@ -183,10 +184,9 @@ def run_method(method: str, plan, data, tracker: Tracker, concurrency: int,
         return None
     row, best = summarize(method, grid, s.max_t, wall, METRIC)
     row["pareto"] = _pareto(grid)
-    if isinstance(budgeted, BudgetSearcher):
-        row["pruned_over_budget"] = len(budgeted.pruned)
-        write_json_atomic(Path(s.out) / method / "pruned.json",
-                          {"max_params": s.max_params, "pruned": budgeted.pruned})
+    if s.max_params:
+        pruned = Path(s.out) / method / PRUNED
+        row["pruned_over_budget"] = len(pruned.read_text().splitlines()) if pruned.exists() else 0
     designs = _designs(grid, Path(s.out) / method) if method == "auto" else {}
     fates = {r.metrics.get("trial_id"): "FAILED" if failed(r) else "FINISHED" for r in grid if r.metrics}
     with checkpoint_files(best) as ckpt:

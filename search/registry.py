@@ -113,7 +113,7 @@ def _optuna(space: Space | dict[str, Space], constants: dict[str, Any], seed: in
     mode: str | list[str] = objectives[0][1] if len(objectives) == 1 else [d for _, d in objectives]
     define = AutoOptunaSpace(space) if isinstance(space, dict) else OptunaSpace(list(space.dims))
     searcher = OptunaSearch(space=define, metric=metric, mode=mode, sampler=sampler)
-    if budget is not None:  # (counter, max %): over-budget proposals pruned before any trial
+    if budget is not None:  # (counter, max %, log): over-budget proposals pruned before any trial
         from search.budget import BudgetSearcher
 
         searcher = BudgetSearcher(searcher, *budget)
@@ -136,7 +136,7 @@ def make_searcher(name: str, space: Space | dict[str, Space], constants: dict[st
                   objectives: list[tuple[str, str]] | None = None, budget=None):
     """``(search_alg, param_space)`` for Tune: constants are every fixed config value. ``space``
     is one method's space, or for ``--method auto`` the branches (method -> space; Optuna only,
-    each branch's fixed values are added per trial). ``budget`` = (counter, max %)."""
+    each branch's fixed values are added per trial). ``budget`` = (counter, max %, log path)."""
     if name not in SEARCHERS:
         raise ValueError(f"unknown searcher {name!r}; choose one of: {', '.join(SEARCHERS)}")
     if isinstance(space, dict) and name != "optuna":

@@ -118,7 +118,7 @@ def test_auto_search_prunes_over_budget_designs_before_any_trial(tiny_model_dir,
     proc = run(cli(tiny_model_dir, out, "--method", "auto", "--num-samples", "6", "--experiment", "au",
                    "--auto-families", "lora,adapter,ptuning,unipelt", "--max-params", str(budget),
                    "--objective", "score,params", "--max-concurrent", "2"), tmp_path, timeout=600)
-    pruned = json.loads((out / "auto" / "pruned.json").read_text())["pruned"]
+    pruned = [json.loads(line) for line in (out / "auto" / "pruned.jsonl").read_text().splitlines()]
     assert pruned and all(p["stored_pct"] > budget for p in pruned)
     assert proc.stdout.count("[budget] pruned before training") == len(pruned)
     # Only configs within budget became trials, and the trainer's own count agrees.
