@@ -21,9 +21,14 @@ from spaces.common import Dim  # noqa: E402
 DPI = 110
 
 
-def colors(methods: list[str]) -> dict[str, str]:
-    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    return {m: cycle[i % len(cycle)] for i, m in enumerate(methods)}
+def colors(methods: list[str]) -> dict[str, object]:
+    """A distinct colour per method or design (tab10, tab20, then evenly spaced hues)."""
+    n = len(methods)
+    if n <= 10:
+        cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        return {m: cycle[i] for i, m in enumerate(methods)}
+    cmap = matplotlib.colormaps["tab20" if n <= 20 else "hsv"]
+    return {m: cmap(i / (20 if n <= 20 else n)) for i, m in enumerate(methods)}
 
 
 def _save(fig, path: Path) -> Path:
@@ -37,7 +42,8 @@ def _save(fig, path: Path) -> Path:
 def pareto_plot(methods: list[MethodRecord], path: Path, title: str = "") -> Path:
     """Dev score against % trainable parameters (log axis) for every trial, coloured by
     method; each method's best is a star; the Pareto front over all trials is a step line."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    many = len(methods) > 6  # the legend goes beside the axes
+    fig, ax = plt.subplots(figsize=(11.5 if many else 7.5, 4.8 if len(methods) < 14 else 6.2))
     palette = colors([m.method for m in methods])
     for m in methods:
         pts = [t for t in m.finite if math.isfinite(t.stored_pct) and t.stored_pct > 0]
@@ -62,7 +68,10 @@ def pareto_plot(methods: list[MethodRecord], path: Path, title: str = "") -> Pat
     ax.set_ylabel("dev score")
     ax.set_title(title or "score vs parameters: every trial (star = best of its method)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="best")
+    if many:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    else:
+        ax.legend(fontsize=8, loc="best")
     return _save(fig, path)
 
 
