@@ -63,8 +63,13 @@ def build(exp: ExperimentRecord, out: Path) -> Report:
                                                              f"{exp.name}: score vs parameters")]}
     p_header, p_rows = pareto_rows(exp.trials, {m.method: m.dims for m in exp.methods})
     warnings = [w for m in exp.methods for w in edge_warnings(m)]
-    budget = ", ".join(f"{m.method}: {len(m.trials)} trials x {int(m.setting('max_steps', 0))} steps"
-                       for m in exp.methods)
+    runs: dict[str, list] = {}  # the designs of an auto search share its parent run
+    for m in exp.methods:
+        runs.setdefault(m.run_id, []).append(m)
+    budget = ", ".join(
+        f"{'auto (' + str(len(ms)) + ' designs)' if ms[0].from_auto else ms[0].method}: "
+        f"{sum(len(m.trials) for m in ms)} trials x {int(ms[0].setting('max_steps', 0))} steps"
+        for ms in runs.values())
     sections = [
         Section("Leaderboard", f"MLflow {exp.uri}, experiment {exp.name}. Budget: {budget}. "
                 "Per-task columns: the best trial's dev metric, then the % of the backbone's "
