@@ -12,20 +12,21 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from trainers.methods import prefix
 from trainers.methods._base import Applied, TaskRouter
 
 DEFAULT_LR = 1e-2
 
 
 @dataclass
-class Config:
-    num_virtual_tokens: int = 20
+class Config(prefix.Config):
+    """``num_virtual_tokens`` as prefix and prompt tuning, plus the prompt encoder's width."""
+
     encoder_hidden_size: int = 128
     """Width of the prompt encoder's MLP."""
 
     def __post_init__(self) -> None:
-        if self.num_virtual_tokens < 1:
-            raise ValueError(f"num_virtual_tokens must be >= 1, got {self.num_virtual_tokens}")
+        super().__post_init__()
         if self.encoder_hidden_size < 1:
             raise ValueError(f"encoder_hidden_size must be >= 1, got {self.encoder_hidden_size}")
 

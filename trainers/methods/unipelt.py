@@ -25,12 +25,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from trainers.methods import lora
 from trainers.methods._base import Applied, TaskRouter, check_layers, layer_indices
 from trainers.methods._bottleneck import (
     FFN_OUTPUT,
     Bottleneck,
     SerialAdapterOutput,
-    check_adapter_dropout,
     check_adapter_size,
     encoder_layers,
     hidden_size,
@@ -55,13 +55,11 @@ class Config:
 
     def __post_init__(self) -> None:
         check_adapter_size(self.adapter_size)
-        check_adapter_dropout(self.dropout)
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.prefix_length < 1:
             raise ValueError(f"prefix_length must be >= 1, got {self.prefix_length}")
-        if self.r < 1:
-            raise ValueError(f"r must be >= 1, got {self.r}")
-        if self.alpha <= 0:
-            raise ValueError(f"alpha must be > 0, got {self.alpha}")
+        lora.Config(r=self.r, alpha=self.alpha)  # LoRA's own checks and messages for r and alpha
         check_layers(self.layers)
 
 
@@ -99,11 +97,19 @@ class GatedPrefixSelfAttention(nn.Module):
         self.prefix_key = nn.Parameter(torch.randn(length, d) * 0.02)
         self.prefix_value = nn.Parameter(torch.randn(length, d) * 0.02)
         self.gate = _gate(hidden)
+        # The prefix branch reuses the queries the layer's own attention computes (no second
+        # projection): a hook keeps the query module's output for the forward below.
+        self._query: torch.Tensor | None = None
+        base.query.register_forward_hook(self._keep_query)
+
+    def _keep_query(self, module: nn.Module, args, output: torch.Tensor) -> None:
+        self._query = output
 
     def forward(self, hidden_states: torch.Tensor, *args, **kwargs):
         out, weights = self.base(hidden_states, *args, **kwargs)
         b, n, _ = hidden_states.shape
-        q = self.base.query(hidden_states).view(b, n, self.heads, self.head_size).transpose(1, 2)
+        query, self._query = self._query, None  # not kept past this call (nor its graph)
+        q = query.view(b, n, self.heads, self.head_size).transpose(1, 2)
         k = self.prefix_key.view(-1, self.heads, self.head_size).transpose(0, 1)  # [H, P, h]
         v = self.prefix_value.view(-1, self.heads, self.head_size).transpose(0, 1)
         attn = torch.softmax(q @ k.transpose(-1, -2) * self.head_size ** -0.5, dim=-1)
