@@ -120,10 +120,13 @@ def log_to_mlflow(exp: ExperimentRecord, report: Report) -> None:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=exp.uri)
+    by_run: dict[str, list[Path]] = {}  # an auto search's designs share one parent run
     for m in exp.methods:
-        for fig in report.figures.get(m.method, []) + report.figures[""]:
-            client.log_artifact(m.run_id, str(fig), "report")
-        client.log_artifact(m.run_id, str(report.html), "report")
+        files = by_run.setdefault(m.run_id, [*report.figures[""], report.html])
+        files.extend(report.figures.get(m.method, []))
+    for run_id, files in by_run.items():
+        for f in files:
+            client.log_artifact(run_id, str(f), "report")
     found = client.search_runs([exp.experiment_id], "tags.kind = 'report'", max_results=1)
     run_id = found[0].info.run_id if found else client.create_run(
         exp.experiment_id, run_name="report", tags={"kind": "report"}).info.run_id
