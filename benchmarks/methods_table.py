@@ -21,7 +21,7 @@ from trainers.config import TrainConfig  # noqa: E402
 from trainers.data import prepare_data  # noqa: E402
 from trainers.methods import METHODS  # noqa: E402
 from trainers.model import load_tokenizer  # noqa: E402
-from trainers.train import train  # noqa: E402
+from trainers.loop import train  # noqa: E402
 
 
 def main() -> int:

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from trainers.config import TrainConfig  # noqa: E402
 from trainers.data import TokenizedSplit, prepare_data, train_batches  # noqa: E402
 from trainers.model import MultitaskModel, load_backbone  # noqa: E402
-from trainers.train import make_optimizer, task_loss  # noqa: E402
+from trainers.loop import make_optimizer, task_loss  # noqa: E402
 
 MODES = ("bucketed", "random", "fixed")
 

@@ -43,7 +43,7 @@ from trainers.data import PreparedData, TaskSampler, TokenizedSplit, data_key, t
 from trainers.methods import METHODS  # noqa: E402
 from trainers.model import MultitaskModel, load_backbone  # noqa: E402
 from trainers.tasks import CS224N  # noqa: E402
-from trainers.train import make_optimizer, task_loss, to_device, train, train_step  # noqa: E402
+from trainers.loop import make_optimizer, task_loss, to_device, train, train_step  # noqa: E402
 
 
 def fixed_length_split(n: int, seq_len: int, vocab: int, seed: int) -> TokenizedSplit:

@@ -49,7 +49,7 @@ def parse_set(items: list[str]) -> dict:
 
 def handpicked_run(method: str, args) -> dict:
     from trainers.config import TrainConfig
-    from trainers.train import train
+    from trainers.loop import train
 
     flat = {"method": method, "tasks": args.tasks, "data_dir": args.data_dir, "max_steps": args.max_steps,
             "eval_every": args.max_steps, "seed": args.seed, **parse_set(args.set), **HANDPICKED[method]}

@@ -22,7 +22,7 @@ def run_trial(config: dict[str, Any], data=None) -> None:
 
     from spaces.auto import design_config
     from trainers.config import TrainConfig
-    from trainers.train import TrainingFailure, train
+    from trainers.loop import TrainingFailure, train
 
     cfg = TrainConfig.from_flat(design_config(config))  # an --method auto config: its design
     # Torch would otherwise start one thread per core of the node in every concurrent trial.

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from trainers.config import TrainConfig
-from trainers.train import train
+from trainers.loop import train
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cs224n"
 pytestmark = [

@@ -12,7 +12,7 @@ from trainers.methods import METHODS
 from trainers.model import MultitaskModel
 from trainers.params import count_params
 from trainers.tasks import TaskSpec
-from trainers.train import task_loss
+from trainers.loop import task_loss
 
 CASES: dict[str, dict] = {
     "full": {},

@@ -13,7 +13,7 @@ from conftest import tiny_backbone, tiny_tokenizer_obj
 
 from trainers.config import TrainConfig
 from trainers.demo import tokenizer_vocab
-from trainers.train import train
+from trainers.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = {"log": lambda s: None}
@@ -142,7 +142,7 @@ def test_cli_bad_input_is_one_clear_line(args, match, tiny_model_dir):
 
 
 def test_non_finite_loss_stops_at_the_step_it_happens():
-    from trainers.train import NonFiniteLoss
+    from trainers.loop import NonFiniteLoss
 
     cfg = TrainConfig.from_flat({**small(method="lora").to_flat(), "alpha": 1e300})
     with pytest.raises(NonFiniteLoss, match="loss became") as e:
@@ -154,7 +154,7 @@ def test_non_finite_loss_stops_at_the_step_it_happens():
                     and Path("/proc/sys/vm/overcommit_memory").read_text().strip() == "1",
                     reason="with overcommit always on, an impossible allocation is not refused")
 def test_out_of_memory_is_one_clear_error():
-    from trainers.train import OutOfMemory
+    from trainers.loop import OutOfMemory
 
     cfg = TrainConfig.from_flat({**small(method="adapter").to_flat(), "adapter_size": 10**10})
     with pytest.raises(OutOfMemory, match=r"out of memory building the model on cpu \(batch_size=16"):

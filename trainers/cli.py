@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     from trainers.data import DataError
-    from trainers.train import train
+    from trainers.loop import train
 
     out = args.out or Path("runs") / cfg.method
     try:
