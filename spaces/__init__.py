@@ -1,4 +1,4 @@
-"""Search spaces, one file per method, chosen by name from `SPACES`.
+"""Search spaces, one file per method, chosen by name from ``trainers.methods.METHODS``.
 
 Each ``spaces/<method>.py`` defines ``SPACE``: a ``Space`` of plain ``Dim`` values whose names
 are the trainer's config keys (``TrainConfig`` fields plus the method's ``Config`` fields).
@@ -16,23 +16,11 @@ import importlib
 from typing import Any
 
 from spaces.common import COMMON, Dim, Space
+from trainers.methods import METHODS
 
-SPACES: dict[str, str] = {
-    "full": "spaces.full",
-    "frozen": "spaces.frozen",
-    "lora": "spaces.lora",
-    "dora": "spaces.dora",
-    "task_lora": "spaces.task_lora",
-    "adapter": "spaces.adapter",
-    "parallel_adapter": "spaces.parallel_adapter",
-    "lora_adapter": "spaces.lora_adapter",
-    "hyperformer": "spaces.hyperformer",
-    "pha": "spaces.pha",
-    "prefix": "spaces.prefix",
-    "prompt": "spaces.prompt",
-    "ptuning": "spaces.ptuning",
-    "unipelt": "spaces.unipelt",
-}
+SPACES = METHODS
+"""The method names, in order: ``spaces/<name>.py`` for each (the same tuple as
+``trainers.methods.METHODS``; kept under this name for the search code)."""
 
 
 def space_file(method: str) -> str:
@@ -45,7 +33,7 @@ def get_space(method: str) -> Space:
         raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(SPACES)}")
     source = space_file(method)
     try:
-        module = importlib.import_module(SPACES[method])
+        module = importlib.import_module(f"spaces.{method}")
     except (ValueError, TypeError) as e:  # a Dim or Space rejected its own arguments
         raise ValueError(f"{source}: {e}") from e
     space = getattr(module, "SPACE", None)

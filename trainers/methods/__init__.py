@@ -1,6 +1,6 @@
 """PEFT methods, one file each, chosen by name from `METHODS`.
 
-Every method module exposes:
+Every method module ``trainers/methods/<name>.py`` exposes:
 
 - ``Config``: a dataclass of its hyperparameters (field names are the trial-config keys);
 - ``DEFAULT_LR``: the learning rate used when the user gives none;
@@ -15,29 +15,31 @@ from types import ModuleType
 
 from trainers.methods._base import Applied, TaskRouter, freeze, task_of_by_name
 
-METHODS: dict[str, str] = {
-    "full": "trainers.methods.full",
-    "frozen": "trainers.methods.frozen",
-    "lora": "trainers.methods.lora",
-    "dora": "trainers.methods.dora",
-    "task_lora": "trainers.methods.task_lora",
-    "adapter": "trainers.methods.adapter",
-    "parallel_adapter": "trainers.methods.parallel_adapter",
-    "lora_adapter": "trainers.methods.lora_adapter",
-    "hyperformer": "trainers.methods.hyperformer",
-    "pha": "trainers.methods.pha",
-    "prefix": "trainers.methods.prefix",
-    "prompt": "trainers.methods.prompt",
-    "ptuning": "trainers.methods.ptuning",
-    "unipelt": "trainers.methods.unipelt",
-}
+METHODS: tuple[str, ...] = (
+    "full",
+    "frozen",
+    "lora",
+    "dora",
+    "task_lora",
+    "adapter",
+    "parallel_adapter",
+    "lora_adapter",
+    "hyperformer",
+    "pha",
+    "prefix",
+    "prompt",
+    "ptuning",
+    "unipelt",
+)
+"""Every method, in the order the CLI and the search list them. ``<name>`` is both
+``trainers/methods/<name>.py`` and ``spaces/<name>.py``."""
 
 
 def get_method(name: str) -> ModuleType:
     """Return the method module registered as ``name``; unknown names fail with the choices."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose one of: {', '.join(METHODS)}")
-    return importlib.import_module(METHODS[name])
+    return importlib.import_module(f"trainers.methods.{name}")
 
 
 __all__ = ["METHODS", "Applied", "TaskRouter", "freeze", "get_method", "task_of_by_name"]
