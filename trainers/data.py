@@ -10,7 +10,7 @@ import csv
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,13 +51,9 @@ def load_task_file(path: str | os.PathLike) -> dict[str, TaskSpec]:
         for split in ("train", "dev", "test"):
             value = getattr(spec, split)
             if value and spec.format != "hf" and not os.path.isabs(value):
-                spec = _replace(spec, **{split: str(path.parent / value)})
+                spec = replace(spec, **{split: str(path.parent / value)})
         specs[spec.name] = spec
     return specs
-
-
-def _replace(spec: TaskSpec, **kw) -> TaskSpec:
-    return TaskSpec(**{**asdict(spec), **kw})
 
 
 def resolve_specs(tasks: tuple[str, ...], task_file: str | None) -> list[TaskSpec]:
