@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from trainers.methods import task_of_by_name
 from trainers.model import MultitaskModel
@@ -23,9 +23,6 @@ class ParamCounts:
     """``per_task`` as % of the backbone: what one task updates."""
     stored_pct: float
     """All trainable parameters as % of the backbone: what is stored for all tasks."""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     def summary(self) -> dict:
         """The ``params`` block of result.json (trainer and evaluate write the same shape)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -72,7 +72,6 @@ class Applied:
     """True when ``backbone`` is a ``peft.PeftModel`` (its adapter is also saved peft-style)."""
     token_type_ids: bool = True
     """False when the wrapped backbone cannot take token type ids (peft prompt learning)."""
-    notes: dict[str, str] = field(default_factory=dict)
 
 
 LAYER_CHOICES = ("all", "top_half", "bottom_half", "every_other")

@@ -60,11 +60,6 @@ class Bottleneck(nn.Module):
         return self.up(self.dropout(self.act(self.down(x))))
 
 
-def num_bottleneck_params(hidden: int, size: int) -> int:
-    """Parameters of one ``Bottleneck`` with biases: ``2·a·d + a + d``."""
-    return 2 * size * hidden + size + hidden
-
-
 def _check_task_names(tasks: list[str]) -> None:
     """Task names become ``ModuleDict`` keys and parameter-name segments, so they must be plain."""
     if not tasks:

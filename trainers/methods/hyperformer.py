@@ -208,7 +208,4 @@ def apply(backbone: nn.Module, cfg: Config, tasks: list[str], router: TaskRouter
         attn = layer.attention
         attn.output = HyperSublayer(attn.output, hyper, router, i, ATTENTION, cfg.adapter_dropout)
         layer.output = HyperSublayer(layer.output, hyper, router, i, FFN, cfg.adapter_dropout)
-    return Applied(
-        backbone=backbone, extra=hyper,
-        notes={"per_task": "only task_emb rows are task-specific; the hypernetwork is shared"},
-    )
+    return Applied(backbone=backbone, extra=hyper)

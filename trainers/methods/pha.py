@@ -196,7 +196,4 @@ def apply(backbone: nn.Module, cfg: Config, tasks: list[str], router: TaskRouter
     net = PHANet(len(tasks), len(layers), hidden, cfg, backbone.get_input_embeddings())
     for i, layer in enumerate(layers):
         layer.output = ParallelFFN(layer.output, net, router, i, cfg.adapter_dropout)
-    return Applied(
-        backbone=backbone, extra=net, aux_loss=net.aux_loss,
-        notes={"per_task": "only prototype rows are task-specific; the hypernetwork is shared"},
-    )
+    return Applied(backbone=backbone, extra=net, aux_loss=net.aux_loss)
