@@ -15,8 +15,8 @@ from pathlib import Path
 
 from trainers.checkpoint import load_checkpoint, read_meta
 from trainers.data import DataError, prepare_data
-from trainers.params import count_params
 from trainers.loop import evaluate, pick_device
+from trainers.params import count_params
 
 
 def main(argv: list[str] | None = None) -> int:
