@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 KINDS = ("uniform", "loguniform", "int", "logint", "choice", "fixed")
@@ -156,6 +156,22 @@ class Space:
         """The same space with ``values`` held fixed (a user's ``--set key=value``)."""
         pinned = tuple(fixed(k, v, "set by the user") for k, v in values.items())
         return Space(self.method, self.dims + pinned)
+
+
+# ---- JSON: the searched space as recorded beside a search (MLflow ``space.json``) -----------
+def dims_to_json(dims: Iterable[Dim]) -> list[dict[str, Any]]:
+    """Plain dicts (every field, role included) that ``json.dumps`` takes when the values do.
+
+        >>> dims = [logint("r", 4, 128, role="scientific"), choice("bias", [False, True])]
+        >>> dims_from_json(dims_to_json(dims)) == dims
+        True
+    """
+    return [{**asdict(d), "choices": list(d.choices)} for d in dims]
+
+
+def dims_from_json(items: Iterable[dict[str, Any]]) -> list[Dim]:
+    """The ``Dim``s that ``dims_to_json`` wrote (a record without a role reads as nuisance)."""
+    return [Dim(**{**d, "choices": tuple(d.get("choices") or ())}) for d in items]
 
 
 # ---- the dims every method shares ---------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""The comparison report without Ray or MLflow: Pareto front, ASHA rungs, importances, edge
-warnings, the leaderboard and the self-contained HTML, on records built in code."""
+"""The comparison report without a Ray cluster or MLflow: Pareto front, ASHA rungs (checked
+against Ray's own scheduler object), importances and figures grouped by role, edge warnings,
+the leaderboard and the self-contained HTML, on records built in code."""
 
 from __future__ import annotations
 
@@ -8,20 +9,24 @@ import json
 import math
 import random
 import re
+import subprocess
+import sys
+from types import SimpleNamespace
 
 import pytest
 
-from search.pareto import pareto_front
-from search.registry import objective_metrics
 from search.report import build
-from search.report_data import ExperimentRecord, MethodRecord, TrialRecord, dims_from_json, dims_to_json
-from search.report_doc import edge_warnings, importances, leaderboard, pareto_rows
-from search.report_plots import rung_steps
+from search.report.data import ExperimentRecord, MethodRecord, TrialRecord, rung_steps
+from search.report.doc import edge_warnings, importances, leaderboard, pareto_rows, ranked_importances
+from search.report.pareto import pareto_front
+from search.report.plots import importance_figure, values_figure
+from search.searchers import objective_metrics
 from spaces import get_space
-from spaces.common import choice, logint, loguniform, uniform
+from spaces.common import choice, dims_from_json, dims_to_json, logint, loguniform, uniform
 
-DIMS = [loguniform("lr", 1e-5, 1e-3), logint("r", 4, 128), uniform("lora_dropout", 0.0, 0.2),
-        choice("target_modules", ["query,value", "query,key,value"])]
+DIMS = [loguniform("lr", 1e-5, 1e-3), logint("r", 4, 128, role="scientific"),
+        uniform("lora_dropout", 0.0, 0.2),
+        choice("target_modules", ["query,value", "query,key,value"], role="scientific")]
 
 
 def brute_front(points):
@@ -63,10 +68,57 @@ def _trial(method, i, score, pct, params, steps=200, early=False, status="FINISH
                        {"stored_pct": pct, "sst_accuracy": score, "sst_pct": pct / 3}, curve, 30.0)
 
 
-def test_rungs_follow_ashas_milestones():
-    assert rung_steps(_method("a")) == [50, 100]  # 4 evaluations: rungs at 1 and 2, then the end
-    assert rung_steps(_method("a", {"max_steps": "900", "eval_every": "100",
-                                    "reduction_factor": "3.0"})) == [100, 300]
+def ray_asha_steps(max_steps: int, every: int, grace: int, factor: float) -> tuple[list[float], list[int]]:
+    """Ray's ASHAScheduler as search/ builds it: its milestones (in evaluations), and the steps
+    at which it enters one trial into a rung when the trial reports every evaluation."""
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    max_t = math.ceil(max_steps / every)
+    scheduler = ASHAScheduler(metric="score", mode="max", time_attr="training_iteration", max_t=max_t,
+                              grace_period=grace, reduction_factor=factor)
+    (bracket,) = scheduler._brackets
+    trial = SimpleNamespace(trial_id="t0")
+    scheduler.on_trial_add(None, trial)
+    entered, steps = 0, []
+    for it in range(1, max_t + 1):
+        action = scheduler.on_trial_result(None, trial, {"training_iteration": it, "score": 0.5})
+        now = sum(trial.trial_id in recorded for _, recorded in bracket._rungs)
+        if now > entered:
+            steps.append(min(it * every, max_steps))  # the evaluation at max_steps may be short
+        entered = now
+        if action == TrialScheduler.STOP:
+            break
+    return sorted(milestone for milestone, _ in bracket._rungs), steps
+
+
+@pytest.mark.parametrize("max_steps, every, grace, factor", [
+    (200, 50, 1, 2.0),     # max_t 4 = 2**2: the rung at max_t is never a comparison
+    (1000, 100, 1, 3.0),   # max_t 10, not a power of 3
+    (230, 50, 1, 2.0),     # max_steps not a multiple of eval_every: 5 evaluations, the last at 230
+    (2000, 100, 3, 2.0),   # grace 3: milestones 3, 6, 12 of 20
+    (1000, 50, 2, 4.0),    # Ray's default factor
+    (500, 50, 1, 1.5),     # a fractional factor: milestones 1, 1.5, 2.25, 3.375, 5.06, 7.59
+    (1200, 100, 1, 1.3),   # two milestones share an evaluation: the lower one enters later
+    (100, 50, 2, 2.0),     # grace = max_t: no comparison at all
+])
+def test_rungs_follow_ashas_milestones(max_steps, every, grace, factor):
+    milestones, expected = ray_asha_steps(max_steps, every, grace, factor)
+    m = _method("a", {"max_steps": str(max_steps), "eval_every": str(every), "grace_period": str(grace),
+                      "reduction_factor": str(factor)})
+    assert rung_steps(m) == expected
+    max_t = math.ceil(max_steps / every)
+    if float(factor).is_integer():  # whole milestones: the trial is compared at each one below max_t
+        assert expected == [int(ms) * every for ms in milestones if ms < max_t]
+
+
+def test_a_fractional_factor_enters_a_skipped_milestone_later():
+    # factor 1.3: milestones 1, 1.3, 1.69, 2.2, 2.86, 3.71, 4.83, 6.27, 8.16, 10.6 evaluations; 1.3
+    # and 2.2 are passed over at evaluations 2 and 3 and entered at 8 and 6, where no new one is.
+    _, expected = ray_asha_steps(1200, 100, 1, 1.3)
+    assert expected == [100 * i for i in (1, 2, 3, 4, 5, 6, 7, 8, 9, 11)]
+
+
+def test_fifo_has_no_rungs():
     assert rung_steps(_method("a", {"scheduler": "fifo"})) == []
 
 
@@ -80,14 +132,20 @@ def test_edge_warning_flags_a_best_value_at_the_end_of_its_range():
     assert edge_warnings(_method("lora", trials=[t_mid])) == []
 
 
-def test_importance_ranks_the_dim_that_decides_the_score():
+def lr_decides(n: int = 24) -> list[TrialRecord]:
+    """Trials over DIMS whose score depends on lr alone (a nuisance dim)."""
     rng = random.Random(0)
     trials = []
-    for i in range(24):
+    for i in range(n):
         p = {"lr": 10 ** rng.uniform(-5, -3), "r": rng.randint(4, 128), "lora_dropout": rng.uniform(0, 0.2),
              "target_modules": rng.choice(["query,value", "query,key,value"])}
-        score = 0.3 + 0.1 * (math.log10(p["lr"]) + 5) + rng.gauss(0, 0.005)  # only lr matters
+        score = 0.3 + 0.1 * (math.log10(p["lr"]) + 5) + rng.gauss(0, 0.005)
         trials.append(_trial("lora", i, score, 1.0, p))
+    return trials
+
+
+def test_importance_ranks_the_dim_that_decides_the_score():
+    trials = lr_decides()
     imp, evaluator = importances(_method("lora", trials=trials))
     assert evaluator == "fANOVA" and set(imp) == {d.name for d in DIMS}
     assert max(imp, key=imp.get) == "lr" and imp["lr"] > 0.5
@@ -95,9 +153,46 @@ def test_importance_ranks_the_dim_that_decides_the_score():
     assert "importance needs at least 2" in importances(_method("lora", trials=trials[:1]))
 
 
-def test_space_round_trips_through_json():
+def test_report_puts_scientific_dims_first_in_importances_values_and_text(tmp_path):
+    # DIMS lists lr first, and lr alone decides the score: only the roles put r and
+    # target_modules (scientific) ahead of it.
+    m = _method("lora", trials=lr_decides())
+    report = build(ExperimentRecord("x", "1", "sqlite:///x.db", [m]), tmp_path)
+    imp, _ = importances(m)
+    ranked = ranked_importances(imp, m.dims)
+    assert [role for _, role, _ in ranked] == ["scientific", "scientific", "nuisance", "nuisance"]
+    assert ranked[2][0] == "lr" and {n for n, _, _ in ranked[:2]} == {"r", "target_modules"}
+
+    ax = importance_figure("lora", ranked, "fANOVA").axes[0]
+    bars = sorted(ax.patches, key=lambda b: -b.get_y())  # top to bottom
+    assert [b.get_width() for b in bars] == [v for _, _, v in ranked]
+    assert [b.get_facecolor() for b in bars[:2]] != [b.get_facecolor() for b in bars[2:]]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["scientific", "nuisance"]
+
+    panels = [a.get_title() for a in values_figure(m).axes if a.get_title()]
+    assert panels == ["r (scientific)", "target_modules (scientific)", "lr (nuisance)",
+                      "lora_dropout (nuisance)"]
+
+    md = report.markdown.read_text()
+    assert "Scientific dims (what this comparison is about): r, target_modules." in md
+    assert "Nuisance dims (tuned so that the comparison is fair): lr, lora_dropout." in md
+    found = re.search(r"scientific: (\w+) [\d.]+, (\w+) [\d.]+; nuisance: lr [\d.]+, lora_dropout", md)
+    assert found and set(found.groups()) == {"r", "target_modules"}
+
+
+def test_space_round_trips_through_json_roles_included():
     dims = list(get_space("lora_adapter").dims)
-    assert dims_from_json(json.loads(json.dumps(dims_to_json(dims)))) == dims
+    loaded = dims_from_json(json.loads(json.dumps(dims_to_json(dims))))
+    assert loaded == dims
+    assert [d.role for d in loaded] == [d.role for d in dims]
+    assert {"scientific", "nuisance", "fixed"} <= {d.role for d in loaded}
+
+
+def test_the_report_imports_neither_ray_nor_a_plotting_backend():
+    code = ("import sys, search.report, search.report.cli, search.report.publish, search.report.plots; "
+            "assert 'ray' not in sys.modules, 'ray'; assert 'matplotlib.pyplot' not in sys.modules")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 def test_report_ranks_methods_draws_every_figure_and_embeds_them(tmp_path):

@@ -1,5 +1,6 @@
-"""The report's tables and documents: leaderboard rows, the Pareto set, importances, warnings
-about best values at the edge of a range, and the Markdown and self-contained HTML pages."""
+"""The report's tables and documents: leaderboard rows, the Pareto set, importances grouped by
+role, warnings about best values at the edge of a range, and the Markdown and self-contained
+HTML pages."""
 
 from __future__ import annotations
 
@@ -9,9 +10,16 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from search.pareto import pareto_front
-from search.report_data import TASK_METRICS, ExperimentRecord, MethodRecord, TrialRecord
-from search.report_plots import parse_value
+from search.report.data import (
+    ROLE_ORDER,
+    TASK_METRICS,
+    ExperimentRecord,
+    MethodRecord,
+    TrialRecord,
+    by_role,
+    parse_value,
+)
+from search.report.pareto import pareto_front
 from spaces.common import Dim
 
 EDGE = 0.05  # a best value in the outer 5% of its range (log scale for log dims) is flagged
@@ -73,13 +81,14 @@ def _task_metric(metrics: dict[str, float], task: str) -> float:
 
 
 def pareto_rows(trials: list[TrialRecord], dims: dict[str, list[Dim]]) -> tuple[list[str], list[list[str]]]:
-    """The trials on the score-vs-% parameters front, cheapest first, with their searched values."""
+    """The trials on the score-vs-% parameters front, cheapest first, with their searched values
+    (scientific dims first)."""
     front = pareto_front([t for t in trials if t.stored_pct > 0], score=lambda t: t.score,
                          cost=lambda t: t.stored_pct)
     rows = []
     for t in front:
         name = t.design or t.method
-        values = ", ".join(f"{d.name}={_short(t.params.get(d.name))}" for d in dims.get(name, []))
+        values = ", ".join(f"{d.name}={_short(t.params.get(d.name))}" for d in by_role(dims.get(name, [])))
         rows.append([name, _f(t.score), _f(t.stored_pct, "{:.3f}"), str(t.steps), t.trial_id, values])
     return ["method", "score", "% params", "steps", "trial", "config"], rows
 
@@ -152,6 +161,29 @@ def importances(m: MethodRecord) -> tuple[dict[str, float], str] | str:
         return dict(optuna.importance.get_param_importances(study, evaluator=evaluator)), "fANOVA"
     except (RuntimeError, ValueError) as e:  # e.g. every trial scored the same
         return f"fANOVA could not rank the dims: {e}"
+
+
+def ranked_importances(imp: dict[str, float], dims: list[Dim]) -> list[tuple[str, str, float]]:
+    """(name, role, importance) with the scientific dims first, each group most important
+    first: a comparison is read off the scientific dims; nuisance dims only had to be tuned."""
+    roles = {d.name: d.role for d in dims}
+    rows = [(name, roles.get(name, "nuisance"), value) for name, value in imp.items()]
+    return sorted(rows, key=lambda r: (ROLE_ORDER.index(r[1]), -r[2]))
+
+
+def roles_text(m: MethodRecord) -> str:
+    """Which searched dims the comparison is about and which were tuned only to be fair."""
+    groups = {role: [d.name for d in by_role(m.dims) if d.role == role] for role in ROLE_ORDER[:2]}
+    scientific = ", ".join(groups["scientific"]) or "none (every searched dim is a nuisance)"
+    nuisance = ", ".join(groups["nuisance"]) or "none"
+    return (f"Scientific dims (what this comparison is about): {scientific}. "
+            f"Nuisance dims (tuned so that the comparison is fair): {nuisance}.")
+
+
+def importance_text(ranked: list[tuple[str, str, float]], evaluator: str) -> str:
+    groups = [(role, [f"{n} {v:.2f}" for n, r, v in ranked if r == role]) for role in ROLE_ORDER]
+    return f"Importance ({evaluator}, last score of each trial): " + "; ".join(
+        f"{role}: {', '.join(items)}" for role, items in groups if items) + "."
 
 
 # ---- documents ------------------------------------------------------------------------------

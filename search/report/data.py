@@ -2,8 +2,8 @@
 per method parent run, one ``TrialRecord`` per trial run with its score curve.
 
 MLflow holds everything the report needs: the searched space (``space.json`` on each parent
-run; searches recorded before it existed fall back to ``spaces/<method>.py``), the search
-settings (``search.*`` tags), each trial's config, metrics and score history.
+run, roles included; searches recorded before it existed fall back to ``spaces/<method>.py``),
+the search settings (``search.*`` tags), each trial's config, metrics and score history.
 """
 
 from __future__ import annotations
@@ -12,22 +12,14 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spaces.common import Dim
+from search.tracking import SPACE_ARTIFACT
+from spaces.common import Dim, dims_from_json
 
-SPACE_ARTIFACT = "space.json"
 TASK_METRICS = ("_accuracy", "_pearson")
-
-
-def dims_to_json(dims: list[Dim]) -> list[dict[str, Any]]:
-    return [{**asdict(d), "choices": list(d.choices)} for d in dims]
-
-
-def dims_from_json(items: list[dict[str, Any]]) -> list[Dim]:
-    return [Dim(**{**d, "choices": tuple(d.get("choices") or ())}) for d in items]
 
 
 @dataclass
@@ -182,3 +174,59 @@ def _load_dims(client, run_id: str, method: str) -> tuple[list[Dim], dict[str, l
     from spaces import SPACES, get_space  # recorded before space.json existed
 
     return (get_space(method).searched() if method in SPACES else []), {}
+
+
+def parse_value(dim: Dim, text: str) -> Any:
+    """A trial's logged param (MLflow keeps a string) as the dim's type; None when it does not
+    parse or is not one of the dim's choices."""
+    try:
+        if dim.kind in ("int", "logint"):
+            return int(float(text))
+        if dim.kind in ("uniform", "loguniform"):
+            return float(text)
+    except ValueError:
+        return None
+    for c in dim.choices:
+        if str(c) == text:
+            return c
+    return None
+
+
+def rung_steps(m: MethodRecord) -> list[int]:
+    """Training steps at which ASHA compares a trial with its peers (empty for FIFO).
+
+    Mirrors Ray's asynchronous successive halving with one bracket (``search/`` builds it with
+    ``time_attr="training_iteration"``, one iteration = one evaluation every ``eval_every``
+    steps): the milestones are ``grace * factor**k`` evaluations, and at each evaluation a
+    trial enters the highest milestone it has reached and not yet entered. A trial is stopped
+    at ``max_t`` regardless, so no comparison happens there. With a fractional factor two
+    milestones can share an evaluation; the lower one is then entered one evaluation later.
+    """
+    if m.settings.get("scheduler", "asha") != "asha":
+        return []
+    every, max_steps = m.setting("eval_every", 0), m.setting("max_steps", 0)
+    grace, factor = m.setting("grace_period", 1), m.setting("reduction_factor", 2)
+    if every <= 0 or max_steps <= 0 or grace <= 0 or factor <= 1:
+        return []
+    max_t = math.ceil(max_steps / every)
+    if grace > max_t:
+        return []
+    count = int(math.log(max_t / grace) / math.log(factor) + 1)  # Ray's number of rungs
+    pending = [grace * factor ** k for k in reversed(range(count))]  # highest first, as Ray scans
+    compared = []
+    for it in range(1, max_t):
+        reached = next((ms for ms in pending if it >= ms), None)
+        if reached is not None:
+            pending.remove(reached)
+            compared.append(int(min(it * every, max_steps)))
+    return compared
+
+
+ROLE_ORDER = ("scientific", "nuisance", "fixed")
+"""Scientific dims first: they are what a comparison is about; nuisance dims are tuned so that
+it is fair (the tuning playbook's split, recorded as each ``Dim.role``)."""
+
+
+def by_role(dims: list[Dim]) -> list[Dim]:
+    """``dims`` with the scientific ones first, each group in its recorded order."""
+    return sorted(dims, key=lambda d: ROLE_ORDER.index(d.role))

@@ -1,0 +1,135 @@
+"""Build the report: every figure and table of an experiment's record, written under one
+folder, then (``make_report``) logged to MLflow."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from search.report.data import ExperimentRecord, MethodRecord, load_experiment
+from search.report.doc import (
+    Section,
+    edge_warnings,
+    html_page,
+    importance_text,
+    importances,
+    leaderboard,
+    markdown,
+    pareto_rows,
+    ranked_importances,
+    roles_text,
+)
+
+
+@dataclass
+class Report:
+    out: Path
+    html: Path
+    markdown: Path
+    figures: dict[str, list[Path]]
+    """Figures by method ('' = the experiment-wide ones)."""
+    leaderboard: list[dict]
+    pareto: list[list[str]]
+    warnings: list[str]
+
+
+def build(exp: ExperimentRecord, out: Path) -> Report:
+    """Every figure and table of the report under ``out``; no MLflow writes."""
+    from search.report import plots  # matplotlib only when figures are drawn
+
+    out.mkdir(parents=True, exist_ok=True)
+    header, rows, records = leaderboard(exp)
+    figures: dict[str, list[Path]] = {"": [plots.pareto_plot(exp.methods, out / "pareto.png",
+                                                             f"{exp.name}: score vs parameters")]}
+    p_header, p_rows = pareto_rows(exp.trials, {m.method: m.dims for m in exp.methods})
+    warnings = [w for m in exp.methods for w in edge_warnings(m)]
+    sections = [
+        Section("Leaderboard", f"MLflow {exp.uri}, experiment {exp.name}. Budget: {budget_text(exp)}. "
+                "Per-task columns: the best trial's dev metric, then the % of the backbone's "
+                "parameters that task updates; % stored = every trained parameter of all tasks.",
+                tables=[(header, rows)]),
+        Section("Pareto front: dev score vs % trainable parameters",
+                "Trials no other trial beats on both score and parameters, cheapest first.",
+                tables=[(p_header, p_rows)], images=figures[""]),
+    ]
+    if warnings:
+        sections.append(Section("Best values at the edge of their range",
+                                "\n".join(f"- {w}" for w in warnings)))
+    for m in exp.methods:
+        section = method_section(m, out)
+        figures[m.method] = section.images
+        sections.append(section)
+    title = f"peft-search report: {exp.name}"
+    md = out / "report.md"
+    md.write_text(markdown(title, sections, out))
+    page = out / "report.html"
+    page.write_text(html_page(title + time.strftime(" (%Y-%m-%d %H:%M)"), sections))
+    (out / "leaderboard.json").write_text(json.dumps(
+        {"experiment": exp.name, "methods": records, "pareto": [dict(zip(p_header, r, strict=True))
+                                                                for r in p_rows]}, indent=2, default=str))
+    return Report(out, page, md, figures, records, p_rows, warnings)
+
+
+def method_section(m: MethodRecord, out: Path) -> Section:
+    """One method's figures (curves, importances, score vs values) and what they say, the
+    scientific dims named apart from the nuisance ones."""
+    from search.report import plots
+
+    stem = file_stem(m.method)
+    figs = [plots.curves_plot(m, out / f"curves_{stem}.png")]
+    got = importances(m)
+    if isinstance(got, tuple):
+        imp, evaluator = got
+        ranked = ranked_importances(imp, m.dims)
+        figs.append(plots.importance_plot(m.method, ranked, out / f"importance_{stem}.png", evaluator))
+        note = importance_text(ranked, evaluator)
+    else:
+        note = f"Importance: not computed ({got})."
+    values = plots.values_plot(m, out / f"values_{stem}.png")
+    if values is not None:
+        figs.append(values)
+    return Section(m.method, roles_text(m) + "\n" + note, images=figs)
+
+
+def budget_text(exp: ExperimentRecord) -> str:
+    """Trials and steps per search (the designs of an auto search share its parent run)."""
+    runs: dict[str, list[MethodRecord]] = {}
+    for m in exp.methods:
+        runs.setdefault(m.run_id, []).append(m)
+    return ", ".join(
+        f"{'auto (' + str(len(ms)) + ' designs)' if ms[0].from_auto else ms[0].method}: "
+        f"{sum(len(m.trials) for m in ms)} trials x {int(ms[0].setting('max_steps', 0))} steps"
+        for ms in runs.values())
+
+
+def file_stem(name: str) -> str:
+    """A file-name-safe form of a method or design name (``lora[top_half;query,value]``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
+
+
+def summary_text(report: Report) -> str:
+    """The leaderboard and the Pareto front in a few lines for the terminal."""
+    width = max([16] + [len(r["method"]) + 2 for r in report.leaderboard])
+    lines = [f"{'method':<{width}}{'best score':>11}{'% stored':>10}{'trials':>8}{'early':>7}"
+             f"{'trial-steps':>13}"]
+    for r in report.leaderboard:
+        lines.append(f"{r['method']:<{width}}{r['score']:>11.4f}{r['stored_pct']:>10.3f}{r['trials']:>8}"
+                     f"{r['stopped_early']:>7}{r['trial_steps']:>13}")
+    lines.append(f"Pareto front (score vs % params): {len(report.pareto)} trials: " + "; ".join(
+        f"{r[0]} {r[1]} at {r[2]}%" for r in report.pareto))
+    lines += [f"note: {w}" for w in report.warnings]
+    return "\n".join(lines)
+
+
+def make_report(uri: str, experiment: str, out: Path, log: bool = True) -> Report:
+    """Read the experiment from MLflow, write the report under ``out`` and (``log``) log it."""
+    exp = load_experiment(uri, experiment)
+    report = build(exp, out)
+    if log:
+        from search.report.publish import log_to_mlflow
+
+        log_to_mlflow(exp, report)
+    return report
