@@ -139,11 +139,11 @@ def test_report_is_written_and_logged_to_mlflow(search):
 def test_report_cli_rebuilds_without_logging_and_rejects_unknown_experiments(search, tmp_path):
     out, _, _ = search
     uri = f"sqlite:///{out.parent / 'mlflow.db'}"
-    script = str(ROOT / "search" / "report.py")
-    proc = run([sys.executable, script, "--experiment", "it", "--mlflow-uri", uri,
+    report = [sys.executable, "-m", "search.report"]  # the installed package, run from tmp_path
+    proc = run([*report, "--experiment", "it", "--mlflow-uri", uri,
                 "--out", str(tmp_path / "r"), "--no-log"], tmp_path)
     assert (tmp_path / "r" / "report.html").exists() and "logged to MLflow" not in proc.stdout
-    bad = run([sys.executable, script, "--experiment", "nope", "--mlflow-uri", uri], tmp_path, rc=2)
+    bad = run([*report, "--experiment", "nope", "--mlflow-uri", uri], tmp_path, rc=2)
     assert bad.stderr.count("\n") == 1 and "'nope': no such MLflow experiment" in bad.stderr
     assert not (tmp_path / "runs").exists()
 
