@@ -8,7 +8,7 @@ from conftest import tiny_backbone, tiny_config
 
 from trainers.config import TrainConfig
 from trainers.methods import get_method
-from trainers.methods._bottleneck import Bottleneck, add_serial_adapters
+from trainers.methods._bottleneck import SERIAL, Bottleneck, add_adapters
 from trainers.model import MultitaskModel
 from trainers.params import count_params
 from trainers.tasks import TaskSpec
@@ -155,7 +155,7 @@ def test_parallel_adapter_scale_multiplies_delta() -> None:
 
 
 def test_bottleneck_is_zero_at_init() -> None:
-    b = Bottleneck(D, 4)
+    b = Bottleneck(D, 4, 0.0, "relu")
     assert torch.equal(b(torch.randn(3, D)), torch.zeros(3, D))
 
 
@@ -182,12 +182,16 @@ def test_flat_keys() -> None:
 
 
 def test_rejects_non_bert_backbone_and_double_injection() -> None:
-    with pytest.raises(ValueError, match="encoder.layer"):
-        add_serial_adapters(torch.nn.Linear(2, 2), 4, 0.0, None, None)
+    def add(model: torch.nn.Module) -> None:
+        add_adapters(model, "adapter", SERIAL, size=4, dropout=0.0, activation="relu", tasks=None,
+                     router=None)
+
+    with pytest.raises(ValueError, match="adapter needs a BERT-style encoder"):
+        add(torch.nn.Linear(2, 2))
     model = tiny_backbone(0)
-    add_serial_adapters(model, 4, 0.0, None, None)
+    add(model)
     with pytest.raises(ValueError, match="already holds"):
-        add_serial_adapters(model, 4, 0.0, None, None)
+        add(model)
 
 
 def test_serial_adapter_sits_before_residual_and_layernorm() -> None:

@@ -1,4 +1,5 @@
-"""What every method shares: the task router, the result of ``apply`` and freezing."""
+"""What every method shares: the task router, the result of ``apply``, config checks, layer
+selection and freezing."""
 
 from __future__ import annotations
 
@@ -72,6 +73,24 @@ class Applied:
     """True when ``backbone`` is a ``peft.PeftModel`` (its adapter is also saved peft-style)."""
     token_type_ids: bool = True
     """False when the wrapped backbone cannot take token type ids (peft prompt learning)."""
+
+
+def check_min(name: str, value: float, low: float = 1) -> None:
+    """``value >= low``, e.g. a width or a count (``adapter_size``, ``task_emb_dim``, ``r``)."""
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+
+
+def check_positive(name: str, value: float) -> None:
+    """``value > 0``, e.g. a scale or a temperature."""
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+
+
+def check_rate(name: str, value: float) -> None:
+    """A dropout probability: ``0 <= value < 1``."""
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} must be in [0, 1), got {value}")
 
 
 LAYER_CHOICES = ("all", "top_half", "bottom_half", "every_other")

@@ -1,63 +1,194 @@
-"""Bottleneck adapters and their injection into BERT-style encoders (shared by adapter methods).
+"""The bottleneck adapter stack shared by adapter, parallel_adapter, lora_adapter, unipelt,
+hyperformer and pha: one bottleneck computation, one output-block wrapper, one injector.
 
-Why module replacement rather than forward hooks: the Houlsby adapter must sit *between* the
-sublayer's dropout and its residual add + LayerNorm, a point no hook can reach. So each
-``BertSelfOutput`` / ``BertOutput`` is replaced (``setattr`` on its parent) by a wrapper that
-keeps the original module as ``.base`` (frozen, its parameters still named ``...base.dense``
-etc.) and re-runs its three steps with the adapter in between.
+Why module replacement rather than forward hooks: an adapter must sit *between* a sublayer's
+dropout and its residual add + LayerNorm, a point no hook can reach. So each BERT output
+block (``BertSelfOutput`` / ``BertOutput``: ``LN(dropout(dense(h)) + x)``) is replaced
+(``setattr`` on its parent) by an ``AdapterOutput`` that keeps the original as ``.base``
+(frozen, its parameters still named ``...base.dense`` etc.) and re-runs its steps with the
+adapter in between: ``LN(dropout(dense(h)) + s·A(·) + x)``.
 
-Convention used throughout: a ``Bottleneck`` returns only the *delta* ``up(act(down(x)))``;
-the caller adds it where the method says (onto ``h`` for Houlsby, scaled onto the FFN output
-for the parallel adapter). The up-projection starts at zero, so the delta is exactly zero and
-an injected model computes exactly what the pretrained one did until training moves it.
+The adapter ``A`` is always ``bottleneck(x, weights, activation, dropout)``; its weights are
+either owned (``Bottleneck``, plain ``nn.Linear`` layers, one per task or shared) or generated
+per call by a hypernetwork (``AdapterHeads``). ``A`` returns only the *delta*; the wrapper
+adds it where the placement says: onto the sublayer output (``serial``, Houlsby et al.) or,
+reading the sublayer's input and scaled by ``s``, in parallel to it (``parallel``, He et al.).
+Every up-projection starts at zero, so an injected model computes exactly what the pretrained
+one did until training moves it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from typing import NamedTuple, Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from trainers.methods._base import TaskRouter, layer_indices
+from trainers.methods._base import TaskRouter, check_min, check_rate, layer_indices
+
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"relu": F.relu, "gelu": F.gelu}
+"""The bottleneck's nonlinearity, by name. Each method states its paper's choice as a module
+constant ``ACTIVATION`` (ReLU: He et al.'s adapters; GELU: Hyperformer and PHA)."""
 
 SELF_OUTPUT = "attention.output"
 """Path, inside one encoder layer, of the attention sublayer's output block (BertSelfOutput)."""
 FFN_OUTPUT = "output"
 """Path, inside one encoder layer, of the feed-forward sublayer's output block (BertOutput)."""
+SERIAL, PARALLEL = "serial", "parallel"
+"""Adapter placements: after the sublayer (reads its output) or beside it (reads its input)."""
 
 
-def check_adapter_size(size: int) -> None:
-    if size < 1:
-        raise ValueError(f"adapter_size must be >= 1, got {size}")
+def check_adapter(size: int, dropout: float) -> None:
+    check_min("adapter_size", size)
+    check_rate("adapter_dropout", dropout)
 
 
-def check_adapter_dropout(p: float) -> None:
-    if not 0 <= p < 1:
-        raise ValueError(f"adapter_dropout must be in [0, 1), got {p}")
+def check_hypernet(task_emb_dim: int, hyper_hidden: int) -> None:
+    check_min("task_emb_dim", task_emb_dim)
+    check_min("hyper_hidden", hyper_hidden)
+
+
+def check_activation(name: str) -> None:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {name!r}")
+
+
+# ---- the bottleneck: one computation, owned or generated weights ---------------------------------
+class BottleneckWeights(NamedTuple):
+    """Weights of one bottleneck adapter, in ``F.linear`` layout."""
+
+    down_w: torch.Tensor
+    """[a, d]"""
+    down_b: torch.Tensor
+    """[a]"""
+    up_w: torch.Tensor
+    """[d, a]"""
+    up_b: torch.Tensor
+    """[d]"""
+
+
+def bottleneck(x: torch.Tensor, w: BottleneckWeights, activation: str,
+               dropout: nn.Module) -> torch.Tensor:
+    """``up(dropout(act(down(x))))``: d -> a -> d, the delta only (no skip connection)."""
+    h = dropout(ACTIVATIONS[activation](F.linear(x, w.down_w, w.down_b)))
+    return F.linear(h, w.up_w, w.up_b)
 
 
 class Bottleneck(nn.Module):
-    """``x -> up(dropout(relu(down(x))))``: d -> a -> d, returning the delta (no residual).
+    """A bottleneck that owns its weights. ``down`` keeps PyTorch's default init (so the first
+    step already has a non-zero signal for ``up``); ``up`` starts at zero."""
 
-    ReLU follows He et al. (2022); Houlsby et al. leave the nonlinearity open. ``down`` keeps
-    PyTorch's default init (so the first step already has a non-zero signal for ``up``);
-    ``up`` is zero so the adapter contributes nothing at initialisation.
-    """
-
-    def __init__(self, hidden: int, size: int, dropout: float = 0.0) -> None:
+    def __init__(self, hidden: int, size: int, dropout: float, activation: str) -> None:
         super().__init__()
-        check_adapter_size(size)
-        check_adapter_dropout(dropout)
+        check_adapter(size, dropout)
+        check_activation(activation)
+        self.activation = activation
         self.down = nn.Linear(hidden, size)
-        self.act = nn.ReLU()
         self.dropout = nn.Dropout(dropout)
         self.up = nn.Linear(size, hidden)
         nn.init.zeros_(self.up.weight)
         nn.init.zeros_(self.up.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.up(self.dropout(self.act(self.down(x))))
+        w = BottleneckWeights(self.down.weight, self.down.bias, self.up.weight, self.up.bias)
+        return bottleneck(x, w, self.activation, self.dropout)
+
+
+def zero_linear(n_in: int, n_out: int) -> nn.Linear:
+    """A generator whose output is exactly zero at init (but whose weight still gets grads)."""
+    lin = nn.Linear(n_in, n_out)
+    nn.init.zeros_(lin.weight)
+    nn.init.zeros_(lin.bias)
+    return lin
+
+
+class AdapterHeads(nn.Module):
+    """Linear maps from a conditioning vector of size ``cond`` to one bottleneck's weights.
+
+    The up-projection generator starts at zero, so every generated adapter adds nothing at
+    init. The down generator has no bias offset at init, so down weights depend on the
+    conditioning only (they differ per task and layer from step 0) and are scaled to about
+    ``rms(cond) / sqrt(d)`` like a fan-in init.
+    """
+
+    def __init__(self, cond: int, hidden_size: int, adapter_size: int) -> None:
+        super().__init__()
+        self.d, self.a = hidden_size, adapter_size
+        self.down_w = nn.Linear(cond, adapter_size * hidden_size)
+        nn.init.normal_(self.down_w.weight, std=1.0 / math.sqrt(hidden_size * cond))
+        nn.init.zeros_(self.down_w.bias)
+        self.down_b = zero_linear(cond, adapter_size)
+        self.up_w = zero_linear(cond, hidden_size * adapter_size)
+        self.up_b = zero_linear(cond, hidden_size)
+
+    def forward(self, cond: torch.Tensor) -> BottleneckWeights:
+        return BottleneckWeights(
+            down_w=self.down_w(cond).view(self.a, self.d),
+            down_b=self.down_b(cond),
+            up_w=self.up_w(cond).view(self.d, self.a),
+            up_b=self.up_b(cond),
+        )
+
+
+# ---- the output-block wrapper --------------------------------------------------------------------
+NormOffsets = tuple[torch.Tensor, torch.Tensor]
+"""``(d_gamma, d_beta)`` added to the frozen LayerNorm's weight and bias (conditional LN)."""
+
+
+def _is_output_block(module: object) -> bool:
+    return isinstance(module, AdapterOutput) or all(
+        isinstance(getattr(module, n, None), nn.Module) for n in ("dense", "dropout", "LayerNorm"))
+
+
+class AdapterOutput(nn.Module):
+    """A BERT output block with an adapter: ``LN(dropout(dense(h)) + s·A(z) + x)``, where ``x``
+    is the block's residual input and ``z`` is the sublayer output (``serial``) or ``x``
+    (``parallel``; for ``BertOutput``, ``x`` is exactly the FFN's input). ``s`` is 1 for serial.
+
+    Subclasses say where ``A`` comes from by defining ``delta(z)``, which may also return
+    LayerNorm offsets (Hyperformer's conditional layer norm); otherwise the frozen LN is used.
+    """
+
+    def __init__(self, base: nn.Module, placement: str, scale: float = 1.0) -> None:
+        super().__init__()
+        if not _is_output_block(base) or isinstance(base, AdapterOutput):
+            raise ValueError(f"{type(base).__name__} is not a BERT output block "
+                             "(.dense, .dropout, .LayerNorm)")
+        if placement not in (SERIAL, PARALLEL):
+            raise ValueError(f"placement must be {SERIAL!r} or {PARALLEL!r}, got {placement!r}")
+        self.base = base
+        self.placement = placement
+        self.scale = float(scale)
+
+    def delta(self, z: torch.Tensor) -> tuple[torch.Tensor, NormOffsets | None]:
+        raise NotImplementedError
+
+    def sublayer(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """The original block's ``dropout(dense(h))``, before its residual and LayerNorm."""
+        return self.base.dropout(self.base.dense(hidden_states))
+
+    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
+        h = self.sublayer(hidden_states)
+        if self.placement == SERIAL:
+            delta, offsets = self.delta(h)
+            h = h + delta
+        else:
+            delta, offsets = self.delta(input_tensor)
+            h = h + self.scale * delta
+        return self.residual_norm(h + input_tensor, offsets)
+
+    def residual_norm(self, y: torch.Tensor, offsets: NormOffsets | None) -> torch.Tensor:
+        """The frozen LayerNorm, with generated offsets on its affine parameters if given."""
+        ln = self.base.LayerNorm
+        if offsets is None:
+            return ln(y)
+        d_gamma, d_beta = offsets
+        weight = ln.weight if ln.weight is not None else torch.ones_like(d_gamma)
+        bias = ln.bias if ln.bias is not None else torch.zeros_like(d_beta)
+        return F.layer_norm(y, ln.normalized_shape, weight + d_gamma, bias + d_beta, ln.eps)
 
 
 def _check_task_names(tasks: list[str]) -> None:
@@ -70,21 +201,14 @@ def _check_task_names(tasks: list[str]) -> None:
             raise ValueError(f"task name {t!r} cannot key an adapter (empty, '.' or reserved)")
 
 
-class _AdapterSlot(nn.Module):
-    """Base of the wrappers: holds the frozen original block and the adapter(s) to route.
+class OwnedAdapterOutput(AdapterOutput):
+    """Adapters with their own weights: one per task in ``by_task`` (the name the parameter
+    accounting keys on, routed by the task router) or one ``shared`` by all tasks. The router
+    is a plain attribute, not a submodule, so it adds no parameters and is not saved."""
 
-    Per-task adapters live in ``self.by_task`` (the name the parameter accounting keys on);
-    a shared adapter lives in ``self.shared``. The router is a plain attribute, not a
-    submodule, so it adds no parameters and is not saved.
-    """
-
-    def __init__(self, base: nn.Module, make: Callable[[], nn.Module], tasks: list[str] | None,
-                 router: TaskRouter | None) -> None:
-        super().__init__()
-        for part in ("dense", "dropout", "LayerNorm"):
-            if not hasattr(base, part):
-                raise ValueError(f"{type(base).__name__} has no .{part}: not a BERT output block")
-        self.base = base
+    def __init__(self, base: nn.Module, placement: str, make: Callable[[], nn.Module],
+                 tasks: list[str] | None, router: TaskRouter | None, scale: float = 1.0) -> None:
+        super().__init__(base, placement, scale)
         self.router = router
         if tasks is None:
             self.shared = make()
@@ -100,109 +224,96 @@ class _AdapterSlot(nn.Module):
             return self.by_task[self.router.task]
         return self.shared
 
-    def sublayer(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """The original block's ``dropout(dense(h))``, before its residual and LayerNorm."""
-        return self.base.dropout(self.base.dense(hidden_states))
+    def delta(self, z: torch.Tensor) -> tuple[torch.Tensor, NormOffsets | None]:
+        return self.adapter()(z), None
 
 
-class SerialAdapterOutput(_AdapterSlot):
-    """Houlsby placement: ``h = dropout(dense(x)); h = h + A(h); out = LN(h + input)``."""
+class WeightSource(Protocol):
+    """A hypernetwork as ``GeneratedAdapterOutput`` calls it."""
 
-    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
-        h = self.sublayer(hidden_states)
-        h = h + self.adapter()(h)
-        return self.base.LayerNorm(h + input_tensor)
+    def adapter_weights(self, task_id: int, layer: int,
+                        pos: int) -> tuple[BottleneckWeights, NormOffsets | None]: ...
 
 
-class ParallelAdapterOutput(_AdapterSlot):
-    """He et al. placement on ``BertOutput``: ``out = LN(dropout(dense(x)) + s·A(input) + input)``.
+class GeneratedAdapterOutput(AdapterOutput):
+    """Adapters whose weights a shared hypernetwork generates for (task, layer, position).
 
-    ``input_tensor`` of ``BertOutput`` is the attention output, i.e. exactly the FFN's input,
-    so the adapter runs in parallel to the whole FFN without any hook.
+    The network is held by a plain, unregistered reference (``_net``): it is registered once,
+    in ``Applied.extra``; registering it under every wrapper too would duplicate its tensors in
+    the state dict (which safetensors refuses) and in the parameter counts.
     """
 
-    def __init__(self, base: nn.Module, make: Callable[[], nn.Module], tasks: list[str] | None,
-                 router: TaskRouter | None, scale: float) -> None:
-        super().__init__(base, make, tasks, router)
-        self.scale = float(scale)
+    def __init__(self, base: nn.Module, placement: str, net: WeightSource, router: TaskRouter,
+                 layer: int, pos: int, activation: str, dropout: float) -> None:
+        super().__init__(base, placement)
+        check_activation(activation)
+        object.__setattr__(self, "_net", net)
+        self.router = router
+        self.layer, self.pos = layer, pos
+        self.activation = activation
+        self.adapter_dropout = nn.Dropout(dropout)
 
-    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
-        h = self.sublayer(hidden_states) + self.scale * self.adapter()(input_tensor)
-        return self.base.LayerNorm(h + input_tensor)
+    def delta(self, z: torch.Tensor) -> tuple[torch.Tensor, NormOffsets | None]:
+        w, offsets = self._net.adapter_weights(self.router.task_id, self.layer, self.pos)
+        return bottleneck(z, w, self.activation, self.adapter_dropout), offsets
 
 
-def encoder_layers(backbone: nn.Module) -> nn.ModuleList:
-    """The transformer layers of a BERT-family encoder (``backbone.encoder.layer``)."""
+# ---- injection -----------------------------------------------------------------------------------
+def encoder_layers(backbone: nn.Module, method: str) -> nn.ModuleList:
+    """The layers of a BERT-style encoder, each checked to have both output blocks."""
     layers = getattr(getattr(backbone, "encoder", None), "layer", None)
-    if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
-        raise ValueError(
-            f"{type(backbone).__name__} has no encoder.layer list: adapters support BERT-family "
-            "encoders (BertModel, MiniLM)"
-        )
+    ok = isinstance(layers, nn.ModuleList) and len(layers) > 0 and all(
+        _is_output_block(getattr(getattr(lay, "attention", None), "output", None))
+        and _is_output_block(getattr(lay, "output", None)) for lay in layers
+    )
+    if not ok:
+        raise ValueError(f"{method} needs a BERT-style encoder (encoder.layer[i].attention.output"
+                         f" and .output), got {type(backbone).__name__}")
     return layers
 
 
-def hidden_size(backbone: nn.Module) -> int:
+def hidden_size(backbone: nn.Module, method: str) -> int:
     """The model width ``d`` from the Hugging Face config (checked after the layer list)."""
-    encoder_layers(backbone)
+    encoder_layers(backbone, method)
     size = getattr(getattr(backbone, "config", None), "hidden_size", None)
     if not isinstance(size, int) or size < 1:
         raise ValueError(f"{type(backbone).__name__} has no config.hidden_size")
     return size
 
 
-def _resolve(root: nn.Module, path: str) -> tuple[nn.Module, str, nn.Module]:
-    """``(parent, attribute, module)`` for a dotted ``path`` below ``root``."""
-    parent_path, _, attr = path.rpartition(".")
-    parent = root.get_submodule(parent_path) if parent_path else root
-    child = getattr(parent, attr, None)
-    if not isinstance(child, nn.Module):
-        raise ValueError(f"encoder layer has no module at {path!r}")
-    return parent, attr, child
-
-
-def inject(backbone: nn.Module, paths: tuple[str, ...],
-           wrap: Callable[[nn.Module], _AdapterSlot], layers: str = "all") -> list[_AdapterSlot]:
+def inject(backbone: nn.Module, method: str, paths: tuple[str, ...],
+           wrap: Callable[[nn.Module, int, str], AdapterOutput],
+           layers: str = "all") -> list[AdapterOutput]:
     """Replace the block at each ``path`` of the ``layers`` (see ``layer_indices``) by
-    ``wrap(block)``. Refuses to wrap a block twice, which would silently stack two adapters.
-    """
-    wrappers: list[_AdapterSlot] = []
-    all_layers = encoder_layers(backbone)
+    ``wrap(block, layer_index, path)``. Refuses to wrap a block twice, which would silently
+    stack two adapters."""
+    wrappers: list[AdapterOutput] = []
+    all_layers = encoder_layers(backbone, method)
     for i in layer_indices(layers, len(all_layers)):
-        layer = all_layers[i]
         for path in paths:
-            parent, attr, block = _resolve(layer, path)
-            if isinstance(block, _AdapterSlot):
+            parent_path, _, attr = path.rpartition(".")
+            parent = all_layers[i].get_submodule(parent_path) if parent_path else all_layers[i]
+            block = getattr(parent, attr)
+            if isinstance(block, AdapterOutput):
                 raise ValueError(f"{path!r} already holds an adapter")
-            wrapper = wrap(block)
+            wrapper = wrap(block, i, path)
             setattr(parent, attr, wrapper)
             wrappers.append(wrapper)
     return wrappers
 
 
-def add_serial_adapters(backbone: nn.Module, size: int, dropout: float,
-                        tasks: list[str] | None, router: TaskRouter | None,
-                        layers: str = "all") -> list[_AdapterSlot]:
-    """Houlsby adapters after the attention and the FFN sublayer of every layer.
+def add_adapters(backbone: nn.Module, method: str, placement: str, *, size: int, dropout: float,
+                 activation: str, tasks: list[str] | None, router: TaskRouter | None,
+                 layers: str = "all", scale: float = 1.0) -> list[AdapterOutput]:
+    """Owned bottleneck adapters in the ``layers``: ``serial`` ones after the attention and the
+    FFN sublayer (Houlsby), ``parallel`` ones beside the FFN scaled by ``scale`` (He et al.).
+    ``tasks=None`` gives one adapter shared by all tasks; otherwise one per task."""
+    hidden = hidden_size(backbone, method)
+    paths = (SELF_OUTPUT, FFN_OUTPUT) if placement == SERIAL else (FFN_OUTPUT,)
 
-    ``tasks=None`` gives one adapter shared by all tasks; otherwise one per task.
-    """
-    hidden = hidden_size(backbone)
+    def wrap(block: nn.Module, layer: int, path: str) -> AdapterOutput:
+        return OwnedAdapterOutput(block, placement,
+                                  lambda: Bottleneck(hidden, size, dropout, activation),
+                                  tasks, router, scale)
 
-    def wrap(block: nn.Module) -> _AdapterSlot:
-        return SerialAdapterOutput(block, lambda: Bottleneck(hidden, size, dropout), tasks, router)
-
-    return inject(backbone, (SELF_OUTPUT, FFN_OUTPUT), wrap, layers)
-
-
-def add_parallel_adapters(backbone: nn.Module, size: int, dropout: float, scale: float,
-                          tasks: list[str] | None, router: TaskRouter | None,
-                          layers: str = "all") -> list[_AdapterSlot]:
-    """A scaled adapter parallel to the FFN of every layer (one per task unless ``tasks=None``)."""
-    hidden = hidden_size(backbone)
-
-    def wrap(block: nn.Module) -> _AdapterSlot:
-        return ParallelAdapterOutput(block, lambda: Bottleneck(hidden, size, dropout), tasks,
-                                     router, scale)
-
-    return inject(backbone, (FFN_OUTPUT,), wrap, layers)
+    return inject(backbone, method, paths, wrap, layers)

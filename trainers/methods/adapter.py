@@ -18,13 +18,11 @@ from dataclasses import dataclass
 from torch import nn
 
 from trainers.methods._base import Applied, TaskRouter, check_layers
-from trainers.methods._bottleneck import (
-    add_serial_adapters,
-    check_adapter_dropout,
-    check_adapter_size,
-)
+from trainers.methods._bottleneck import SERIAL, add_adapters, check_adapter
 
 DEFAULT_LR = 1e-3
+ACTIVATION = "relu"
+"""The bottleneck's nonlinearity: ReLU as in He et al. (2022) (Houlsby et al. leave it open)."""
 
 
 @dataclass
@@ -37,11 +35,11 @@ class Config:
     """Which layers get adapters: all, top_half, bottom_half, every_other."""
 
     def __post_init__(self) -> None:
-        check_adapter_size(self.adapter_size)
-        check_adapter_dropout(self.adapter_dropout)
+        check_adapter(self.adapter_size, self.adapter_dropout)
         check_layers(self.layers)
 
 
 def apply(backbone: nn.Module, cfg: Config, tasks: list[str], router: TaskRouter) -> Applied:
-    add_serial_adapters(backbone, cfg.adapter_size, cfg.adapter_dropout, tasks, router, cfg.layers)
+    add_adapters(backbone, "adapter", SERIAL, size=cfg.adapter_size, dropout=cfg.adapter_dropout,
+                 activation=ACTIVATION, tasks=tasks, router=router, layers=cfg.layers)
     return Applied(backbone=backbone)

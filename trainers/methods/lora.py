@@ -6,7 +6,15 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from trainers.methods._base import Applied, TaskRouter, check_layers, layer_indices
+from trainers.methods._base import (
+    Applied,
+    TaskRouter,
+    check_layers,
+    check_min,
+    check_positive,
+    check_rate,
+    layer_indices,
+)
 
 DEFAULT_LR = 5e-4
 
@@ -22,12 +30,9 @@ class Config:
     """Which encoder layers get LoRA: all, top_half, bottom_half, every_other."""
 
     def __post_init__(self) -> None:
-        if self.r < 1:
-            raise ValueError(f"r must be >= 1, got {self.r}")
-        if self.alpha <= 0:
-            raise ValueError(f"alpha must be > 0, got {self.alpha}")
-        if not 0 <= self.lora_dropout < 1:
-            raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        check_min("r", self.r)
+        check_positive("alpha", self.alpha)
+        check_rate("lora_dropout", self.lora_dropout)
         if not self.targets():
             raise ValueError("target_modules is empty")
         check_layers(self.layers)

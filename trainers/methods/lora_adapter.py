@@ -23,13 +23,11 @@ from torch import nn
 
 from trainers.methods import lora
 from trainers.methods._base import Applied, TaskRouter
-from trainers.methods._bottleneck import (
-    add_serial_adapters,
-    check_adapter_dropout,
-    check_adapter_size,
-)
+from trainers.methods._bottleneck import SERIAL, add_adapters, check_adapter
 
 DEFAULT_LR = 1e-3
+ACTIVATION = "relu"
+"""The per-task adapters' nonlinearity: ReLU, as in ``adapter``."""
 
 
 @dataclass
@@ -46,8 +44,7 @@ class Config:
 
     def __post_init__(self) -> None:
         self.lora_config()  # validates the LoRA fields with lora.Config's own messages
-        check_adapter_size(self.adapter_size)
-        check_adapter_dropout(self.adapter_dropout)
+        check_adapter(self.adapter_size, self.adapter_dropout)
 
     def lora_config(self) -> lora.Config:
         """The LoRA part, as the ``lora`` method's config (same keys, same meaning)."""
@@ -59,6 +56,6 @@ def apply(backbone: nn.Module, cfg: Config, tasks: list[str], router: TaskRouter
     from peft import get_peft_model
 
     peft_model = get_peft_model(backbone, lora.peft_config(cfg.lora_config(), use_dora=False))
-    add_serial_adapters(peft_model.get_base_model(), cfg.adapter_size, cfg.adapter_dropout,
-                        tasks, router)
+    add_adapters(peft_model.get_base_model(), "lora_adapter", SERIAL, size=cfg.adapter_size,
+                 dropout=cfg.adapter_dropout, activation=ACTIVATION, tasks=tasks, router=router)
     return Applied(backbone=peft_model, is_peft=True)

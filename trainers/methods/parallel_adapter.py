@@ -14,14 +14,12 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from trainers.methods._base import Applied, TaskRouter, check_layers
-from trainers.methods._bottleneck import (
-    add_parallel_adapters,
-    check_adapter_dropout,
-    check_adapter_size,
-)
+from trainers.methods._base import Applied, TaskRouter, check_layers, check_positive
+from trainers.methods._bottleneck import PARALLEL, add_adapters, check_adapter
 
 DEFAULT_LR = 1e-3
+ACTIVATION = "relu"
+"""The bottleneck's nonlinearity: ReLU, as in He et al. (2022)."""
 
 
 @dataclass
@@ -36,14 +34,13 @@ class Config:
     """Which layers get adapters: all, top_half, bottom_half, every_other."""
 
     def __post_init__(self) -> None:
-        check_adapter_size(self.adapter_size)
-        if not self.adapter_scale > 0:
-            raise ValueError(f"adapter_scale must be > 0, got {self.adapter_scale}")
-        check_adapter_dropout(self.adapter_dropout)
+        check_adapter(self.adapter_size, self.adapter_dropout)
+        check_positive("adapter_scale", self.adapter_scale)
         check_layers(self.layers)
 
 
 def apply(backbone: nn.Module, cfg: Config, tasks: list[str], router: TaskRouter) -> Applied:
-    add_parallel_adapters(backbone, cfg.adapter_size, cfg.adapter_dropout, cfg.adapter_scale,
-                          tasks, router, cfg.layers)
+    add_adapters(backbone, "parallel_adapter", PARALLEL, size=cfg.adapter_size,
+                 dropout=cfg.adapter_dropout, activation=ACTIVATION, tasks=tasks, router=router,
+                 layers=cfg.layers, scale=cfg.adapter_scale)
     return Applied(backbone=backbone)

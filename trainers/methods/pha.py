@@ -14,10 +14,14 @@ an unseen input can be routed to the prototype nearest to its ``z``:
 
 ``Applied.aux_loss`` returns ``pha_lambda * (L_IR + L_Pro)`` of the last training forward.
 
-Choices made here:
+Departure from the paper: the paper's retriever reads the encoder's hidden states ``h_i`` of
+the instance; here ``z`` is an MLP over the masked mean of the *frozen input word embeddings*
+(no second encoder pass, and nothing contextual), computed from ``router.context``.
 
-- ``z`` is an MLP over the mean of the *frozen* word embeddings of the input (no second
-  encoder pass), computed from ``router.context``;
+Other choices made here:
+
+- the generated adapter sits in parallel to each layer's FFN with GELU in its bottleneck,
+  ``LN(dropout(dense(h)) + A(x) + x)`` with ``x`` the FFN input (no scale);
 - training uses the true task's prototype to generate adapters (the batch's task is
   known); ``nearest_task(z)`` gives the routing to use when it is not;
 - the memory bank is a plain tensor attribute, not a buffer: it is scratch state of the
@@ -34,10 +38,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.methods._base import Applied, TaskRouter
-from trainers.methods.hyperformer import AdapterHeads, Generated, bottleneck, encoder_layers
+from trainers.methods._base import Applied, TaskRouter, check_min, check_positive
+from trainers.methods._bottleneck import (
+    FFN_OUTPUT,
+    PARALLEL,
+    AdapterHeads,
+    BottleneckWeights,
+    GeneratedAdapterOutput,
+    NormOffsets,
+    check_adapter,
+    check_hypernet,
+    encoder_layers,
+    hidden_size,
+    inject,
+)
 
 DEFAULT_LR = 1e-3
+ACTIVATION = "gelu"
+"""The generated bottleneck's nonlinearity: GELU, as in the paper."""
 BANK_SIZE = 256
 """Instance embeddings kept as negatives for L_IR (FIFO, all tasks; filtered at use)."""
 
@@ -57,18 +75,10 @@ class Config:
     adapter_dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.adapter_size < 1:
-            raise ValueError(f"adapter_size must be >= 1, got {self.adapter_size}")
-        if self.task_emb_dim < 1:
-            raise ValueError(f"task_emb_dim must be >= 1, got {self.task_emb_dim}")
-        if self.hyper_hidden < 1:
-            raise ValueError(f"hyper_hidden must be >= 1, got {self.hyper_hidden}")
-        if self.pha_lambda < 0:
-            raise ValueError(f"pha_lambda must be >= 0, got {self.pha_lambda}")
-        if self.pha_temperature <= 0:
-            raise ValueError(f"pha_temperature must be > 0, got {self.pha_temperature}")
-        if not 0 <= self.adapter_dropout < 1:
-            raise ValueError(f"adapter_dropout must be in [0, 1), got {self.adapter_dropout}")
+        check_adapter(self.adapter_size, self.adapter_dropout)
+        check_hypernet(self.task_emb_dim, self.hyper_hidden)
+        check_min("pha_lambda", self.pha_lambda, 0)
+        check_positive("pha_temperature", self.pha_temperature)
 
 
 def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
@@ -117,9 +127,14 @@ class PHANet(nn.Module):
         return state
 
     # ---- adapters --------------------------------------------------------------------------
-    def generate(self, task_id: int, layer: int) -> Generated:
+    def generate(self, task_id: int, layer: int) -> BottleneckWeights:
         cond = torch.cat([self.prototypes[task_id], self.layer_emb.weight[layer]])
         return self.heads(self.hyper(cond))
+
+    def adapter_weights(self, task_id: int, layer: int,
+                        pos: int) -> tuple[BottleneckWeights, NormOffsets | None]:
+        """What a ``GeneratedAdapterOutput`` asks for (one position per layer, the frozen LN)."""
+        return self.generate(task_id, layer), None
 
     # ---- retrieval -------------------------------------------------------------------------
     def instance_embedding(self, input_ids: torch.Tensor,
@@ -164,36 +179,23 @@ class PHANet(nn.Module):
         return self.cfg.pha_lambda * (self.last_ir + self.last_pro)
 
 
-class ParallelFFN(nn.Module):
-    """Replaces BERT's ``BertOutput``: LN(dropout(dense(h)) + adapter(x) + x), x = FFN input.
+class PHAOutput(GeneratedAdapterOutput):
+    """The generated parallel adapter of one layer's FFN; the first layer's wrapper also runs
+    the retriever losses, once per backbone call."""
 
-    The first layer's wrapper also runs the retriever losses, once per backbone call. The
-    shared ``PHANet`` is an unregistered reference (it is registered once, in ``extra``).
-    """
-
-    def __init__(self, base: nn.Module, net: PHANet, router: TaskRouter, layer: int,
-                 dropout: float) -> None:
-        super().__init__()
-        self.base = base
-        object.__setattr__(self, "_net", net)
-        self.router = router
-        self.layer = layer
-        self.adapter_dropout = nn.Dropout(dropout)
-
-    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
-        task_id = self.router.task_id
+    def delta(self, z: torch.Tensor) -> tuple[torch.Tensor, NormOffsets | None]:
         if self.layer == 0:
-            self._net.observe(task_id, self.router.context)
-        w = self._net.generate(task_id, self.layer)
-        h = self.base.dropout(self.base.dense(hidden_states))
-        return self.base.LayerNorm(h + bottleneck(input_tensor, w, self.adapter_dropout)
-                                   + input_tensor)
+            self._net.observe(self.router.task_id, self.router.context)
+        return super().delta(z)
 
 
 def apply(backbone: nn.Module, cfg: Config, tasks: list[str], router: TaskRouter) -> Applied:
     layers = encoder_layers(backbone, "pha")
-    hidden = layers[0].output.dense.out_features
-    net = PHANet(len(tasks), len(layers), hidden, cfg, backbone.get_input_embeddings())
-    for i, layer in enumerate(layers):
-        layer.output = ParallelFFN(layer.output, net, router, i, cfg.adapter_dropout)
+    net = PHANet(len(tasks), len(layers), hidden_size(backbone, "pha"), cfg,
+                 backbone.get_input_embeddings())
+
+    def wrap(block: nn.Module, layer: int, path: str) -> PHAOutput:
+        return PHAOutput(block, PARALLEL, net, router, layer, 0, ACTIVATION, cfg.adapter_dropout)
+
+    inject(backbone, "pha", (FFN_OUTPUT,), wrap)
     return Applied(backbone=backbone, extra=net, aux_loss=net.aux_loss)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from trainers.methods._base import Applied, TaskRouter
+from trainers.methods._base import Applied, TaskRouter, check_min
 
 DEFAULT_LR = 5e-3
 
@@ -17,8 +17,7 @@ class Config:
     num_virtual_tokens: int = 20
 
     def __post_init__(self) -> None:
-        if self.num_virtual_tokens < 1:
-            raise ValueError(f"num_virtual_tokens must be >= 1, got {self.num_virtual_tokens}")
+        check_min("num_virtual_tokens", self.num_virtual_tokens)
 
 
 def apply(backbone: nn.Module, cfg: Config, tasks: list[str], router: TaskRouter) -> Applied:

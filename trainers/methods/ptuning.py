@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from trainers.methods import prefix
-from trainers.methods._base import Applied, TaskRouter
+from trainers.methods._base import Applied, TaskRouter, check_min
 
 DEFAULT_LR = 1e-2
 
@@ -27,8 +27,7 @@ class Config(prefix.Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.encoder_hidden_size < 1:
-            raise ValueError(f"encoder_hidden_size must be >= 1, got {self.encoder_hidden_size}")
+        check_min("encoder_hidden_size", self.encoder_hidden_size)
 
 
 def apply(backbone: nn.Module, cfg: Config, tasks: list[str], router: TaskRouter) -> Applied:

@@ -26,17 +26,25 @@ import torch
 from torch import nn
 
 from trainers.methods import lora
-from trainers.methods._base import Applied, TaskRouter, check_layers, layer_indices
+from trainers.methods._base import (
+    Applied,
+    TaskRouter,
+    check_layers,
+    check_min,
+    check_rate,
+    layer_indices,
+)
 from trainers.methods._bottleneck import (
-    FFN_OUTPUT,
+    SERIAL,
     Bottleneck,
-    SerialAdapterOutput,
-    check_adapter_size,
+    OwnedAdapterOutput,
     encoder_layers,
     hidden_size,
 )
 
 DEFAULT_LR = 1e-3
+ACTIVATION = "relu"
+"""The adapter's nonlinearity: ReLU, as in ``adapter``."""
 
 
 @dataclass
@@ -54,11 +62,9 @@ class Config:
     """Which layers get the three modules: all, top_half, bottom_half, every_other."""
 
     def __post_init__(self) -> None:
-        check_adapter_size(self.adapter_size)
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.prefix_length < 1:
-            raise ValueError(f"prefix_length must be >= 1, got {self.prefix_length}")
+        check_min("adapter_size", self.adapter_size)
+        check_rate("dropout", self.dropout)
+        check_min("prefix_length", self.prefix_length)
         lora.Config(r=self.r, alpha=self.alpha)  # LoRA's own checks and messages for r and alpha
         check_layers(self.layers)
 
@@ -122,7 +128,7 @@ class GatedBottleneck(nn.Module):
 
     def __init__(self, hidden: int, size: int, dropout: float) -> None:
         super().__init__()
-        self.adapter = Bottleneck(hidden, size, dropout)
+        self.adapter = Bottleneck(hidden, size, dropout, ACTIVATION)
         self.gate = _gate(hidden)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -130,8 +136,8 @@ class GatedBottleneck(nn.Module):
 
 
 def apply(backbone: nn.Module, cfg: Config, tasks: list[str], router: TaskRouter) -> Applied:
-    hidden = hidden_size(backbone)
-    layers = encoder_layers(backbone)
+    hidden = hidden_size(backbone, "unipelt")
+    layers = encoder_layers(backbone, "unipelt")
     for i in layer_indices(cfg.layers, len(layers)):
         layer = layers[i]
         attention = layer.attention
@@ -139,9 +145,9 @@ def apply(backbone: nn.Module, cfg: Config, tasks: list[str], router: TaskRouter
         for name in ("query", "value"):
             setattr(self_attn, name, GatedLoRALinear(getattr(self_attn, name), cfg.r, cfg.alpha, cfg.dropout))
         attention.self = GatedPrefixSelfAttention(self_attn, cfg.prefix_length, hidden)
-        block = getattr(layer, FFN_OUTPUT)
-        setattr(layer, FFN_OUTPUT, SerialAdapterOutput(
-            block, lambda: GatedBottleneck(hidden, cfg.adapter_size, cfg.dropout), None, None))
+        layer.output = OwnedAdapterOutput(  # shared by all tasks: no task list, no router
+            layer.output, SERIAL, lambda: GatedBottleneck(hidden, cfg.adapter_size, cfg.dropout),
+            None, None)
     # The new modules are trainable (created after ``freeze``); the originals under ``.base``
     # stay frozen.
     return Applied(backbone=backbone)
