@@ -5,11 +5,14 @@ each submodule contributes. Shared by all tasks; each task keeps its own head.
 Per selected layer (``layers``):
 
 - LoRA on query and value: ``W x + g_L(x) · (alpha/r) · B A x``, ``g_L(x) = sigmoid(w_L · x)``;
-- prefix: ``prefix_length`` learned key/value vectors per layer. Here they form a second
-  attention branch of each query over the prefix only, added to the token attention as
-  ``attn(x) + g_P(x) · attn(q, P_k, P_v)``; the paper puts prefix and tokens under one softmax
-  and gates the prefix part. The parallel form is He et al.'s equivalent view of prefix
-  tuning; it needs no change to the encoder's attention masks or kernels;
+- prefix: ``prefix_length`` learned key/value vectors per layer. Departure from the paper:
+  here they form a second attention branch of each query over the prefix only, *added* to
+  the unchanged token attention as ``attn(x) + g_P(x) · attn(q, P_k, P_v)``. The paper puts
+  prefix and tokens under one softmax (so attending to the prefix takes weight away from the
+  tokens) and gates the prefix part. This is an approximation inspired by He et al.'s
+  parallel view of prefix tuning, not equivalent to it: the token attention is never
+  renormalised or down-weighted. It needs no change to the encoder's attention masks or
+  kernels;
 - adapter after the feed-forward block (Houlsby placement): ``h + g_A(h) · A(h)``.
 
 Every gate is one linear unit per token followed by a sigmoid. LoRA's ``B`` and the adapter's
