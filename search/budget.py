@@ -16,7 +16,7 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
-from spaces.auto import design_config, design_name
+from spaces.auto import design_name, to_train_config
 
 
 class ParamCounter:
@@ -32,14 +32,12 @@ class ParamCounter:
     def __call__(self, config: dict[str, Any]) -> float:
         from transformers import AutoConfig
 
-        from trainers.config import TrainConfig
         from trainers.model import default_model_path
         from trainers.params import count_for_config
 
         if self._model_config is None:
             self._model_config = AutoConfig.from_pretrained(self.model or default_model_path())
-        cfg = TrainConfig.from_flat(design_config(config))
-        return count_for_config(cfg, self.specs, self._model_config).stored_pct
+        return count_for_config(to_train_config(config), self.specs, self._model_config).stored_pct
 
 
 class BudgetSearcher(Searcher):
@@ -67,7 +65,7 @@ class BudgetSearcher(Searcher):
                 self.attempt_of[trial_id] = attempt
                 return config
             self.searcher.on_trial_complete(attempt, result=None, error=False)  # pruned, untrained
-            flat = design_config(config)
+            flat = to_train_config(config).to_flat()
             if self.log_path:
                 Path(self.log_path).parent.mkdir(parents=True, exist_ok=True)
                 with open(self.log_path, "a") as f:

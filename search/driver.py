@@ -1,5 +1,6 @@
-"""The Ray side of ``search/run.py``: start or join Ray, run one Tune experiment per method,
-record the best trial of each in MLflow and write the result table."""
+"""The Ray side of the search: start or join Ray, run one Tune experiment per method, record
+the best trial of each in MLflow and write the result table. ``search.cli`` checks everything
+(through ``search.plan``) before it calls ``run_search``."""
 
 from __future__ import annotations
 
@@ -15,10 +16,9 @@ import ray
 from ray import tune
 
 from search.budget import ParamCounter
-from search.pareto import pareto_front
-from search.progress import Progress
-from search.registry import METRIC, make_scheduler, make_searcher, objective_metrics
-from search.report_data import dims_to_json
+from search.callbacks import MlflowCallback, Progress
+from search.plan import Plan, space_record
+from search.report.pareto import pareto_front
 from search.results import (
     best_record,
     checkpoint_files,
@@ -30,7 +30,9 @@ from search.results import (
     write_json_atomic,
     write_tables,
 )
-from search.tracking import DRAIN_S, MlflowCallback, Tracker, ui_hint
+from search.schedulers import make_scheduler
+from search.searchers import METRIC, make_searcher, objective_metrics
+from search.tracking import Tracker, ui_hint
 from search.trainable import run_trial
 from spaces.auto import design_name
 
@@ -41,13 +43,19 @@ SHIPPED_EXCLUDES = ["/runs/", "/mlruns/", "/mlartifacts/", "*.db", "/ray_results
                     "/benchmarks/results/", ".pytest_cache/", ".ruff_cache/"]
 
 
-def start_ray(address: str | None) -> None:
+def start_ray(address: str | None, verbose: bool = False) -> None:
+    """Start local Ray or join ``address``, shipping this checkout to every node. Unless
+    ``verbose``, Ray's start-up messages and Tune's status tables stay off the terminal (the
+    search prints its own progress); Ray's errors still show."""
     # Tune warns on every forced experiment snapshot that num_to_keep=1 causes: not actionable.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if not verbose:
+        # The legacy reporter honours verbose=0 (Tune's new one prints its config table anyway).
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     runtime_env = {"working_dir": str(ROOT), "excludes": SHIPPED_EXCLUDES}
     # Trial output goes to each trial's folder (log_to_file); the terminal shows progress.
-    ray.init(address=address, runtime_env=runtime_env, log_to_driver=False,
-             logging_level=logging.WARNING)
+    ray.init(address=address, runtime_env=runtime_env, log_to_driver=verbose,
+             logging_level=logging.INFO if verbose else logging.ERROR)
 
 
 def default_concurrency(s) -> int:
@@ -59,19 +67,21 @@ def default_concurrency(s) -> int:
     return max(1, min(n, s.num_samples))
 
 
-def run_search(plan, data, *, address: str | None, resuming: bool) -> int:
+def run_search(plan: Plan, data, *, address: str | None, resuming: bool, verbose: bool = False) -> int:
     s = plan.settings
     # A failed MLflow write raises at once (no minutes of HTTP retries blocking Tune's loop):
     # the tracking callback queues it and retries while training goes on.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    if not verbose:  # MLflow's own INFO lines (creating the SQLite tables, ...)
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
     try:
         tracker = Tracker(plan.mlflow_uri, s.experiment)
     except Exception as e:  # noqa: BLE001 - unreachable server, bad URI, unwritable file, ...
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
         print(f"error: cannot open the MLflow store {plan.mlflow_uri}: {first}", flush=True)
         return 2
-    start_ray(address)
+    start_ray(address, verbose)
     concurrency = s.max_concurrent or default_concurrency(s)
     print(f"search {s.experiment}: {', '.join(s.methods)} x {s.num_samples} trials, "
           f"{s.max_steps} steps, eval every {s.eval_every} ({s.max_t} rungs), {s.scheduler}+"
@@ -123,51 +133,15 @@ def run_search(plan, data, *, address: str | None, resuming: bool) -> int:
     return 0
 
 
-def run_method(method: str, plan, data, tracker: Tracker, concurrency: int,
+def run_method(method: str, plan: Plan, data, tracker: Tracker, concurrency: int,
                resuming: bool) -> dict | None:
     """One Tune experiment; returns the method's table row, or None when interrupted."""
     s = plan.settings
-    name = f"{s.experiment}-{method}"
-    path = f"{plan.storage_path.rstrip('/')}/{name}"
     parent = tracker.parent_run(method, {k: getattr(s, k) for k in (
         "num_samples", "max_steps", "eval_every", "scheduler", "searcher", "grace_period",
         "reduction_factor", "tasks", "data_dir", "model", "seed", "objective", "max_params")},
-        space=_space_record(plan, method))
-    resources = {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial}
-    trainable = tune.with_resources(tune.with_parameters(run_trial, data=data), resources)
-    exists = tune.Tuner.can_restore(path)
-    if exists and not resuming:
-        raise FileExistsError(f"a Tune experiment already exists at {path}; pass --resume to "
-                              "continue it, or another --experiment or --storage-path")
-    progress = None
-    if exists:
-        print(f"[{method}] resuming {path}", flush=True)
-        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
-    else:
-        budget = ((ParamCounter(data.specs, s.model), s.max_params, str(Path(s.out) / method / PRUNED))
-                  if s.max_params else None)
-        space = plan.auto if method == "auto" else plan.spaces[method]
-        searcher, param_space = make_searcher(s.searcher, space, plan.constants[method], seed=s.seed,
-                                              max_concurrent=concurrency, num_samples=s.num_samples,
-                                              objectives=objective_metrics(s.objective), budget=budget)
-        scheduler = make_scheduler(s.scheduler, max_t=s.max_t, grace_period=s.grace_period,
-                                   reduction_factor=s.reduction_factor)
-        progress = Progress(method, s.num_samples, s.max_t)
-        callbacks = [MlflowCallback(plan.mlflow_uri, tracker.experiment_id, parent, method, s.max_t),
-                     progress]
-        tuner = tune.Tuner(
-            trainable, param_space=param_space,
-            tune_config=tune.TuneConfig(
-                search_alg=searcher, scheduler=scheduler, num_samples=s.num_samples,
-                # A trial process imports torch, transformers and peft (seconds): keep it.
-                reuse_actors=True, trial_name_creator=_trial_name,
-                trial_dirname_creator=_trial_name),
-            run_config=tune.RunConfig(
-                name=name, storage_path=plan.storage_path, callbacks=callbacks, verbose=0,
-                log_to_file=True,
-                # The latest small trainer checkpoint per trial: enough to resume and to keep.
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                failure_config=tune.FailureConfig(max_failures=2)))
+        space=space_record(plan, method))
+    tuner, progress = _tuner(method, plan, data, tracker, parent, concurrency, resuming)
     start = time.time()
     try:
         grid = tuner.fit()
@@ -179,9 +153,58 @@ def run_method(method: str, plan, data, tracker: Tracker, concurrency: int,
                                "trials": progress.timing})
     if grid.num_terminated + grid.num_errors < s.num_samples:
         # Interrupted: trials still RUNNING in MLflow are marked KILLED (a --resume reattaches them).
-        _mlflow_retrying(lambda: (tracker.close_stale_runs(method, {}),
-                                  tracker.client.set_terminated(parent, "KILLED")), "closing runs")
+        tracker.retrying("closing runs", lambda: (tracker.close_stale_runs(method, {}),
+                                                  tracker.end_run(parent, "KILLED")))
         return None
+    row = _record(method, plan, grid, tracker, parent, wall)
+    print(f"[{method}] best score {row['best_score']}, {row['trials']} trials, "
+          f"{row['stopped_early']} stopped early, {row['failed']} failed", flush=True)
+    return row
+
+
+def _tuner(method: str, plan: Plan, data, tracker: Tracker, parent: str, concurrency: int,
+           resuming: bool) -> tuple[tune.Tuner, Progress | None]:
+    """The method's Tuner: restored from its storage path on ``--resume``, new otherwise (with
+    its searcher, scheduler and callbacks; ``Progress`` is None for a restored one)."""
+    s = plan.settings
+    name = f"{s.experiment}-{method}"
+    path = f"{plan.storage_path.rstrip('/')}/{name}"
+    resources = {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial}
+    trainable = tune.with_resources(tune.with_parameters(run_trial, data=data), resources)
+    if tune.Tuner.can_restore(path):
+        if not resuming:
+            raise FileExistsError(f"a Tune experiment already exists at {path}; pass --resume to "
+                                  "continue it, or another --experiment or --storage-path")
+        print(f"[{method}] resuming {path}", flush=True)
+        return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True), None
+    budget = ((ParamCounter(data.specs, s.model), s.max_params, str(Path(s.out) / method / PRUNED))
+              if s.max_params else None)
+    space = plan.auto if method == "auto" else plan.spaces[method]
+    searcher, param_space = make_searcher(s.searcher, space, plan.constants[method], seed=s.seed,
+                                          max_concurrent=concurrency, num_samples=s.num_samples,
+                                          objectives=objective_metrics(s.objective), budget=budget)
+    scheduler = make_scheduler(s.scheduler, max_t=s.max_t, grace_period=s.grace_period,
+                               reduction_factor=s.reduction_factor)
+    progress = Progress(method, s.num_samples, s.max_t)
+    callbacks = [MlflowCallback(plan.mlflow_uri, tracker.experiment_id, parent, method, s.max_t), progress]
+    tuner = tune.Tuner(
+        trainable, param_space=param_space,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, scheduler=scheduler, num_samples=s.num_samples,
+            # A trial process imports torch, transformers and peft (seconds): keep it.
+            reuse_actors=True, trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
+        run_config=tune.RunConfig(
+            name=name, storage_path=plan.storage_path, callbacks=callbacks, verbose=0, log_to_file=True,
+            # The latest small trainer checkpoint per trial: enough to resume and to keep.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=2)))
+    return tuner, progress
+
+
+def _record(method: str, plan: Plan, grid, tracker: Tracker, parent: str, wall: float) -> dict[str, Any]:
+    """The finished method's row; its best config and checkpoint written, then recorded in
+    MLflow (retried while the store is down; ``row["mlflow_recorded"]`` says if it made it)."""
+    s = plan.settings
     row, best = summarize(method, grid, s.max_t, wall, METRIC)
     row["pareto"] = _pareto(grid)
     if s.max_params:
@@ -199,30 +222,13 @@ def run_method(method: str, plan, data, tracker: Tracker, concurrency: int,
         def record_in_mlflow() -> None:
             tracker.close_stale_runs(method, fates)  # runs a killed driver could not close
             if record is not None:
-                record["run_id"] = _trial_run(tracker, best)
+                record["run_id"] = tracker.trial_run_id(record["trial_id"])
             tracker.finish_parent(parent, record, summary, ckpt)
             for d in designs.values():  # each design's best, as each method's best
-                tracker.client.set_tag(_trial_run(tracker, d["result"]) or "", "design_best", "true")
+                tracker.tag_design_best(d["design"], d["trial_id"])
 
-        row["mlflow_recorded"] = _mlflow_retrying(record_in_mlflow, "recording the best config")
-    print(f"[{method}] best score {row['best_score']}, {row['trials']} trials, "
-          f"{row['stopped_early']} stopped early, {row['failed']} failed", flush=True)
+        row["mlflow_recorded"] = tracker.retrying("recording the best config", record_in_mlflow)
     return row
-
-
-def _mlflow_retrying(write, what: str, timeout_s: float = DRAIN_S, every_s: float = 5.0) -> bool:
-    """Run ``write`` until it succeeds or ``timeout_s`` passes; False (with a message) if never."""
-    deadline = time.time() + timeout_s
-    while True:
-        try:
-            write()
-            return True
-        except Exception as e:  # noqa: BLE001 - any tracking-store failure
-            if time.time() >= deadline:
-                print(f"[mlflow] {what} failed for {timeout_s:.0f}s ({type(e).__name__}: "
-                      f"{str(e).splitlines()[0][:200] if str(e) else ''})", flush=True)
-                return False
-            time.sleep(every_s)
 
 
 def _pareto(grid) -> list[dict[str, Any]]:
@@ -232,14 +238,6 @@ def _pareto(grid) -> list[dict[str, Any]]:
                "config": resolved_config(r.config)}
               for r in grid if r.metrics and not failed(r)]
     return pareto_front(points, score=lambda p: p["score"], cost=lambda p: p["stored_pct"])
-
-
-def _space_record(plan, method: str) -> dict[str, Any]:
-    """What the parent run keeps as space.json: the searched dims (and auto's branches)."""
-    record = {"method": method, "dims": dims_to_json(list(plan.spaces[method].dims))}
-    if method == "auto":
-        record["branches"] = {m: dims_to_json(list(sp.dims)) for m, sp in plan.auto.items()}
-    return record
 
 
 def _designs(grid, out: Path) -> dict[str, dict[str, Any]]:
@@ -266,7 +264,7 @@ def _designs(grid, out: Path) -> dict[str, dict[str, Any]]:
 
 
 def _report(plan, out: Path) -> None:
-    """The comparison report (search/report.py); a failure here never fails the search."""
+    """The comparison report (``search.report``); a failure here never fails the search."""
     s = plan.settings
     try:
         from search.report import make_report, summary_text
@@ -274,7 +272,7 @@ def _report(plan, out: Path) -> None:
         report = make_report(plan.mlflow_uri, s.experiment, out / "report")
     except Exception as e:  # noqa: BLE001 - the search's results stand without the report
         print(f"warning: the report failed ({type(e).__name__}: {str(e)[:200]}); build it again with: "
-              f"python search/report.py --experiment {s.experiment} --mlflow-uri {plan.mlflow_uri}",
+              f"python -m search.report --experiment {s.experiment} --mlflow-uri {plan.mlflow_uri}",
               flush=True)
         return
     print("\n" + summary_text(report))
@@ -291,11 +289,3 @@ def _add_wall_time(out: Path, method: str, seconds: float) -> float:
 
 def _trial_name(trial) -> str:
     return f"trial_{trial.trial_id}"
-
-
-def _trial_run(tracker: Tracker, best) -> str | None:
-    trial_id = best.metrics.get("trial_id")
-    runs = tracker.client.search_runs([tracker.experiment_id],
-                                      f"tags.kind = 'trial' and tags.trial_id = '{trial_id}'",
-                                      max_results=1)
-    return runs[0].info.run_id if runs else None

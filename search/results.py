@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from search.trial_outcome import FAILED, STOPPED_EARLY, outcome
+
 # Tune's bookkeeping keys: not training metrics.
 _NOT_METRICS = {"step", "timestamp", "done", "pid", "time_this_iter_s", "time_since_restore",
                 "iterations_since_restore", "should_checkpoint", "first_step_at"}
@@ -30,16 +32,20 @@ def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
 
 def resolved_config(trial_config: dict[str, Any]) -> dict[str, Any]:
     """The trial config with every default filled in, as the trainer will see it."""
-    from spaces.auto import design_config
-    from trainers.config import TrainConfig
+    from spaces.auto import to_train_config
 
-    return TrainConfig.from_flat(design_config(trial_config)).to_flat()
+    return to_train_config(trial_config).to_flat()
 
 
 def failed(result) -> bool:
-    """A trial that errored, or stopped itself on a NaN/inf loss or out of memory (it reports a
-    NaN score and its ``failure``)."""
-    return result.error is not None or bool((result.metrics or {}).get("failure"))
+    """A trial (a Tune ``Result``) that errored, or stopped itself on a NaN/inf loss or out of
+    memory (it reports a NaN score and its ``failure``)."""
+    return fate(result, max_t=0) == FAILED
+
+
+def fate(result, max_t: int) -> str:
+    """How the trial of a Tune ``Result`` ended (``search.trial_outcome``)."""
+    return outcome(result.metrics, max_t, errored=result.error is not None)
 
 
 def summarize(method: str, grid, max_t: int, wall_s: float, metric: str = "score") -> tuple[dict, Any]:
@@ -47,8 +53,8 @@ def summarize(method: str, grid, max_t: int, wall_s: float, metric: str = "score
     reported a finite score."""
     results = list(grid)
     iterations = [int((r.metrics or {}).get("training_iteration", 0)) for r in results]
-    n_failed = sum(failed(r) for r in results)
-    early = sum(not failed(r) and it < max_t for r, it in zip(results, iterations, strict=True))
+    fates = [fate(r, max_t) for r in results]
+    n_failed, early = fates.count(FAILED), fates.count(STOPPED_EARLY)
     row: dict[str, Any] = {
         "method": method, "best_score": None, "trials": len(results), "stopped_early": early,
         "failed": n_failed, "evals_run": sum(iterations), "evals_if_no_stopping": len(results) * max_t,
@@ -114,7 +120,8 @@ def columns(rows: list[dict]) -> list[str]:
 
 def table(rows: list[dict]) -> str:
     """A plain-text table, one line per method."""
-    cols = [c for c in columns(rows) if c not in ("best_trial_id", "evals_if_no_stopping")]
+    cols = [c for c in columns(rows) if c not in ("best_trial_id", "evals_if_no_stopping",
+                                                  "mlflow_recorded")]
     titles = {"best_score": "best score", "stored_pct": "% stored", "stopped_early": "stopped early",
               "evals_run": "evals", "wall_s": "wall s"}
 

@@ -20,11 +20,10 @@ def run_trial(config: dict[str, Any], data=None) -> None:
     import torch
     from ray import tune
 
-    from spaces.auto import design_config
-    from trainers.config import TrainConfig
+    from spaces.auto import to_train_config
     from trainers.loop import TrainingFailure, train
 
-    cfg = TrainConfig.from_flat(design_config(config))  # an --method auto config: its design
+    cfg = to_train_config(config)  # an --method auto config: its design
     # Torch would otherwise start one thread per core of the node in every concurrent trial.
     cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
     torch.set_num_threads(max(1, int(cfg.num_threads or cpus)))

@@ -8,7 +8,9 @@ that family's dims (``adapter`` also draws its ``placement``, which picks the me
 ``spaces/<method>.py``; the structural dims replace the ones those files hold fixed.
 
 Trial configs name a method's dims ``<method>.<key>`` (so two methods' ``lr`` never mix in the
-searcher); ``design_config`` turns one into the trainer's flat config.
+searcher) and carry the chosen ``method`` and its fixed values (the define-by-run function
+returns them); ``to_train_config`` turns one into the trainer's config: the one place an auto
+trial is decoded (the trainable, the ``--max-params`` counter and the results all call it).
 """
 
 from __future__ import annotations
@@ -56,33 +58,44 @@ def branches(families: list[str] | None = None) -> dict[str, Space]:
     return {m: branch(m) for f in chosen for m in FAMILIES[f]}
 
 
-def method_of(config: dict[str, Any]) -> str:
-    family = config[FAMILY_KEY]
+def pick_method(family: str, placement: str | None = None) -> str:
+    """The method a family (and, for adapters, a placement) stands for."""
     methods = FAMILIES[family]
     if len(methods) == 1:
         return methods[0]
-    placement = config[f"{family}.{PLACEMENT_KEY}"]
     return next(m for m in methods if PLACEMENT[m] == placement)
+
+
+def method_of(config: dict[str, Any]) -> str:
+    """The method of an ``auto`` trial config (its ``method``, or decoded from its family)."""
+    family = config[FAMILY_KEY]
+    return config.get("method") or pick_method(family, config.get(f"{family}.{PLACEMENT_KEY}"))
 
 
 def is_auto(config: dict[str, Any]) -> bool:
     return FAMILY_KEY in config
 
 
-def design_config(config: dict[str, Any], spaces: dict[str, Space] | None = None) -> dict[str, Any]:
+def design_config(config: dict[str, Any]) -> dict[str, Any]:
     """The trainer's flat config of an ``auto`` trial config (others pass through unchanged):
     the chosen method, its ``<method>.<key>`` values unprefixed, its fixed values, the shared
     constants; the other families' keys are dropped."""
     if not is_auto(config):
         return dict(config)
-    method = method_of(config)
-    space = (spaces or {}).get(method) or branch(method)
+    family, method = config[FAMILY_KEY], method_of(config)
     prefixes = tuple(f"{m}." for ms in FAMILIES.values() for m in ms) + tuple(f"{f}." for f in FAMILIES)
     shared = {k: v for k, v in config.items() if not k.startswith(prefixes) and k != FAMILY_KEY}
-    placement = f"{config[FAMILY_KEY]}.{PLACEMENT_KEY}"  # "adapter.placement" is not adapter's key
+    placement = f"{family}.{PLACEMENT_KEY}"  # "adapter.placement" is not adapter's key
     own = {k[len(method) + 1:]: v for k, v in config.items()
            if k.startswith(f"{method}.") and k != placement}
-    return {**shared, **space.fixed_values(), **own, "method": method}
+    return {**branch(method).fixed_values(), **shared, **own, "method": method}
+
+
+def to_train_config(trial_config: dict[str, Any]):
+    """The trainer's ``TrainConfig`` of any trial config (``--method auto`` ones decoded)."""
+    from trainers.config import TrainConfig
+
+    return TrainConfig.from_flat(design_config(trial_config))
 
 
 def design_name(flat: dict[str, Any]) -> str:

@@ -194,7 +194,7 @@ def test_mlflow_ui_in_headless_chromium_lists_methods_best_metrics_and_plots(sea
 def test_objective_score_params_is_multi_objective_with_its_pareto_set(tiny_model_dir, tmp_path):
     import pickle
 
-    from search.pareto import pareto_front
+    from search.report.pareto import pareto_front
 
     out = tmp_path / "mo"
     proc = run(cli(tiny_model_dir, out, "--method", "lora", "--num-samples", "5", "--experiment", "mo",

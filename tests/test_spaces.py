@@ -122,11 +122,14 @@ def test_unknown_method_lists_the_choices():
 
 
 def test_malformed_space_file_is_reported_with_its_path(tmp_path, monkeypatch):
-    (tmp_path / "broken_space.py").write_text(
+    import spaces
+
+    # A spaces/lora.py of another folder found first: as if the shipped file were broken.
+    (tmp_path / "lora.py").write_text(
         "from spaces.common import COMMON, Space, uniform\n"
         "SPACE = Space('lora', COMMON + [uniform('lora_dropout', 0.3, 0.1)])\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(SPACES, "lora", "broken_space")
+    monkeypatch.setattr(spaces, "__path__", [str(tmp_path), *spaces.__path__])
+    monkeypatch.delitem(sys.modules, "spaces.lora", raising=False)
     with pytest.raises(ValueError, match=r"spaces/lora\.py: dim 'lora_dropout': low must be < high"):
         get_space("lora")
 
@@ -135,7 +138,7 @@ def test_malformed_space_file_is_reported_with_its_path(tmp_path, monkeypatch):
 def test_optuna_define_by_run_stays_in_range_and_keeps_types():
     import optuna
 
-    from search.registry import OptunaSpace
+    from search.searchers import OptunaSpace
 
     space = get_space("task_lora")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
@@ -157,7 +160,7 @@ def test_optuna_define_by_run_stays_in_range_and_keeps_types():
 def test_tune_domains_cover_inclusive_int_bounds():
     import numpy as np
 
-    from search.registry import tune_domain
+    from search.searchers import tune_domain
 
     values = tune_domain(integer("r", 4, 6)).sample(size=300, random_state=np.random.default_rng(0))
     assert set(values) == {4, 5, 6}
@@ -201,11 +204,10 @@ def test_cli_rejects_bad_settings_before_ray(tmp_path, args, message):
 
 
 def test_cli_rejects_a_malformed_space_file_before_ray(tmp_path):
-    (tmp_path / "broken_space.py").write_text(
+    (tmp_path / "adapter.py").write_text(
         "from spaces.common import COMMON, Space, loguniform\n"
         "SPACE = Space('adapter', COMMON + [loguniform('lr', 0.0, 1e-3)])\n")
-    prelude = (f"sys.path[:0] = [{str(tmp_path)!r}, {str(ROOT)!r}]\n"
-               "import spaces\nspaces.SPACES['adapter'] = 'broken_space'\n")
+    prelude = f"import spaces\nspaces.__path__.insert(0, {str(tmp_path)!r})\n"
     proc = _run_cli(["--method", "lora,adapter"], tmp_path, prelude)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "spaces/adapter.py: dim 'lr': a log range needs low > 0" in proc.stderr
@@ -225,23 +227,47 @@ def test_cli_script_entry_point_and_help(tmp_path):
         assert flag in helptext
 
 
+def _typed(argv):
+    """The settings flags a user typed (the CLI leaves unset ones out), minus per-run flags."""
+    from search.cli import RUNTIME, build_parser
+
+    return {k: v for k, v in vars(build_parser().parse_args(argv)).items() if k not in RUNTIME}
+
+
 def test_resume_rejects_flags_that_contradict_the_saved_search(tmp_path, monkeypatch):
-    from search import run
+    from dataclasses import asdict
+
+    from search.settings import resolve_settings
 
     monkeypatch.chdir(tmp_path)
     argv = ["--method", "lora", "--num-samples", "3", "--out", str(tmp_path / "s")]
-    args = run.build_parser().parse_args(argv)
-    typed = vars(run.build_parser(defaults=False).parse_args(argv))
-    settings = run.resolve_settings(args, typed)
+    settings = resolve_settings(_typed(argv), resume=False)
+    assert settings.methods == ["lora"] and settings.num_samples == 3 and settings.max_steps == 150
     (tmp_path / "s").mkdir()
-    (tmp_path / "s" / "search.json").write_text(json.dumps(run.asdict(settings)))
+    (tmp_path / "s" / "search.json").write_text(json.dumps(asdict(settings)))
     with pytest.raises(ValueError, match="a search already exists"):
-        run.resolve_settings(args, typed)
-    again = argv + ["--resume"]
-    same = run.resolve_settings(run.build_parser().parse_args(again),
-                                vars(run.build_parser(defaults=False).parse_args(again)))
-    assert same == settings
+        resolve_settings(_typed(argv), resume=False)
+    assert resolve_settings(_typed(argv + ["--resume"]), resume=True) == settings
     clash = ["--resume", "--out", str(tmp_path / "s"), "--num-samples", "5"]
     with pytest.raises(ValueError, match="num_samples: saved 3, given 5"):
-        run.resolve_settings(run.build_parser().parse_args(clash),
-                             vars(run.build_parser(defaults=False).parse_args(clash)))
+        resolve_settings(_typed(clash), resume=True)
+
+
+def test_every_setting_has_one_flag_with_its_help_and_default():
+    """The parser is generated from Settings: a field without a flag, or a flag whose help
+    lost its text or default, fails here."""
+    from dataclasses import fields
+
+    from search.cli import build_parser
+    from search.settings import Settings
+
+    parser = build_parser()
+    actions = {a.dest: a for a in parser._actions}
+    for f in fields(Settings):
+        assert f.name in actions, f.name
+        assert f.metadata["help"].split(" (")[0][:30].replace("%%", "%") in actions[f.name].help % {}
+    text = parser.format_help()
+    assert "--method" in text and "--methods" not in text
+    assert "trials per method (default: 8)" in text
+    assert "(default: asha)" in text and "{asha,fifo}" in text
+    assert "(default: lora)" in text and "--verbose" in text

@@ -1,6 +1,6 @@
-"""Searchers and schedulers by name, and the conversion of plain spaces to Tune/Optuna.
+"""Searchers by name, ``--objective``, and the conversion of plain spaces to Tune/Optuna.
 
-Both tables are lazy (Ray modules are imported only when an entry is built) and fail on an
+The table is lazy (Ray modules are imported only when an entry is built) and fails on an
 unknown name with the choices. A space's fixed dims become constants of the Tune
 ``param_space``; its searched dims become Tune distributions (``random``) or an Optuna
 define-by-run function (``optuna``).
@@ -75,13 +75,15 @@ class OptunaSpace:
 
 class AutoOptunaSpace:
     """Define-by-run for ``--method auto``: the family, then (adapters) the placement, then only
-    the chosen method's dims, named ``<method>.<dim>``; nothing of another method is drawn."""
+    the chosen method's dims, named ``<method>.<dim>``; nothing of another method is drawn. It
+    returns the chosen ``method`` and that branch's fixed values, which Tune adds to the trial
+    config, so nothing downstream decodes the family again."""
 
     def __init__(self, branches: dict[str, Space]) -> None:
         self.branches = branches
 
-    def __call__(self, trial) -> None:
-        from spaces.auto import FAMILIES, FAMILY_KEY, PLACEMENT, PLACEMENT_KEY
+    def __call__(self, trial) -> dict[str, Any]:
+        from spaces.auto import FAMILIES, FAMILY_KEY, PLACEMENT, PLACEMENT_KEY, pick_method
 
         families = [f for f, ms in FAMILIES.items() if any(m in self.branches for m in ms)]
         family = trial.suggest_categorical(FAMILY_KEY, families)
@@ -90,8 +92,9 @@ class AutoOptunaSpace:
         if len(methods) > 1:
             placement = trial.suggest_categorical(f"{family}.{PLACEMENT_KEY}",
                                                   [PLACEMENT[m] for m in methods])
-            method = next(m for m in methods if PLACEMENT[m] == placement)
+            method = pick_method(family, placement)
         _suggest(trial, self.branches[method].searched(), prefix=f"{method}.")
+        return {"method": method, **self.branches[method].fixed_values()}
 
 
 # ---- searchers --------------------------------------------------------------------------------
@@ -146,27 +149,3 @@ def make_searcher(name: str, space: Space | dict[str, Space], constants: dict[st
     fixed = {} if isinstance(space, dict) else space.fixed_values()
     return SEARCHERS[name](space, {**constants, **fixed}, seed, max_concurrent,
                            num_samples, objectives or [(METRIC, MODE)], budget)
-
-
-# ---- schedulers -------------------------------------------------------------------------------
-def _asha(max_t: int, grace_period: int, reduction_factor: float):
-    from ray.tune.schedulers import ASHAScheduler
-
-    # time unit: one report = one evaluation of the trainer (every --eval-every steps).
-    return ASHAScheduler(metric=METRIC, mode=MODE, time_attr="training_iteration", max_t=max_t,
-                         grace_period=grace_period, reduction_factor=reduction_factor)
-
-
-def _fifo(max_t: int, grace_period: int, reduction_factor: float):
-    from ray.tune.schedulers import FIFOScheduler
-
-    return FIFOScheduler()
-
-
-SCHEDULERS: dict[str, Callable] = {"asha": _asha, "fifo": _fifo}
-
-
-def make_scheduler(name: str, *, max_t: int, grace_period: int, reduction_factor: float):
-    if name not in SCHEDULERS:
-        raise ValueError(f"unknown scheduler {name!r}; choose one of: {', '.join(SCHEDULERS)}")
-    return SCHEDULERS[name](max_t, grace_period, reduction_factor)

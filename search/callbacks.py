@@ -1,0 +1,148 @@
+"""The search's Tune callbacks: terminal progress and the MLflow record of each trial.
+
+``Progress`` prints what a person watches (one line per finished trial, a status line every
+30 s: how many trials run, were stopped early, are done, and the best score so far) in place of
+Tune's own tables. ``MlflowCallback`` turns Tune's trial events into writes of
+``tracking.TrialRuns`` through ``tracking.WriteQueue`` (queued and retried when MLflow fails).
+"""
+
+from __future__ import annotations
+
+import time
+
+from ray import tune
+
+from search.results import numeric_metrics
+from search.tracking import DRAIN_S, RETRY_S, TrialRuns, WriteQueue
+from search.trial_outcome import FAILED, FINISHED, STOPPED_EARLY, outcome
+
+
+class Progress(tune.Callback):
+    def __init__(self, method: str, num_samples: int, max_t: int, every_s: float = 30.0) -> None:
+        self.method, self.num_samples, self.max_t, self.every_s = method, num_samples, max_t, every_s
+        self.latest: dict[str, tuple[float, int]] = {}  # trial_id -> (last score, its step)
+        # trial_id -> when Tune started it (driver clock), when its first training step began
+        # (trial clock), when it ended, and the trainer's time split (written as trials.json).
+        self.timing: dict[str, dict[str, float]] = {}
+        self._start = self._last = time.time()
+
+    def setup(self, **info) -> None:
+        self._start = self._last = time.time()
+
+    def _say(self, text: str) -> None:
+        print(f"[{self.method} {time.time() - self._start:6.0f}s] {text}", flush=True)
+
+    def _best(self) -> str:
+        """The best last-reported score: how the search picks its best trial."""
+        if not self.latest:
+            return "best: none yet"
+        trial_id, (score, step) = max(self.latest.items(), key=lambda kv: kv[1][0])
+        return f"best {score:.4f} ({trial_id} at step {step})"
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        # A restored trial starts again: its clock restarts with the new process.
+        self.timing[trial.trial_id] = {"scheduled_at": time.time()}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        clock = self.timing.setdefault(trial.trial_id, {})
+        for key in ("first_step_at", "train_s", "eval_s", "setup_s", "step", "training_iteration"):
+            if isinstance(result.get(key), (int, float)):
+                clock[key] = float(result[key])
+        score = result.get("score")
+        if isinstance(score, (int, float)) and score == score:  # not NaN
+            self.latest[trial.trial_id] = (float(score), int(result.get("step", 0)))
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self.timing.setdefault(trial.trial_id, {})["ended_at"] = time.time()
+        last = trial.last_result or {}
+        fate = outcome(last, self.max_t)
+        if fate == FAILED:
+            self._say(f"trial {trial.trial_id} FAILED: {last.get('error', last['failure'])} (not "
+                      f"retried, never the best); {self._counts(trials, ending=trial, failed=True)}")
+            return
+        score = last.get("score")
+        score_text = f"{score:.4f}" if isinstance(score, (int, float)) else "n/a"
+        self._say(f"trial {trial.trial_id} {fate} at eval {int(last.get('training_iteration', 0))}/"
+                  f"{self.max_t}: score {score_text}; {self._counts(trials, ending=trial)}; {self._best()}")
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self.timing.setdefault(trial.trial_id, {})["ended_at"] = time.time()
+        where = getattr(trial, "error_file", None) or trial.path
+        self._say(f"trial {trial.trial_id} FAILED (see {where}); "
+                  f"{self._counts(trials, ending=trial, failed=True)}")
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        if time.time() - self._last >= self.every_s:
+            self._last = time.time()
+            self._say(f"{self._counts(trials)}; {self._best()}")
+
+    def _counts(self, trials, ending=None, failed: bool = False) -> str:
+        """Trial counts by state; ``ending`` is the trial being reported as ended (Tune calls
+        the callback before it changes the trial's status)."""
+
+        def fate(t) -> str:
+            if t is ending:
+                return FAILED if failed else outcome(t.last_result, self.max_t)
+            if t.status in ("TERMINATED", "ERROR"):
+                return outcome(t.last_result, self.max_t, errored=t.status == "ERROR")
+            return t.status
+
+        fates = [fate(t) for t in trials]
+        pending = fates.count("PENDING") + fates.count("PAUSED") + self.num_samples - len(trials)
+        return (f"{fates.count('RUNNING')} running, {max(pending, 0)} pending, "
+                f"{fates.count(STOPPED_EARLY)} stopped early, {fates.count(FINISHED)} finished, "
+                f"{fates.count(FAILED)} failed")
+
+
+class MlflowCallback(tune.Callback):
+    """Nested MLflow run per trial: params at start, a batch of metrics per report.
+
+    Every write is queued and the queue is drained in order; when the tracking store fails
+    (a server restarting, a network blip) the writes stay queued, training goes on, and the
+    queue is retried every few seconds and at the end of the experiment.
+    """
+
+    def __init__(self, uri: str, experiment_id: str, parent_run_id: str, method: str, max_t: int,
+                 retry_s: float = RETRY_S) -> None:
+        self.trial_runs = TrialRuns(uri, experiment_id, parent_run_id, method, max_t)
+        self.queue = WriteQueue(uri, retry_s)
+
+    # The Tuner pickles its callbacks with the experiment; the queue is rebuilt empty.
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "queue": WriteQueue(self.queue.uri, self.queue.retry_s)}
+
+    def get_state(self) -> dict:
+        return {"runs": dict(self.trial_runs.runs)}
+
+    def set_state(self, state: dict) -> None:
+        self.trial_runs.runs.update(state.get("runs", {}))
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        if self.queue.due():
+            self.queue.flush()
+
+    def on_experiment_end(self, trials, **info) -> None:
+        if not self.queue.drain(DRAIN_S):
+            print("[mlflow] those writes are lost from MLflow; every result is still in the Tune "
+                  "experiment folder and the search's results.json", flush=True)
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        config = dict(trial.config)
+        self.queue.put(f"start of trial {trial.trial_id}",
+                       lambda: self.trial_runs.start(trial.trial_id, config))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        step = int(result.get("step", result.get("training_iteration", 0)))
+        metrics, ts = numeric_metrics(result), float(result.get("timestamp", time.time()))
+        self.queue.put(f"metrics of trial {trial.trial_id} at step {step}",
+                       lambda: self.trial_runs.log(trial.trial_id, metrics, step, ts))
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        last = dict(trial.last_result or {})
+        self.queue.put(f"end of trial {trial.trial_id}",
+                       lambda: self.trial_runs.close(trial.trial_id, last, errored=False))
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        last = dict(trial.last_result or {})
+        self.queue.put(f"end of trial {trial.trial_id}",
+                       lambda: self.trial_runs.close(trial.trial_id, last, errored=True))

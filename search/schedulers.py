@@ -1,0 +1,32 @@
+"""Trial schedulers by name: a lazy table (Ray is imported when one is built) that fails on an
+unknown name with the choices. A scheduler's time unit is one report of the trainer, i.e. one
+evaluation every ``--eval-every`` steps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from search.searchers import METRIC, MODE
+
+
+def _asha(max_t: int, grace_period: int, reduction_factor: float):
+    from ray.tune.schedulers import ASHAScheduler
+
+    # time unit: one report = one evaluation of the trainer (every --eval-every steps).
+    return ASHAScheduler(metric=METRIC, mode=MODE, time_attr="training_iteration", max_t=max_t,
+                         grace_period=grace_period, reduction_factor=reduction_factor)
+
+
+def _fifo(max_t: int, grace_period: int, reduction_factor: float):
+    from ray.tune.schedulers import FIFOScheduler
+
+    return FIFOScheduler()
+
+
+SCHEDULERS: dict[str, Callable] = {"asha": _asha, "fifo": _fifo}
+
+
+def make_scheduler(name: str, *, max_t: int, grace_period: int, reduction_factor: float):
+    if name not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; choose one of: {', '.join(SCHEDULERS)}")
+    return SCHEDULERS[name](max_t, grace_period, reduction_factor)

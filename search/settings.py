@@ -1,0 +1,196 @@
+"""What defines a search: the ``Settings`` dataclass, saved as ``search.json`` for ``--resume``.
+
+Each field carries its command-line flag in its metadata (help text, group, argparse options),
+so ``search/cli.py`` builds the parser from this one class: a setting, its flag and its help
+cannot drift apart. No Ray import here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+RUNS = Path("runs")
+OWN_FLAGS = {"method", "tasks", "data_dir", "task_file", "model", "max_steps", "eval_every", "seed",
+             "max_train_samples", "max_eval_samples"}
+"""Config keys set through their own flags, never through ``--set``."""
+
+
+def flag(help: str, group: str, **argparse_options: Any) -> dict[str, Any]:
+    """Field metadata for a setting's flag: its help text, its ``--help`` group, and extra
+    argparse options (``flag`` renames it, e.g. ``--method`` for ``methods``)."""
+    return {"help": help, "group": group, **argparse_options}
+
+
+WHAT, BUDGET, ALGORITHM, RESOURCES, RECORDS = (
+    "what to search", "budget", "search algorithm", "resources and cluster", "records")
+
+
+@dataclass
+class Settings:
+    """Everything that defines a search; saved as ``search.json`` so ``--resume`` redoes it."""
+
+    methods: list[str] = field(default_factory=lambda: ["lora"], metadata=flag(
+        "one method, a comma list, 'all' ({methods}), or 'auto': one search over designs "
+        "(method, layers, LoRA targets, adapter placement)", WHAT, flag="--method", shown="lora",
+        metavar="METHOD[,METHOD...]"))
+    tasks: str = field(default="sst,quora,sts", metadata=flag("comma list of tasks trained together", WHAT))
+    data_dir: str | None = field(default=None, metadata=flag(
+        "CS224N data folder; unset = the small synthetic demo suite built in code", WHAT))
+    task_file: str | None = field(default=None, metadata=flag(
+        "JSON file defining extra tasks (CSV/TSV/JSONL or HF datasets) for --tasks", WHAT))
+    model: str | None = field(default=None, metadata=flag(
+        "encoder: hub id or local dir (unset = the packaged all-MiniLM-L6-v2)", WHAT))
+    set: dict[str, Any] = field(default_factory=dict, metadata=flag(
+        "hold a config key fixed in every trial, e.g. --set batch_size=16 --set "
+        "target_modules=query,value (repeatable; JSON values)", WHAT, action="append", metavar="KEY=VALUE"))
+    range: dict[str, list[float]] = field(default_factory=dict, metadata=flag(
+        "search a dim of the method's space over another range, e.g. --range lr=1e-4:3e-3 "
+        "(repeatable; the dim keeps its kind, log or linear)", WHAT, action="append",
+        metavar="KEY=LOW:HIGH"))
+    num_samples: int = field(default=8, metadata=flag("trials per method", BUDGET))
+    max_params: float | None = field(default=None, metadata=flag(
+        "prune, before training, every config whose trained parameters exceed PCT %% of the "
+        "backbone (counted from the config; needs --searcher optuna)", BUDGET, metavar="PCT"))
+    auto_families: str | None = field(default=None, metadata=flag(
+        "--method auto: the design families to search (comma list; unset = all: lora, adapter, "
+        "lora_adapter, prefix, ptuning, unipelt)", BUDGET))
+    max_steps: int = field(default=150, metadata=flag("training steps of a trial that is never stopped",
+                                                      BUDGET))
+    eval_every: int = field(default=50, metadata=flag(
+        "steps between evaluations; one evaluation is ASHA's time unit", BUDGET))
+    max_train_samples: int | None = field(default=None, metadata=flag(
+        "cap training examples per task (quick demos)", BUDGET))
+    max_eval_samples: int | None = field(default=None, metadata=flag("cap dev examples per task", BUDGET))
+    seed: int = field(default=0, metadata=flag("training and searcher seed", BUDGET))
+    scheduler: str = field(default="asha", metadata=flag(
+        "asha stops weak trials at each rung; fifo runs every trial to the end", ALGORITHM,
+        choices="schedulers"))
+    searcher: str = field(default="optuna", metadata=flag(
+        "optuna = TPE proposals; random = Tune's random sampling", ALGORITHM, choices="searchers"))
+    objective: str = field(default="score", metadata=flag(
+        "what Optuna optimises: score, or score,params to trade dev score against the %% of "
+        "trained parameters (multi-objective; the Pareto set is reported)", ALGORITHM))
+    grace_period: int = field(default=1, metadata=flag("evaluations before ASHA may stop a trial",
+                                                       ALGORITHM))
+    reduction_factor: float = field(default=2.0, metadata=flag(
+        "ASHA keeps the top 1/factor of trials at each rung", ALGORITHM))
+    cpus_per_trial: float = field(default=1.0, metadata=flag("CPUs per trial (also its torch threads)",
+                                                             RESOURCES))
+    gpus_per_trial: float = field(default=0.0, metadata=flag(
+        "GPUs per trial; fractions share a GPU, e.g. 0.25 = four PEFT trials per GPU", RESOURCES))
+    max_concurrent: int | None = field(default=None, metadata=flag(
+        "trials running at once (unset: as many as the cluster fits when the search starts; set "
+        "it on an autoscaling cluster)", RESOURCES))
+    storage_path: str | None = field(default=None, metadata=flag(
+        "Tune experiment storage: a local dir or a cloud URI such as s3://bucket/path "
+        "(unset = runs/<experiment>/tune)", RESOURCES))
+    mlflow_uri: str | None = field(default=None, metadata=flag(
+        "MLflow tracking URI, e.g. http://127.0.0.1:5000 (unset = sqlite:///$PWD/mlflow.db)", RECORDS))
+    experiment: str | None = field(default=None, metadata=flag(
+        "search name: MLflow experiment and runs/<experiment>/ (unset = search-<time>)", RECORDS))
+    out: str | None = field(default=None, metadata=flag("output folder (unset = runs/<experiment>)",
+                                                        RECORDS))
+
+    @property
+    def max_t(self) -> int:
+        """Evaluations per trial: ASHA's time unit (the trainer also evaluates at the last step)."""
+        return math.ceil(self.max_steps / self.eval_every)
+
+
+def settings_from(values: dict[str, Any]) -> Settings:
+    """Settings from parsed flags (or a saved search.json), normalized."""
+    from spaces import SPACES
+
+    v = dict(values)
+    if "method" in v:
+        v["methods"] = v.pop("method")
+    if isinstance(v.get("methods"), str):
+        text = v["methods"].strip()
+        names = list(SPACES) if text == "all" else [m.strip() for m in text.split(",") if m.strip()]
+        v["methods"] = list(dict.fromkeys(names))
+    if isinstance(v.get("set"), list):
+        v["set"] = parse_sets(v["set"])
+    if isinstance(v.get("range"), list):
+        v["range"] = parse_ranges(v["range"])
+    for key in ("data_dir", "task_file", "out"):
+        if v.get(key):
+            v[key] = str(Path(v[key]).expanduser().resolve())
+    if v.get("model") and Path(v["model"]).expanduser().exists():  # a local dir, not a hub id
+        v["model"] = str(Path(v["model"]).expanduser().resolve())
+    if v.get("storage_path") and "://" not in v["storage_path"]:
+        v["storage_path"] = str(Path(v["storage_path"]).expanduser().resolve())
+    names = {f.name for f in fields(Settings)}
+    return Settings(**{k: x for k, x in v.items() if k in names})
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """``["batch_size=16", ...]`` -> ``{"batch_size": 16}`` (JSON values, else strings)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        key = key.strip()
+        if key in OWN_FLAGS:
+            raise ValueError(f"--set {key}: use --{key.replace('_', '-')} instead")
+        try:
+            out[key] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key] = text
+    return out
+
+
+def parse_ranges(items: list[str]) -> dict[str, list[float]]:
+    """``["lr=1e-4:3e-3"]`` -> ``{"lr": [1e-4, 3e-3]}``."""
+    out: dict[str, list[float]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        low, colon, high = text.partition(":")
+        try:
+            if not (sep and colon and key.strip()):
+                raise ValueError
+            out[key.strip()] = [float(low), float(high)]
+        except ValueError:
+            raise ValueError(f"--range {item!r}: expected KEY=LOW:HIGH with numbers, "
+                             "e.g. lr=1e-4:3e-3") from None
+    return out
+
+
+def resolve_settings(typed: dict[str, Any], resume: bool) -> Settings:
+    """The settings of a new search (``typed``: the flags the user typed; every other setting
+    keeps its default), or of the saved one for ``resume`` (typed flags that contradict the
+    saved search are an error, not silently ignored)."""
+    if not resume:
+        s = settings_from(typed)
+        s.experiment = s.experiment or time.strftime("search-%Y%m%d-%H%M%S")
+        s.out = s.out or str((RUNS / s.experiment).resolve())
+        if (Path(s.out) / "search.json").exists():
+            raise ValueError(f"a search already exists in {s.out}; add --resume to continue it, "
+                             "or pass another --experiment")
+        return s
+    out = Path(typed["out"]) if "out" in typed else _resume_dir(typed.get("experiment"))
+    saved_file = out / "search.json"
+    if not saved_file.exists():
+        raise ValueError(f"--resume: no saved search in {out} (no search.json)")
+    saved = settings_from(json.loads(saved_file.read_text()))
+    given = settings_from({**asdict(saved), **typed})
+    clashes = [f"{f.name}: saved {getattr(saved, f.name)!r}, given {getattr(given, f.name)!r}"
+               for f in fields(Settings) if getattr(saved, f.name) != getattr(given, f.name)]
+    if clashes:
+        raise ValueError("--resume continues the saved search; these flags differ from it:\n  "
+                         + "\n  ".join(clashes))
+    return saved
+
+
+def _resume_dir(experiment: str | None) -> Path:
+    if experiment:
+        return (RUNS / experiment).resolve()
+    found = sorted(RUNS.glob("*/search.json"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise ValueError(f"--resume: no search under {RUNS.resolve()}; pass --experiment or --out")
+    return found[-1].parent.resolve()

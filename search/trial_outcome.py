@@ -1,0 +1,27 @@
+"""How a trial ended: the one definition of "failed", "stopped early" and "finished".
+
+The results table, the terminal progress and the MLflow tags all ask this module, so a trial
+is never counted as stopped early in one place and failed in another. No Ray import.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+FAILED, STOPPED_EARLY, FINISHED = "failed", "stopped early", "finished"
+
+
+def outcome(last_result: dict[str, Any] | None, max_t: int, errored: bool = False) -> str:
+    """The fate of a trial from its last reported result: ``FAILED`` when it errored or stopped
+    itself on a NaN/inf loss or out of memory (it then reports a ``failure``), ``STOPPED_EARLY``
+    when it reported fewer than ``max_t`` evaluations, ``FINISHED`` otherwise.
+
+        >>> outcome({"training_iteration": 1}, max_t=3)
+        'stopped early'
+        >>> outcome({"training_iteration": 1, "failure": "non-finite loss"}, max_t=3)
+        'failed'
+    """
+    last = last_result or {}
+    if errored or last.get("failure"):
+        return FAILED
+    return STOPPED_EARLY if int(last.get("training_iteration", 0)) < max_t else FINISHED
