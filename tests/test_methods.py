@@ -8,7 +8,7 @@ from conftest import tiny_backbone
 
 from trainers.checkpoint import load_weights, save_checkpoint
 from trainers.config import TrainConfig
-from trainers.methods import METHODS
+from trainers.methods import METHODS, get_method
 from trainers.model import MultitaskModel
 from trainers.params import count_params
 from trainers.tasks import TaskSpec
@@ -30,9 +30,6 @@ CASES: dict[str, dict] = {
     "ptuning": {"num_virtual_tokens": 4, "encoder_hidden_size": 8},
     "unipelt": {"adapter_size": 8, "prefix_length": 3, "r": 2},
 }
-# Methods whose injected modules start as the identity (backbone output unchanged at init).
-IDENTITY_AT_INIT = {"full", "frozen", "lora", "dora", "task_lora", "adapter", "parallel_adapter",
-                    "lora_adapter", "hyperformer", "pha"}
 SPECS = [TaskSpec("a", "classification", "text", "label", num_labels=3),
          TaskSpec("b", "regression", "text", "label")]
 L, D = 2, 32  # tiny_backbone: layers, hidden size
@@ -105,8 +102,10 @@ def test_step_changes_only_method_and_heads(method):
         assert n_backbone >= model.backbone_params, "backbone weights became trainable"
 
 
-@pytest.mark.parametrize("method", sorted(IDENTITY_AT_INIT - {"full", "frozen"}))
-def test_identity_at_init(method):
+@pytest.mark.parametrize("method", list(CASES))
+def test_identity_at_init_is_what_the_method_declares(method):
+    declared = get_method(method).IDENTITY_AT_INIT
+    assert isinstance(declared, bool)
     model = build(method).eval()
     plain = tiny_backbone(0).eval()
     ids, mask, types = batch()
@@ -117,7 +116,8 @@ def test_identity_at_init(method):
             kwargs = {"input_ids": ids, "attention_mask": mask}
             got = model.backbone(**kwargs).last_hidden_state
             want = plain(**kwargs).last_hidden_state
-            torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+            same = got.shape == want.shape and torch.allclose(got, want, rtol=0, atol=1e-6)
+            assert same == declared, f"{method}.IDENTITY_AT_INIT = {declared} but same = {same}"
 
 
 @pytest.mark.parametrize("method", list(CASES))

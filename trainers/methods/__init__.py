@@ -4,6 +4,9 @@ Every method module ``trainers/methods/<name>.py`` exposes:
 
 - ``Config``: a dataclass of its hyperparameters (field names are the trial-config keys);
 - ``DEFAULT_LR``: the learning rate used when the user gives none;
+- ``IDENTITY_AT_INIT``: True when the freshly injected backbone computes exactly the
+  pretrained backbone's outputs (zero-initialised updates), False when the method changes
+  them from the start (prompts, prefixes); the test harness checks it;
 - ``apply(backbone, cfg, tasks, router) -> Applied``: inject the method into a *frozen*
   backbone (``freeze`` has already run) and say which parameters belong to which task.
 """

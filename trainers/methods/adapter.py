@@ -21,6 +21,8 @@ from trainers.methods._base import Applied, TaskRouter, check_layers
 from trainers.methods._bottleneck import SERIAL, add_adapters, check_adapter
 
 DEFAULT_LR = 1e-3
+IDENTITY_AT_INIT = True
+"""The adapters' up-projections start at zero: the injected model is the pretrained one."""
 ACTIVATION = "relu"
 """The bottleneck's nonlinearity: ReLU as in He et al. (2022) (Houlsby et al. leave it open)."""
 

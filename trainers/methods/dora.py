@@ -8,6 +8,8 @@ from trainers.methods import lora
 from trainers.methods._base import Applied, TaskRouter
 
 DEFAULT_LR = lora.DEFAULT_LR
+IDENTITY_AT_INIT = True
+"""peft starts ``B`` at zero and the magnitude at the pretrained weight's norm."""
 Config = lora.Config
 
 

@@ -9,6 +9,8 @@ from torch import nn
 from trainers.methods._base import Applied, TaskRouter
 
 DEFAULT_LR = 1e-3
+IDENTITY_AT_INIT = True
+"""Nothing is injected."""
 
 
 @dataclass

@@ -9,6 +9,8 @@ from torch import nn
 from trainers.methods._base import Applied, TaskRouter
 
 DEFAULT_LR = 2e-5
+IDENTITY_AT_INIT = True
+"""Nothing is injected: training starts from the pretrained weights."""
 
 
 @dataclass

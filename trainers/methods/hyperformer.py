@@ -45,6 +45,8 @@ from trainers.methods._bottleneck import (
 )
 
 DEFAULT_LR = 1e-3
+IDENTITY_AT_INIT = True
+"""Generated up-projections and layer-norm offsets start at zero."""
 ACTIVATION = "gelu"
 """The generated bottleneck's nonlinearity: GELU, as in the paper."""
 

@@ -17,6 +17,8 @@ from trainers.methods._base import (
 )
 
 DEFAULT_LR = 5e-4
+IDENTITY_AT_INIT = True
+"""peft starts LoRA's ``B`` at zero."""
 
 
 @dataclass

@@ -26,6 +26,8 @@ from trainers.methods._base import Applied, TaskRouter
 from trainers.methods._bottleneck import SERIAL, add_adapters, check_adapter
 
 DEFAULT_LR = 1e-3
+IDENTITY_AT_INIT = True
+"""LoRA's ``B`` and the adapters' up-projections start at zero."""
 ACTIVATION = "relu"
 """The per-task adapters' nonlinearity: ReLU, as in ``adapter``."""
 

@@ -18,6 +18,8 @@ from trainers.methods._base import Applied, TaskRouter, check_layers, check_posi
 from trainers.methods._bottleneck import PARALLEL, add_adapters, check_adapter
 
 DEFAULT_LR = 1e-3
+IDENTITY_AT_INIT = True
+"""The adapters' up-projections start at zero: the injected model is the pretrained one."""
 ACTIVATION = "relu"
 """The bottleneck's nonlinearity: ReLU, as in He et al. (2022)."""
 

@@ -54,6 +54,8 @@ from trainers.methods._bottleneck import (
 )
 
 DEFAULT_LR = 1e-3
+IDENTITY_AT_INIT = True
+"""Generated up-projections start at zero (the retriever only adds a loss term)."""
 ACTIVATION = "gelu"
 """The generated bottleneck's nonlinearity: GELU, as in the paper."""
 BANK_SIZE = 256

@@ -10,6 +10,8 @@ from torch import nn
 from trainers.methods._base import Applied, TaskRouter, check_min
 
 DEFAULT_LR = 5e-3
+IDENTITY_AT_INIT = False
+"""Random prefixes join every attention from the start."""
 
 
 @dataclass

@@ -9,7 +9,9 @@ from trainers.methods._base import Applied, TaskRouter
 from trainers.methods.prefix import Config
 
 DEFAULT_LR = 1e-2
-__all__ = ["Config", "DEFAULT_LR", "apply"]
+IDENTITY_AT_INIT = False
+"""Random virtual tokens join the sequence from the start."""
+__all__ = ["Config", "DEFAULT_LR", "IDENTITY_AT_INIT", "apply"]
 
 
 def apply(backbone: nn.Module, cfg: Config, tasks: list[str], router: TaskRouter) -> Applied:

@@ -16,6 +16,8 @@ from trainers.methods import prefix
 from trainers.methods._base import Applied, TaskRouter, check_min
 
 DEFAULT_LR = 1e-2
+IDENTITY_AT_INIT = False
+"""The prompt encoder's virtual tokens join the sequence from the start."""
 
 
 @dataclass

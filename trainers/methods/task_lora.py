@@ -15,6 +15,8 @@ from trainers.methods import lora
 from trainers.methods._base import Applied, TaskRouter
 
 DEFAULT_LR = lora.DEFAULT_LR
+IDENTITY_AT_INIT = True
+"""peft starts every task's ``B`` at zero."""
 _LORA_PARTS = ("lora_A", "lora_B", "lora_magnitude_vector")
 
 

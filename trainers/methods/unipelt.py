@@ -46,6 +46,8 @@ from trainers.methods._bottleneck import (
 )
 
 DEFAULT_LR = 1e-3
+IDENTITY_AT_INIT = False
+"""The prefix branch adds attention over random prefix vectors from the start (gate about 0.5)."""
 ACTIVATION = "relu"
 """The adapter's nonlinearity: ReLU, as in ``adapter``."""
 
