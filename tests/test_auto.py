@@ -7,7 +7,7 @@ import optuna
 import pytest
 from conftest import tiny_backbone
 
-from search.registry import AutoOptunaSpace
+from search.searchers import AutoOptunaSpace
 from spaces.auto import FAMILIES, STRUCTURAL, branches, design_config, design_name, method_of
 from trainers.config import TrainConfig
 from trainers.methods import METHODS
@@ -60,7 +60,8 @@ CASES = {"lora": {"r": 4, "layers": "top_half", "target_modules": "query,value"}
          "parallel_adapter": {"adapter_size": 8, "layers": "bottom_half"},
          "unipelt": {"adapter_size": 8, "prefix_length": 3, "r": 2, "layers": "top_half"},
          "ptuning": {"num_virtual_tokens": 4, "encoder_hidden_size": 8},
-         "prefix": {"num_virtual_tokens": 4}, "lora_adapter": {"r": 4, "adapter_size": 8},
+         "prefix": {"num_virtual_tokens": 4},
+         "lora_adapter": {"r": 4, "adapter_size": 8, "layers": "bottom_half"},
          "hyperformer": {"adapter_size": 8, "task_emb_dim": 8, "hyper_hidden": 16}, "full": {}}
 
 
@@ -72,7 +73,7 @@ def test_count_before_training_equals_the_built_models_count(method):
     assert counted == built and counted.trainable > 0
 
 
-@pytest.mark.parametrize("method", ["lora", "adapter", "parallel_adapter", "unipelt"])
+@pytest.mark.parametrize("method", ["lora", "adapter", "parallel_adapter", "lora_adapter", "unipelt"])
 def test_a_layer_subset_trains_that_share_of_the_layers(method):
     def trainable(layers):
         cfg = TrainConfig.from_flat({"method": method, "tasks": "a,b", **CASES[method], "layers": layers})

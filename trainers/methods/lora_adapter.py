@@ -11,6 +11,9 @@ only the output blocks (``BertSelfOutput``/``BertOutput``), which are not LoRA t
 default; if ``target_modules`` names their ``dense``, the LoRA-wrapped dense is simply kept
 inside the adapter wrapper.
 
+``layers`` selects the encoder layers of both parts: the shared LoRA (peft's
+``layers_to_transform``, as in ``lora``) and the per-task adapters.
+
 Note: a peft-style save of this backbone holds only the LoRA weights; the adapters are in
 the model's trainable state like any other method's.
 """
@@ -43,21 +46,25 @@ class Config:
     """Bottleneck width ``a`` of the per-task adapters."""
     adapter_dropout: float = 0.0
     """Dropout on the adapters' bottleneck activation."""
+    layers: str = "all"
+    """Which layers get LoRA and adapters: all, top_half, bottom_half, every_other."""
 
     def __post_init__(self) -> None:
-        self.lora_config()  # validates the LoRA fields with lora.Config's own messages
+        self.lora_config()  # validates the LoRA fields and layers with lora.Config's own messages
         check_adapter(self.adapter_size, self.adapter_dropout)
 
     def lora_config(self) -> lora.Config:
         """The LoRA part, as the ``lora`` method's config (same keys, same meaning)."""
         return lora.Config(r=self.r, alpha=self.alpha, lora_dropout=self.lora_dropout,
-                           target_modules=self.target_modules)
+                           target_modules=self.target_modules, layers=self.layers)
 
 
 def apply(backbone: nn.Module, cfg: Config, tasks: list[str], router: TaskRouter) -> Applied:
     from peft import get_peft_model
 
-    peft_model = get_peft_model(backbone, lora.peft_config(cfg.lora_config(), use_dora=False))
+    n_layers = backbone.config.num_hidden_layers
+    peft_model = get_peft_model(backbone, lora.peft_config(cfg.lora_config(), False, n_layers))
     add_adapters(peft_model.get_base_model(), "lora_adapter", SERIAL, size=cfg.adapter_size,
-                 dropout=cfg.adapter_dropout, activation=ACTIVATION, tasks=tasks, router=router)
+                 dropout=cfg.adapter_dropout, activation=ACTIVATION, tasks=tasks, router=router,
+                 layers=cfg.layers)
     return Applied(backbone=peft_model, is_peft=True)
