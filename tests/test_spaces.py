@@ -52,24 +52,63 @@ def test_each_dim_is_labelled_and_method_dims_are_scientific(method):
             assert roles[name] == "scientific", f"{method}: {name}"
 
 
-def test_ranges_cover_what_the_papers_used():
-    def span(method, name):
-        d = get_space(method)[name]
-        return d.low, d.high
+# (method, key, value, where it was used): settings the papers and seed projects this product
+# stands on report. A range that misses one cannot find what the literature found.
+PAPER_VALUES = [
+    ("lora", "r", 8, "Hu et al. 2021, GLUE with RoBERTa-base"),
+    ("lora", "alpha", 8, "Hu et al. 2021, RoBERTa-base"),
+    ("lora", "lr", 5e-4, "Hu et al. 2021, RoBERTa-base SST-2/MNLI"),
+    ("lora", "lr", 4e-4, "Hu et al. 2021, RoBERTa-base MRPC/STS-B"),
+    ("lora", "r", 64, "Hu et al. 2021, rank study"),
+    ("dora", "r", 32, "Liu et al. 2024"),
+    ("adapter", "adapter_size", 8, "Houlsby et al. 2019, sizes {8, 64, 256}"),
+    ("adapter", "adapter_size", 64, "Houlsby et al. 2019"),
+    ("adapter", "adapter_size", 256, "Houlsby et al. 2019"),
+    ("adapter", "lr", 3e-5, "Houlsby et al. 2019, rates {3e-5, 3e-4, 3e-3}"),
+    ("adapter", "lr", 3e-4, "Houlsby et al. 2019"),
+    ("parallel_adapter", "adapter_scale", 4.0, "He et al. 2022"),
+    ("hyperformer", "task_emb_dim", 64, "Karimi Mahabadi et al. 2021"),
+    ("hyperformer", "lr", 3e-4, "Karimi Mahabadi et al. 2021"),
+    ("hyperformer", "adapter_size", 24, "Karimi Mahabadi et al. 2021, reduction 32 on d=768"),
+    ("prefix", "num_virtual_tokens", 10, "Li and Liang 2021, table-to-text"),
+    ("prompt", "num_virtual_tokens", 20, "Lester et al. 2021, lengths {1, 5, 20, 100, 150}"),
+    ("prompt", "num_virtual_tokens", 100, "Lester et al. 2021"),
+    ("unipelt", "prefix_length", 10, "Mao et al. 2022"),
+    ("unipelt", "r", 8, "Mao et al. 2022"),
+    ("unipelt", "adapter_size", 48, "Mao et al. 2022, reduction 16 on d=768"),
+    ("lora_adapter", "lr", 9e-4, "tuned PEFT bests of the seed projects: 6e-4 to 9e-4"),
+]
+# Values outside today's ranges, kept as strict expected failures until the ranges grow
+# (issue 14): the test then passes and strict xfail turns red, so this list cannot go stale.
+MISSED = [
+    ("lora", "r", 1, "Hu et al. 2021 rank study; seed 002's r=1 scored 0.731"),
+    ("lora", "r", 2, "Hu et al. 2021 rank study"),
+    ("adapter", "lr", 3e-3, "Houlsby et al. 2019"),
+    ("adapter", "weight_decay", 0.445, "AdaptBert's tuned weight decay"),
+    ("prompt", "lr", 0.3, "Lester et al. 2021"),
+    ("prefix", "num_virtual_tokens", 200, "Li and Liang 2021, summarization"),
+]
 
-    for m in ("lora", "dora", "task_lora", "lora_adapter"):
-        assert span(m, "r") == (4, 128) and span(m, "alpha") == (8, 256)
-    for m in ("adapter", "parallel_adapter", "lora_adapter", "hyperformer", "pha"):
-        assert span(m, "adapter_size") == (8, 256)
-    for m in ("hyperformer", "pha"):
-        assert span(m, "task_emb_dim") == (16, 128)
-    for m in ("prefix", "prompt"):
-        assert get_space(m)["num_virtual_tokens"].kind == "logint"
-    for m in ("lora", "adapter", "hyperformer", "pha"):
-        assert span(m, "lr") == (1e-5, 1e-3) and get_space(m)["lr"].kind == "loguniform"
-    assert span("full", "lr")[1] < 1e-3  # every weight trains: lower rates
-    common = {d.name for d in COMMON}
-    assert {"lr", "weight_decay", "warmup_ratio", "head_dropout", "temperature"} <= common
+
+def _covers(method: str, key: str, value: float) -> bool:
+    dim = get_space(method)[key]
+    if not dim.searched:
+        return dim.value == value
+    if dim.kind == "choice":
+        return value in dim.choices
+    return dim.low <= value <= dim.high
+
+
+@pytest.mark.parametrize("method, key, value, source", PAPER_VALUES)
+def test_ranges_cover_what_the_papers_used(method, key, value, source):
+    assert _covers(method, key, value), f"{method}.{key} misses {value} ({source})"
+
+
+@pytest.mark.parametrize("method, key, value, source", [
+    pytest.param(*row, marks=pytest.mark.xfail(strict=True, reason="range too narrow (issue 14)"))
+    for row in MISSED])
+def test_ranges_known_to_miss_a_published_value(method, key, value, source):
+    assert _covers(method, key, value), f"{method}.{key} misses {value} ({source})"
 
 
 def test_override_keeps_position_and_replaces_the_dim():
