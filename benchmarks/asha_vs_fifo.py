@@ -1,6 +1,6 @@
 """ASHA against FIFO: training steps consumed and best dev score, same searcher and seeds.
 
-    python benchmarks/asha_vs_fifo.py --data-dir ../shared/data/cs224n --seeds 0,1,2
+    python -m benchmarks.asha_vs_fifo --data-dir ../shared/data/cs224n --seeds 0,1,2
 
 For each seed, two searches with identical settings (Optuna searcher, seed, trials, maximum
 steps, data) except the scheduler: ``asha`` (stops weak trials at its rungs) and ``fifo``
@@ -17,10 +17,9 @@ import statistics
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.common import run_search
 
-from benchmarks.common import run_search  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:

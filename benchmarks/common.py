@@ -1,4 +1,5 @@
-"""Helpers the benchmark scripts share: run ``search/run.py`` into a fresh folder."""
+"""Helpers the benchmark scripts share: run a search (the ``search/run.py`` command) into a
+fresh folder."""
 
 from __future__ import annotations
 

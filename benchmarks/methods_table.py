@@ -1,6 +1,6 @@
 """One training run per method at the same step budget; prints a table and writes JSON.
 
-    python benchmarks/methods_table.py --data-dir ../shared/data/cs224n --max-steps 300 \
+    python -m benchmarks.methods_table --data-dir ../shared/data/cs224n --max-steps 300 \
         --json benchmarks/results/methods_cs224n.json
 
 Every run uses the same backbone, tasks, batch size, seed and step budget; each method uses
@@ -15,13 +15,11 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from trainers.config import TrainConfig  # noqa: E402
-from trainers.data import prepare_data  # noqa: E402
-from trainers.methods import METHODS  # noqa: E402
-from trainers.model import load_tokenizer  # noqa: E402
-from trainers.loop import train  # noqa: E402
+from trainers.config import TrainConfig
+from trainers.data import prepare_data
+from trainers.loop import train
+from trainers.methods import METHODS
+from trainers.model import load_tokenizer
 
 
 def main() -> int:

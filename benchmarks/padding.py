@@ -1,6 +1,6 @@
 """Padding efficiency of the trainer's batching on real data, and what it buys in samples/s.
 
-    python benchmarks/padding.py --data-dir ../shared/data/cs224n
+    python -m benchmarks.padding --data-dir ../shared/data/cs224n
 
 Efficiency = real tokens / tokens in the padded batches, over ``--batches`` training batches
 per task drawn exactly as the trainer draws them (``train_batches``), for three ways of
@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from trainers.config import TrainConfig
+from trainers.data import TokenizedSplit, prepare_data, train_batches
+from trainers.loop import make_optimizer, task_loss
+from trainers.model import MultitaskModel, load_backbone
 
-from trainers.config import TrainConfig  # noqa: E402
-from trainers.data import TokenizedSplit, prepare_data, train_batches  # noqa: E402
-from trainers.model import MultitaskModel, load_backbone  # noqa: E402
-from trainers.loop import make_optimizer, task_loss  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 MODES = ("bucketed", "random", "fixed")
 

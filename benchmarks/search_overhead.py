@@ -1,6 +1,6 @@
 """Search overhead: how much of a search's wall time is not training steps, and where it goes.
 
-    python benchmarks/search_overhead.py --data-dir ../shared/data/cs224n --num-samples 16
+    python -m benchmarks.search_overhead --data-dir ../shared/data/cs224n --num-samples 16
 
 Runs ``search/run.py`` (FIFO, so every trial runs to the end) and reads the per-trial clock the
 search writes (``<out>/<method>/trials.json``): when Tune started each trial (driver clock), when
@@ -20,10 +20,9 @@ import statistics
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.common import run_search
 
-from benchmarks.common import run_search  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def analyse(trials_file: Path, command_wall: float) -> dict:

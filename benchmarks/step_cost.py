@@ -1,7 +1,7 @@
 """Cost of a training step per method, and the trainer against a bare training loop.
 
-    python benchmarks/step_cost.py --steps 30                        # every method
-    python benchmarks/step_cost.py --methods full,lora,adapter
+    python -m benchmarks.step_cost --steps 30                        # every method
+    python -m benchmarks.step_cost --methods full,lora,adapter
 
 Two tables from one run, each method measured in its own process (so peak memory is that
 method's alone):
@@ -35,15 +35,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from trainers.config import TrainConfig
+from trainers.data import PreparedData, TaskSampler, TokenizedSplit, data_key, train_batches
+from trainers.loop import make_optimizer, task_loss, to_device, train, train_step
+from trainers.methods import METHODS
+from trainers.model import MultitaskModel, load_backbone
+from trainers.tasks import CS224N
 
-from trainers.config import TrainConfig  # noqa: E402
-from trainers.data import PreparedData, TaskSampler, TokenizedSplit, data_key, train_batches  # noqa: E402
-from trainers.methods import METHODS  # noqa: E402
-from trainers.model import MultitaskModel, load_backbone  # noqa: E402
-from trainers.tasks import CS224N  # noqa: E402
-from trainers.loop import make_optimizer, task_loss, to_device, train, train_step  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def fixed_length_split(n: int, seq_len: int, vocab: int, seed: int) -> TokenizedSplit:

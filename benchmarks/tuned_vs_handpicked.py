@@ -1,6 +1,6 @@
 """The papers' hand-picked settings against the best config a search finds, same budget per run.
 
-    python benchmarks/tuned_vs_handpicked.py --data-dir ../shared/data/cs224n
+    python -m benchmarks.tuned_vs_handpicked --data-dir ../shared/data/cs224n
 
 Per method, at one fixed training budget per run (``--max-steps`` at ``--set`` batch/length):
 
@@ -21,10 +21,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.common import run_search
 
-from benchmarks.common import run_search  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 # lr 1e-4 with r 12 for LoRA/DoRA; lr 1e-5 and a = 64 for adapters; r 8, a 64 for LoRA+Adapter
 # (which the issue gives no lr for: the adapters' 1e-5 is used).
