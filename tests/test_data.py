@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -39,6 +40,15 @@ def test_reads_cs224n_pair_file(tmp_path):
     assert ex[1] == ("what is 1", "what was 1", 1.0)
 
 
+def test_cs224n_files_keep_csv_quoting(tmp_path):
+    # quora-train.csv quotes a field that holds quotes; it must read exactly as it always did
+    rows = quora_rows(3)
+    rows[1][2] = '"""Which is correct? Do I need """"the"""" here?"""'
+    ex = read_examples(CS224N["quora"], write_tsv(tmp_path / "q.csv", QUORA_HEADER, rows))
+    assert ex[1][0] == '"Which is correct? Do I need ""the"" here?"'
+    assert {s.quoting for s in CS224N.values()} == {"csv"}
+
+
 def test_few_bad_rows_are_skipped_and_counted(tmp_path):
     rows = quora_rows(50)
     rows[3][4] = ""  # broken quoting in the real quora-train.csv leaves the label empty
@@ -56,7 +66,7 @@ def test_many_bad_labels_are_an_error_naming_file_and_row(tmp_path):
     for r in rows[:10]:
         r[4] = "x"
     path = write_tsv(tmp_path / "q.csv", QUORA_HEADER, rows)
-    with pytest.raises(DataError, match=r"10 malformed rows, first: .*q.csv:2"):
+    with pytest.raises(DataError, match=r"10 malformed rows \(10 of 50 data lines\), first: .*q.csv:2"):
         read_examples(CS224N["quora"], path)
 
 
@@ -181,3 +191,97 @@ def test_eval_batches_cover_every_example_once_with_little_padding():
     padded = sum(len(b) * lengths[b].max() for b in batches)
     assert lengths.sum() / padded > 0.85  # one batch of 100 padded to 127 tokens would be ~0.25
     assert len(list(eval_batches(split, batch_size=16))) >= 100 // 16
+
+
+# ---- quoting (GLUE-style TSV) -------------------------------------------------------------
+
+GLUE_COLUMNS = ["label", "id1", "id2", "sentence1", "sentence2"]
+
+
+def glue_lines(n: int) -> list[str]:
+    """MRPC-like lines under a header; quotes are plain text. Read as CSV quoting, line 4's
+    quote closes inside its field, and line 11's runs on to the quote that ends a field on line 13."""
+    lines = ["\t".join(GLUE_COLUMNS)] + [
+        f"{i % 2}\t{i}\t{i + 1000}\tthe cat sat on mat {i} .\tthe cat sits on mat {i} ." for i in range(n)]
+    lines[3] = '1\t2\t1002\t"Hello," she said .\tshe said hello .'
+    lines[10] = '0\t9\t1009\t" Unbalanced quote at the start\tthe second sentence .'
+    lines[12] = '1\t11\t1011\tit ends with a quote "\tand a last sentence .'
+    return lines
+
+
+def glue_task(tmp_path, lines: list[str], **extra) -> TaskSpec:
+    (tmp_path / "train.tsv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "tasks.json").write_text(json.dumps({"tasks": [dict(
+        name="mrpc", kind="classification", num_labels=2, text="sentence1", text_pair="sentence2",
+        label="label", train="train.tsv", dev="train.tsv", **extra)]}))
+    return load_task_file(tmp_path / "tasks.json")["mrpc"]
+
+
+def test_glue_style_tsv_reads_every_line_with_quotes_as_text(tmp_path):
+    lines = glue_lines(50)
+    spec = glue_task(tmp_path, lines)
+    assert spec.quoting == "none", "a tsv task file defaults to GLUE's convention"
+    logs = []
+    ex = read_examples(spec, spec.train, log=logs.append)
+    assert len(ex) == len(lines) - 1 and not logs
+    assert ex[2] == ('"Hello," she said .', "she said hello .", 1.0)
+    assert ex[9][0] == '" Unbalanced quote at the start'
+    assert ex[11][0] == 'it ends with a quote "'
+
+
+def test_csv_quoting_of_plain_quotes_names_the_lines_and_the_fix(tmp_path):
+    spec = glue_task(tmp_path, glue_lines(50), quoting="csv")
+    logs = []
+    ex = read_examples(spec, spec.train, log=logs.append)
+    warning, skipped = logs
+    # lines 11-13 became one record holding a tab and two newlines
+    assert "50 data lines read as 48 records" in warning and "(lines 11-13)" in warning
+    assert 'set "quoting": "none" in task mrpc' in warning and "\n" not in warning
+    # line 4: text after the closing quote is a malformed row, not a silently unquoted one
+    assert "skipped 1 malformed row(s)" in skipped and "train.tsv:4: bad quoting" in skipped
+    assert '"quoting": "none"' in skipped and "\t" not in skipped
+    assert len(ex) == 47
+
+
+def test_csv_quoting_losing_many_lines_is_an_error(tmp_path):
+    lines = glue_lines(50)
+    for i in range(21, 41, 2):  # ten more unbalanced quotes, each swallowing the next line
+        lines[i] = lines[i].replace("\tthe cat sat", '\t"the cat sat')
+    spec = glue_task(tmp_path, lines, quoting="csv")
+    with pytest.raises(DataError, match=r"malformed rows \(\d+ of 50 data lines\), first: "
+                                        r".*train.tsv:4: .*\"quoting\": \"none\" in task mrpc") as e:
+        read_examples(spec, spec.train, log=lambda s: None)
+    rows, lost = map(int, re.search(r"(\d+) malformed rows \((\d+) of", str(e.value)).groups())
+    assert lost > rows, "the share counts the lines a broken record swallowed"
+    logs = []
+    assert len(read_examples(glue_task(tmp_path, lines), spec.train, log=logs.append)) == 50
+    assert not logs, "read as plain text, the same file loses nothing"
+
+
+def test_quoting_none_points_at_fields_that_look_csv_quoted(tmp_path):
+    lines = glue_lines(12)
+    lines[5] = '1\t4\t1004\t"He said ""hi"" twice"\tsecond .'
+    logs = []
+    ex = read_examples(glue_task(tmp_path, lines), tmp_path / "train.tsv", log=logs.append)
+    assert ex[4][0] == '"He said ""hi"" twice"', "read as written"
+    assert len(logs) == 1 and "lines 6)" in logs[0] and 'set "quoting": "csv"' in logs[0]
+
+
+def test_quoting_defaults_per_format():
+    assert TaskSpec("t", "binary", "a", "y").quoting == "none"
+    assert TaskSpec("t", "binary", "a", "y", format="csv").quoting == "csv"
+    assert TaskSpec("t", "binary", "a", "y", format="jsonl").quoting is None
+
+
+@pytest.mark.parametrize("extra,match", [
+    ({"quoting": "quoted"}, r"task 'mrpc': quoting must be \"csv\" or \"none\", got 'quoted'"),
+    ({"format": "jsonl", "quoting": "csv"}, r"task 'mrpc': quoting applies to tsv and csv files"),
+    ({"quotng": "none"}, r"task #0 \('mrpc'\): unknown key\(s\) quotng; known: name, kind"),
+])
+def test_bad_task_file_entries_are_one_line_naming_file_and_task(tmp_path, extra, match):
+    entry = dict(name="mrpc", kind="binary", text="sentence1", text_pair="sentence2", label="label",
+                 train="t.tsv")
+    (tmp_path / "tasks.json").write_text(json.dumps([{**entry, **extra}]))
+    with pytest.raises(DataError, match=r"tasks.json: task #0") as e:
+        load_task_file(tmp_path / "tasks.json")
+    assert re.search(match, str(e.value)) and "\n" not in str(e.value), str(e.value)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +36,21 @@ def load_task_file(path: str | os.PathLike) -> dict[str, TaskSpec]:
     if not isinstance(entries, list):
         raise DataError(f"{path}: expected a list of tasks or {{\"tasks\": [...]}}")
     specs = {}
+    keys = {f.name: f.default is MISSING for f in fields(TaskSpec)}  # name -> required
     for i, entry in enumerate(entries):
+        where = f"{path}: task #{i}"
+        if not isinstance(entry, dict):
+            raise DataError(f"{where}: expected an object {{\"name\": ..., \"kind\": ...}}, got {entry!r}")
+        unknown = sorted(set(entry) - set(keys))
+        missing = [k for k, required in keys.items() if required and k not in entry]
+        if unknown or missing:
+            raise DataError(f"{where} ({entry.get('name')!r}): "
+                            + (f"unknown key(s) {', '.join(unknown)}; known: {', '.join(keys)}"
+                               if unknown else f"missing key(s) {', '.join(missing)}"))
         try:
             spec = TaskSpec(**entry)
-        except (TypeError, ValueError) as e:
-            raise DataError(f"{path}: task #{i}: {e}") from e
+        except (TypeError, ValueError) as e:  # TaskSpec's messages name the task
+            raise DataError(f"{where}: {e}") from e
         for split in ("train", "dev", "test"):
             value = getattr(spec, split)
             if value and spec.format != "hf" and not os.path.isabs(value):

@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 KINDS = ("classification", "binary", "regression")
+FORMATS = ("tsv", "csv", "jsonl", "hf")
+QUOTINGS = ("csv", "none")
+# TSV as GLUE and most NLP data ship it has no quoting (every line is a record, a " is a
+# character); CSV files quote fields that hold commas, quotes or newlines.
+DEFAULT_QUOTING = {"tsv": "none", "csv": "csv"}
 _RESERVED = {"score", "loss", "step", "default", "keys", "items", "values", "update", "training"}
 
 
@@ -28,6 +33,10 @@ class TaskSpec:
     test: str | None = None
     format: str = "tsv"
     """tsv | csv | jsonl | hf"""
+    quoting: str | None = None
+    """How a tsv/csv file treats ``"``: ``csv`` (a field that starts with ``"`` is quoted, may
+    hold tabs, commas and newlines, and ``""`` is one quote) or ``none`` (quotes are plain
+    characters; every line is one record). None = ``DEFAULT_QUOTING[format]``."""
     hf_path: str | None = None
     hf_name: str | None = None
     label_min: float | None = None
@@ -35,15 +44,29 @@ class TaskSpec:
 
     def __post_init__(self) -> None:
         # Task names become module keys (per-task adapters, heads) and metric names.
-        if not self.name.isidentifier() or self.name in _RESERVED:
+        if not isinstance(self.name, str) or not self.name.isidentifier() or self.name in _RESERVED:
             raise ValueError(f"task name {self.name!r}: use letters, digits and _ "
                              f"(not starting with a digit, not {sorted(_RESERVED)})")
         if self.kind not in KINDS:
             raise ValueError(f"task {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
         if self.kind == "classification" and self.num_labels < 2:
             raise ValueError(f"task {self.name!r}: classification needs num_labels >= 2")
-        if self.format not in ("tsv", "csv", "jsonl", "hf"):
-            raise ValueError(f"task {self.name!r}: format must be tsv, csv, jsonl or hf")
+        if self.format not in FORMATS:
+            raise ValueError(f"task {self.name!r}: format must be one of {FORMATS}, got {self.format!r}")
+        self._check_file_layout()
+
+    def _check_file_layout(self) -> None:
+        """``quoting``: only for tsv/csv; fill in the format's default."""
+        delimited = self.format in DEFAULT_QUOTING
+        if self.quoting is not None and not delimited:
+            raise ValueError(f"task {self.name!r}: quoting applies to tsv and csv files, "
+                             f"not format {self.format!r}")
+        if not delimited:
+            return
+        quoting = DEFAULT_QUOTING[self.format] if self.quoting is None else self.quoting
+        if quoting not in QUOTINGS:
+            raise ValueError(f"task {self.name!r}: quoting must be \"csv\" or \"none\", got {quoting!r}")
+        object.__setattr__(self, "quoting", quoting)  # frozen: resolved once, here
 
     @property
     def pair(self) -> bool:
@@ -58,16 +81,19 @@ class TaskSpec:
         return "pearson" if self.kind == "regression" else "accuracy"
 
 
-# The CS224N multitask suite, as distributed (tab-separated, header row, index column).
+# The CS224N multitask suite, as distributed: tab-separated, header row, index column, and
+# CSV quoting (quora-train.csv quotes a field that holds quotes: """Which ... """"the""""?""").
 CS224N: dict[str, TaskSpec] = {
     "sst": TaskSpec("sst", "classification", "sentence", "sentiment", num_labels=5,
-                    train="ids-sst-train.csv", dev="ids-sst-dev.csv", test="ids-sst-test-student.csv"),
+                    train="ids-sst-train.csv", dev="ids-sst-dev.csv", test="ids-sst-test-student.csv",
+                    quoting="csv"),
     "cfimdb": TaskSpec("cfimdb", "classification", "sentence", "sentiment", num_labels=2,
                        train="ids-cfimdb-train.csv", dev="ids-cfimdb-dev.csv",
-                       test="ids-cfimdb-test-student.csv"),
+                       test="ids-cfimdb-test-student.csv", quoting="csv"),
     "quora": TaskSpec("quora", "binary", "sentence1", "is_duplicate", text_pair="sentence2",
-                      train="quora-train.csv", dev="quora-dev.csv", test="quora-test-student.csv"),
+                      train="quora-train.csv", dev="quora-dev.csv", test="quora-test-student.csv",
+                      quoting="csv"),
     "sts": TaskSpec("sts", "regression", "sentence1", "similarity", text_pair="sentence2",
                     train="sts-train.csv", dev="sts-dev.csv", test="sts-test-student.csv",
-                    label_min=0.0, label_max=5.0),
+                    label_min=0.0, label_max=5.0, quoting="csv"),
 }
