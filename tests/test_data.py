@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -193,19 +194,19 @@ def test_eval_batches_cover_every_example_once_with_little_padding():
     assert len(list(eval_batches(split, batch_size=16))) >= 100 // 16
 
 
-# ---- quoting (GLUE-style TSV) -------------------------------------------------------------
+# ---- quoting and headerless files (GLUE-style TSV) ----------------------------------------
 
 GLUE_COLUMNS = ["label", "id1", "id2", "sentence1", "sentence2"]
 
 
 def glue_lines(n: int) -> list[str]:
-    """MRPC-like lines under a header; quotes are plain text. Read as CSV quoting, line 4's
-    quote closes inside its field, and line 11's runs on to the quote that ends a field on line 13."""
-    lines = ["\t".join(GLUE_COLUMNS)] + [
-        f"{i % 2}\t{i}\t{i + 1000}\tthe cat sat on mat {i} .\tthe cat sits on mat {i} ." for i in range(n)]
-    lines[3] = '1\t2\t1002\t"Hello," she said .\tshe said hello .'
-    lines[10] = '0\t9\t1009\t" Unbalanced quote at the start\tthe second sentence .'
-    lines[12] = '1\t11\t1011\tit ends with a quote "\tand a last sentence .'
+    """Headerless MRPC-like lines; quotes are plain text. Read as CSV quoting, line 3's quote
+    closes inside its field, and line 10's runs on to the quote that ends a field on line 12."""
+    lines = [f"{i % 2}\t{i}\t{i + 1000}\tthe cat sat on mat {i} .\tthe cat sits on mat {i} ."
+             for i in range(n)]
+    lines[2] = '1\t2\t1002\t"Hello," she said .\tshe said hello .'
+    lines[9] = '0\t9\t1009\t" Unbalanced quote at the start\tthe second sentence .'
+    lines[11] = '1\t11\t1011\tit ends with a quote "\tand a last sentence .'
     return lines
 
 
@@ -213,7 +214,7 @@ def glue_task(tmp_path, lines: list[str], **extra) -> TaskSpec:
     (tmp_path / "train.tsv").write_text("\n".join(lines) + "\n")
     (tmp_path / "tasks.json").write_text(json.dumps({"tasks": [dict(
         name="mrpc", kind="classification", num_labels=2, text="sentence1", text_pair="sentence2",
-        label="label", train="train.tsv", dev="train.tsv", **extra)]}))
+        label="label", columns=GLUE_COLUMNS, train="train.tsv", dev="train.tsv", **extra)]}))
     return load_task_file(tmp_path / "tasks.json")["mrpc"]
 
 
@@ -223,7 +224,7 @@ def test_glue_style_tsv_reads_every_line_with_quotes_as_text(tmp_path):
     assert spec.quoting == "none", "a tsv task file defaults to GLUE's convention"
     logs = []
     ex = read_examples(spec, spec.train, log=logs.append)
-    assert len(ex) == len(lines) - 1 and not logs
+    assert len(ex) == len(lines) and not logs
     assert ex[2] == ('"Hello," she said .', "she said hello .", 1.0)
     assert ex[9][0] == '" Unbalanced quote at the start'
     assert ex[11][0] == 'it ends with a quote "'
@@ -234,22 +235,22 @@ def test_csv_quoting_of_plain_quotes_names_the_lines_and_the_fix(tmp_path):
     logs = []
     ex = read_examples(spec, spec.train, log=logs.append)
     warning, skipped = logs
-    # lines 11-13 became one record holding a tab and two newlines
-    assert "50 data lines read as 48 records" in warning and "(lines 11-13)" in warning
+    # lines 10-12 became one record holding a tab and two newlines
+    assert "50 data lines read as 48 records" in warning and "(lines 10-12)" in warning
     assert 'set "quoting": "none" in task mrpc' in warning and "\n" not in warning
-    # line 4: text after the closing quote is a malformed row, not a silently unquoted one
-    assert "skipped 1 malformed row(s)" in skipped and "train.tsv:4: bad quoting" in skipped
+    # line 3: text after the closing quote is a malformed row, not a silently unquoted one
+    assert "skipped 1 malformed row(s)" in skipped and "train.tsv:3: bad quoting" in skipped
     assert '"quoting": "none"' in skipped and "\t" not in skipped
     assert len(ex) == 47
 
 
 def test_csv_quoting_losing_many_lines_is_an_error(tmp_path):
     lines = glue_lines(50)
-    for i in range(21, 41, 2):  # ten more unbalanced quotes, each swallowing the next line
+    for i in range(20, 40, 2):  # ten more unbalanced quotes, each swallowing the next line
         lines[i] = lines[i].replace("\tthe cat sat", '\t"the cat sat')
     spec = glue_task(tmp_path, lines, quoting="csv")
     with pytest.raises(DataError, match=r"malformed rows \(\d+ of 50 data lines\), first: "
-                                        r".*train.tsv:4: .*\"quoting\": \"none\" in task mrpc") as e:
+                                        r".*train.tsv:3: .*\"quoting\": \"none\" in task mrpc") as e:
         read_examples(spec, spec.train, log=lambda s: None)
     rows, lost = map(int, re.search(r"(\d+) malformed rows \((\d+) of", str(e.value)).groups())
     assert lost > rows, "the share counts the lines a broken record swallowed"
@@ -258,13 +259,38 @@ def test_csv_quoting_losing_many_lines_is_an_error(tmp_path):
     assert not logs, "read as plain text, the same file loses nothing"
 
 
+def test_headerless_rows_with_the_wrong_column_count_are_named(tmp_path):
+    lines = glue_lines(50)
+    lines[5] = "1\t5\tonly four fields\t."
+    lines.insert(7, "")  # a blank line is no row
+    spec = glue_task(tmp_path, lines)
+    logs = []
+    ex = read_examples(spec, spec.train, log=logs.append)
+    assert len(ex) == 49
+    assert "skipped 1 malformed row(s) (1 of 50 data lines)" in logs[0]
+    assert "train.tsv:6: 4 fields, expected 5" in logs[0]
+
+
 def test_quoting_none_points_at_fields_that_look_csv_quoted(tmp_path):
     lines = glue_lines(12)
-    lines[5] = '1\t4\t1004\t"He said ""hi"" twice"\tsecond .'
+    lines[4] = '1\t4\t1004\t"He said ""hi"" twice"\tsecond .'
     logs = []
     ex = read_examples(glue_task(tmp_path, lines), tmp_path / "train.tsv", log=logs.append)
     assert ex[4][0] == '"He said ""hi"" twice"', "read as written"
-    assert len(logs) == 1 and "lines 6)" in logs[0] and 'set "quoting": "csv"' in logs[0]
+    assert len(logs) == 1 and "lines 5)" in logs[0] and 'set "quoting": "csv"' in logs[0]
+
+
+def test_a_header_file_named_wrong_suggests_columns(tmp_path):
+    spec = glue_task(tmp_path, glue_lines(12))
+    spec = TaskSpec(**{**asdict(spec), "columns": None})  # the first line is data, not a header
+    with pytest.raises(DataError, match=r"missing column\(s\) sentence1, sentence2, label .*\"columns\""):
+        read_examples(spec, spec.train)
+
+
+def test_columns_survive_a_json_round_trip():  # checkpoints store specs as JSON
+    spec = TaskSpec("t", "binary", "a", "y", columns=["y", "a"])
+    assert spec.columns == ("y", "a")
+    assert TaskSpec(**json.loads(json.dumps(asdict(spec)))) == spec
 
 
 def test_quoting_defaults_per_format():
@@ -275,12 +301,17 @@ def test_quoting_defaults_per_format():
 
 @pytest.mark.parametrize("extra,match", [
     ({"quoting": "quoted"}, r"task 'mrpc': quoting must be \"csv\" or \"none\", got 'quoted'"),
-    ({"format": "jsonl", "quoting": "csv"}, r"task 'mrpc': quoting applies to tsv and csv files"),
+    ({"format": "jsonl", "columns": None, "quoting": "csv"}, r"task 'mrpc': quoting applies to tsv and csv"),
+    ({"columns": "label,id1"}, r"task 'mrpc': columns must be a non-empty list of column names"),
+    ({"columns": ["label", 3, "sentence1"]}, r"task 'mrpc': columns must be a non-empty list"),
+    ({"columns": ["label", "x", "x", "sentence1", "sentence2"]}, r"columns lists x more than once"),
+    ({"columns": ["label", "sentence2"]}, r"task 'mrpc': text column 'sentence1' is not in columns"),
+    ({"format": "jsonl"}, r"task 'mrpc': columns applies to tsv and csv files, not format 'jsonl'"),
     ({"quotng": "none"}, r"task #0 \('mrpc'\): unknown key\(s\) quotng; known: name, kind"),
 ])
 def test_bad_task_file_entries_are_one_line_naming_file_and_task(tmp_path, extra, match):
     entry = dict(name="mrpc", kind="binary", text="sentence1", text_pair="sentence2", label="label",
-                 train="t.tsv")
+                 columns=GLUE_COLUMNS, train="t.tsv")
     (tmp_path / "tasks.json").write_text(json.dumps([{**entry, **extra}]))
     with pytest.raises(DataError, match=r"tasks.json: task #0") as e:
         load_task_file(tmp_path / "tasks.json")

@@ -88,20 +88,23 @@ def _quoted_records(f: TextIO, delimiter: str) -> Iterator[_Record]:
 
 
 def _delimited_rows(path: Path, spec: TaskSpec, f: TextIO) -> Iterator[_Record]:
-    """Records of a tsv/csv file as dicts keyed by its header row."""
+    """Records of a tsv/csv file as dicts keyed by the header row or by ``spec.columns``."""
     delimiter = "\t" if spec.format == "tsv" else ","
     records = (_quoted_records if spec.quoting == "csv" else _plain_records)(f, delimiter)
-    header = next(records, None)
-    if header is None:
-        raise DataError(f"{path}: empty file (no header row)")
-    if header.fields is None or header.last > header.first:
-        raise DataError(f"{header.where(path)}: cannot read the header row "
-                        f"({header.problem or 'it spans several lines'})")
-    names = header.fields
-    missing = [c for c in (spec.text, spec.text_pair, spec.label) if c and c not in names]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)} "
-                        f"(has: {', '.join(k for k in names if k)})")
+    names = list(spec.columns) if spec.columns else None
+    if names is None:
+        header = next(records, None)
+        if header is None:
+            raise DataError(f"{path}: empty file (no header row)")
+        if header.fields is None or header.last > header.first:
+            raise DataError(f"{header.where(path)}: cannot read the header row "
+                            f"({header.problem or 'it spans several lines'})")
+        names = header.fields
+        missing = [c for c in (spec.text, spec.text_pair, spec.label) if c and c not in names]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {', '.join(missing)} (has: "
+                            f"{', '.join(k for k in names if k)}); if the file has no header row, "
+                            f"name its columns with \"columns\": [...] in task {spec.name}")
     for rec in records:
         if rec.fields is not None and len(rec.fields) != len(names):
             rec = rec._replace(problem=f"{len(rec.fields)} fields, expected {len(names)}")

@@ -37,6 +37,8 @@ class TaskSpec:
     """How a tsv/csv file treats ``"``: ``csv`` (a field that starts with ``"`` is quoted, may
     hold tabs, commas and newlines, and ``""`` is one quote) or ``none`` (quotes are plain
     characters; every line is one record). None = ``DEFAULT_QUOTING[format]``."""
+    columns: tuple[str, ...] | None = None
+    """The column names, in order, of a tsv/csv file that has no header row."""
     hf_path: str | None = None
     hf_name: str | None = None
     label_min: float | None = None
@@ -56,17 +58,34 @@ class TaskSpec:
         self._check_file_layout()
 
     def _check_file_layout(self) -> None:
-        """``quoting``: only for tsv/csv; fill in the format's default."""
+        """``quoting`` and ``columns``: only for tsv/csv; fill in the format's default quoting."""
         delimited = self.format in DEFAULT_QUOTING
-        if self.quoting is not None and not delimited:
-            raise ValueError(f"task {self.name!r}: quoting applies to tsv and csv files, "
-                             f"not format {self.format!r}")
+        for key in ("quoting", "columns"):
+            if getattr(self, key) is not None and not delimited:
+                raise ValueError(f"task {self.name!r}: {key} applies to tsv and csv files, "
+                                 f"not format {self.format!r}")
         if not delimited:
             return
         quoting = DEFAULT_QUOTING[self.format] if self.quoting is None else self.quoting
         if quoting not in QUOTINGS:
             raise ValueError(f"task {self.name!r}: quoting must be \"csv\" or \"none\", got {quoting!r}")
         object.__setattr__(self, "quoting", quoting)  # frozen: resolved once, here
+        if self.columns is None:
+            return
+        columns = self.columns
+        if (not isinstance(columns, (list, tuple)) or not columns
+                or not all(isinstance(c, str) and c for c in columns)):
+            raise ValueError(f"task {self.name!r}: columns must be a non-empty list of column "
+                             f"names (strings), got {columns!r}")
+        dup = sorted({c for c in columns if list(columns).count(c) > 1})
+        if dup:
+            raise ValueError(f"task {self.name!r}: columns lists {', '.join(dup)} more than once")
+        for key in ("text", "text_pair", "label"):
+            value = getattr(self, key)
+            if value is not None and value not in columns:
+                raise ValueError(f"task {self.name!r}: {key} column {value!r} is not in columns "
+                                 f"{list(columns)}")
+        object.__setattr__(self, "columns", tuple(columns))
 
     @property
     def pair(self) -> bool:
