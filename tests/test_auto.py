@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import optuna
 import pytest
-from conftest import tiny_backbone
+from tiny import tiny_backbone
 
 from search.searchers import AutoOptunaSpace
 from spaces.auto import FAMILIES, STRUCTURAL, branches, design_config, design_name, method_of

@@ -1,10 +1,14 @@
-"""Hypernetwork methods (Hyperformer++, PHA): identity at init, routing, gradients, losses."""
+"""Hypernetwork methods (Hyperformer++, PHA): what is generated per task, layer and position,
+where gradients go, and PHA's retriever losses and routing, checked against plain loops.
+The shared checks (identity at init, save/load, a step's reach) are in test_methods."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
-from conftest import tiny_backbone
+from tiny import hidden_states, tiny_batch, tiny_model
 from torch import nn
 
 from trainers.config import TrainConfig
@@ -12,31 +16,12 @@ from trainers.methods import hyperformer, pha
 from trainers.methods._bottleneck import GeneratedAdapterOutput
 from trainers.model import MultitaskModel
 from trainers.params import count_params
-from trainers.tasks import TaskSpec
 
-SPECS = [TaskSpec("a", "classification", "text", "label", num_labels=3),
-         TaskSpec("b", "regression", "text", "label")]
 SMALL = dict(adapter_size=4, task_emb_dim=8, hyper_hidden=16)
 
 
 def build(method: str, **kw) -> MultitaskModel:
-    mcfg = (hyperformer if method == "hyperformer" else pha).Config(**SMALL, **kw)
-    return MultitaskModel(tiny_backbone(), SPECS, TrainConfig(method=method, tasks=("a", "b"),
-                                                               method_cfg=mcfg))
-
-
-def batch(seed: int = 0, b: int = 4, n: int = 7) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1, 256, (b, n), generator=g)
-    mask = torch.ones(b, n, dtype=torch.long)
-    mask[0, -2:] = 0
-    return {"input_ids": ids, "attention_mask": mask}
-
-
-def hidden(model: MultitaskModel, task: str, x: dict[str, torch.Tensor]) -> torch.Tensor:
-    model.router.set(task)
-    model.router.context = dict(x)
-    return model.backbone(**x).last_hidden_state
+    return tiny_model(method, **SMALL, **kw)
 
 
 def task_loss(model: MultitaskModel, task: str, x: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -49,37 +34,21 @@ def task_loss(model: MultitaskModel, task: str, x: dict[str, torch.Tensor]) -> t
     return loss if aux is None else loss + aux
 
 
-def net(model: MultitaskModel):
-    return model.extra
-
-
 def first_up(model: MultitaskModel, method: str) -> torch.Tensor:
     """Generated up-projection of task a, layer 0 (attention position for Hyperformer)."""
-    m = net(model)
+    m = model.extra
     return m.generate(0, 0, 0).adapter.up_w if method == "hyperformer" else m.generate(0, 0).up_w
 
 
-@pytest.mark.parametrize("method", ["hyperformer", "pha"])
-def test_identity_at_init(method):
-    model = build(method).eval()
-    ref = tiny_backbone().eval()
-    x = batch()
-    with torch.no_grad():
-        want = ref(**x).last_hidden_state
-        for task in ("a", "b"):
-            torch.testing.assert_close(hidden(model, task, x), want, rtol=0, atol=1e-6)
-
-
+# ---- both methods --------------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["hyperformer", "pha"])
 def test_wrappers_injected_and_params_registered_once(method, tmp_path):
     model = build(method)
     layers = model.backbone.encoder.layer
-    wrapped = GeneratedAdapterOutput
-    assert all(isinstance(lay.output, wrapped) for lay in layers)
-    if method == "hyperformer":
-        assert all(isinstance(lay.attention.output, wrapped) for lay in layers)
+    assert all(isinstance(lay.output, GeneratedAdapterOutput) for lay in layers)
+    assert all(isinstance(lay.attention.output, GeneratedAdapterOutput) == (method == "hyperformer")
+               for lay in layers)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-    assert not any("by_task" in n for n in trainable)
     extra = [n for n in trainable if n.startswith("extra.")]
     assert len(extra) == len(list(model.extra.parameters())) > 0
     assert {n for n in trainable if not n.startswith(("extra.", "heads."))} == set()
@@ -91,31 +60,20 @@ def test_wrappers_injected_and_params_registered_once(method, tmp_path):
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "m.st")
 
 
-def test_hyperformer_generates_per_task_layer_position():
-    model = build("hyperformer")
-    hyper = net(model)
-    w0 = hyper.generate(0, 0, hyperformer.ATTENTION)
-    assert torch.count_nonzero(w0.adapter.up_w) == 0 and torch.count_nonzero(w0.d_gamma) == 0
-    with torch.no_grad():
-        for lin in (hyper.adapter.up_w, hyper.ln_gamma):
-            nn.init.normal_(lin.weight, std=0.1)
-        def up(t, lay, pos):
-            return hyper.generate(t, lay, pos).adapter.up_w
-        base = up(0, 0, 0)
-        for other in (up(1, 0, 0), up(0, 1, 0), up(0, 0, 1)):
-            assert not torch.allclose(base, other, atol=1e-4)
-        assert not torch.allclose(hyper.generate(0, 0, 0).d_gamma, hyper.generate(1, 0, 0).d_gamma)
-        x = batch()
-        assert not torch.allclose(hidden(model, "a", x), hidden(model, "b", x), atol=1e-4)
+@pytest.mark.parametrize("method", ["hyperformer", "pha"])
+def test_generated_adapters_use_gelu(method):
+    model = build(method)
+    assert (hyperformer if method == "hyperformer" else pha).ACTIVATION == "gelu"
+    wrappers = [m for m in model.modules() if isinstance(m, GeneratedAdapterOutput)]
+    assert wrappers and all(w.activation == "gelu" for w in wrappers)
 
 
 @pytest.mark.parametrize("method", ["hyperformer", "pha"])
 def test_training_step_reaches_hypernet_and_keeps_backbone(method):
     model = build(method).train()
     frozen = {n: p.detach().clone() for n, p in model.backbone.named_parameters()}
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=1e-2)
-    x = batch()
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    x = tiny_batch(0, n=7)
     before_up = first_up(model, method).detach().clone()
     for _ in range(2):  # step 1 makes up-weights nonzero; step 2's grads reach everything
         opt.zero_grad()
@@ -123,74 +81,28 @@ def test_training_step_reaches_hypernet_and_keeps_backbone(method):
         opt.step()
     for n, p in model.backbone.named_parameters():
         assert not p.requires_grad and torch.equal(p, frozen[n]), n
-    m = net(model)
+    m = model.extra
     if method == "hyperformer":
         emb = m.task_emb.weight.grad
         assert emb[0].abs().sum() > 0 and emb[1].abs().sum() == 0  # only task a's row
         for mod in (m.projector[0], m.adapter.down_w, m.adapter.up_w, m.ln_gamma):
             assert mod.weight.grad.abs().sum() > 0
     else:
-        protos = m.prototypes.grad
-        assert protos[0].abs().sum() > 0
+        assert m.prototypes.grad[0].abs().sum() > 0
         for mod in (m.retriever[0], m.hyper[0], m.heads.down_w, m.heads.up_w):
             assert mod.weight.grad.abs().sum() > 0
     assert not torch.allclose(first_up(model, method), before_up)
 
 
-def test_pha_generates_per_task_and_layer():
-    m = net(build("pha"))
-    with torch.no_grad():
-        nn.init.normal_(m.heads.up_w.weight, std=0.1)
-        base = m.generate(0, 0).up_w
-        assert torch.count_nonzero(base) > 0
-        assert not torch.allclose(base, m.generate(1, 0).up_w, atol=1e-4)
-        assert not torch.allclose(base, m.generate(0, 1).up_w, atol=1e-4)
-
-
-def test_pha_aux_loss_and_grads():
-    model = build("pha", pha_lambda=0.5).train()
-    m = net(model)
-    model("a", **batch())
-    aux = model.aux_loss()
-    assert aux is not None and torch.isfinite(aux) and aux > 0
-    torch.testing.assert_close(aux, 0.5 * (m.last_ir + m.last_pro))
-    aux.backward()
-    assert m.prototypes.grad.abs().sum() > 0
-    assert m.retriever[0].weight.grad.abs().sum() > 0
-    model.eval()
-    with torch.no_grad():
-        model("a", **batch())
-    assert model.aux_loss() is None
-
-
-def test_pha_instance_loss_needs_other_task_in_bank():
-    model = build("pha").train()
-    m = net(model)
-    model("a", **batch(0))
-    assert m.last_ir.item() == 0.0
-    model("a", **batch(1))  # bank holds task a only: still no negatives
-    assert m.last_ir.item() == 0.0 and m.bank_z.shape[0] == 8
-    model("b", **batch(2))
-    assert m.last_ir.item() > 0
-    m.last_ir.backward()
-    assert m.retriever[0].weight.grad.abs().sum() > 0
-    assert set(m.bank_task.tolist()) == {0, 1}
-
-
-def test_pha_bank_is_fifo_and_not_state():
-    model = build("pha").train()
-    m = net(model)
-    for i in range(pha.BANK_SIZE // 4 + 3):
-        with torch.no_grad():
-            model("ab"[i % 2], **batch(i))
-    assert m.bank_z.shape == (pha.BANK_SIZE, 8)
-    assert not any("bank" in k for k in model.state_dict())
-
-
-def test_pha_nearest_task():
-    m = net(build("pha"))
-    with torch.no_grad():
-        assert m.nearest_task(m.prototypes * 3.0).tolist() == [0, 1]
+@pytest.mark.parametrize("method", ["hyperformer", "pha"])
+def test_deepcopy_after_training_forward_keeps_sharing(method):
+    model = build(method).train()
+    model("a", **tiny_batch())
+    assert method == "hyperformer" or model.extra.last_ir is not None
+    clone = copy.deepcopy(model)
+    assert clone.backbone.encoder.layer[1].output._net is clone.extra
+    x = tiny_batch(3)
+    torch.testing.assert_close(hidden_states(clone.eval(), "b", x), hidden_states(model.eval(), "b", x))
 
 
 @pytest.mark.parametrize(("method", "kw"), [
@@ -211,20 +123,84 @@ def test_flat_config_keys():
 
 
 def test_rejects_non_bert_backbone():
-    with pytest.raises(ValueError, match="BERT-style"):
+    with pytest.raises(ValueError, match="hyperformer needs a BERT-style encoder"):
         hyperformer.apply(nn.Linear(2, 2), hyperformer.Config(), ["a"], None)
 
 
-@pytest.mark.parametrize("method", ["hyperformer", "pha"])
-def test_deepcopy_after_training_forward_keeps_sharing(method):
-    import copy
-
-    model = build(method).train()
-    model("a", **batch())
-    assert method == "hyperformer" or net(model).last_ir is not None
-    clone = copy.deepcopy(model)
-    wrapper = clone.backbone.encoder.layer[1].output
-    assert wrapper._net is clone.extra
-    x = batch(3)
+# ---- Hyperformer ---------------------------------------------------------------------------------
+def test_hyperformer_generates_per_task_layer_position():
+    model = build("hyperformer")
+    hyper = model.extra
+    w0 = hyper.generate(0, 0, hyperformer.ATTENTION)
+    assert torch.count_nonzero(w0.adapter.up_w) == 0 and torch.count_nonzero(w0.d_gamma) == 0
     with torch.no_grad():
-        torch.testing.assert_close(hidden(clone.eval(), "b", x), hidden(model.eval(), "b", x))
+        for lin in (hyper.adapter.up_w, hyper.ln_gamma):
+            nn.init.normal_(lin.weight, std=0.1)
+
+        def up(t, lay, pos):
+            return hyper.generate(t, lay, pos).adapter.up_w
+
+        base = up(0, 0, 0)
+        for other in (up(1, 0, 0), up(0, 1, 0), up(0, 0, 1)):
+            assert not torch.allclose(base, other, atol=1e-4)
+        assert not torch.allclose(hyper.generate(0, 0, 0).d_gamma, hyper.generate(1, 0, 0).d_gamma)
+    x = tiny_batch()
+    assert not torch.allclose(hidden_states(model, "a", x), hidden_states(model, "b", x), atol=1e-4)
+
+
+# ---- PHA -----------------------------------------------------------------------------------------
+def test_pha_generates_per_task_and_layer():
+    m = build("pha").extra
+    with torch.no_grad():
+        nn.init.normal_(m.heads.up_w.weight, std=0.1)
+        base = m.generate(0, 0).up_w
+        assert torch.count_nonzero(base) > 0
+        assert not torch.allclose(base, m.generate(1, 0).up_w, atol=1e-4)
+        assert not torch.allclose(base, m.generate(0, 1).up_w, atol=1e-4)
+
+
+def test_pha_aux_loss_and_grads():
+    model = build("pha", pha_lambda=0.5).train()
+    m = model.extra
+    model("a", **tiny_batch())
+    aux = model.aux_loss()
+    assert aux is not None and torch.isfinite(aux) and aux > 0
+    torch.testing.assert_close(aux, 0.5 * (m.last_ir + m.last_pro))
+    aux.backward()
+    assert m.prototypes.grad.abs().sum() > 0
+    assert m.retriever[0].weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        model("a", **tiny_batch())
+    assert model.aux_loss() is None
+
+
+def test_pha_instance_loss_needs_other_task_in_bank():
+    model = build("pha").train()
+    m = model.extra
+    model("a", **tiny_batch(0))
+    assert m.last_ir.item() == 0.0
+    model("a", **tiny_batch(1))  # bank holds task a only: still no negatives
+    assert m.last_ir.item() == 0.0 and m.bank_z.shape[0] == 8
+    model("b", **tiny_batch(2))
+    assert m.last_ir.item() > 0
+    m.last_ir.backward()
+    assert m.retriever[0].weight.grad.abs().sum() > 0
+    assert set(m.bank_task.tolist()) == {0, 1}
+
+
+def test_pha_bank_is_fifo_and_not_state():
+    model = build("pha").train()
+    m = model.extra
+    for i in range(pha.BANK_SIZE // 4 + 3):
+        with torch.no_grad():
+            model("ab"[i % 2], **tiny_batch(i))
+    assert m.bank_z.shape == (pha.BANK_SIZE, 8)
+    assert m.bank_task[-4:].tolist() == [(pha.BANK_SIZE // 4 + 2) % 2] * 4  # the newest batch last
+    assert not any("bank" in k for k in model.state_dict())
+
+
+def test_pha_nearest_task():
+    m = build("pha").extra
+    with torch.no_grad():
+        assert m.nearest_task(m.prototypes * 3.0).tolist() == [0, 1]

@@ -1,90 +1,115 @@
-"""Every method, one table: forward/backward, what a step may change, counts, save/load."""
+"""The method harness: every method in ``CASES`` on a tiny BERT, the same checks for each.
+
+One row per method: its config keys for a tiny run and whether it has per-task parameters
+(modules of its own for each task, beside the heads). Every method gets: forward and
+backward; a step changes only the method's parameters and the batch task's head; identity
+at init exactly as the module declares (``IDENTITY_AT_INIT``); save then load gives identical
+outputs; the parameter accounting adds up. Methods with per-task parameters also get: a step
+on task a leaves task b's own parameters untouched, and each task runs through its own
+modules. Family behaviour (closed-form counts, placements, hypernetworks) is in the family
+files: test_adapters, test_hyper, test_lora, test_prompts.
+"""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import pytest
 import torch
-from conftest import tiny_backbone
+from tiny import hidden_states, tiny_backbone, tiny_batch, tiny_model
 
 from trainers.checkpoint import load_weights, save_checkpoint
 from trainers.config import TrainConfig
+from trainers.loop import task_loss
 from trainers.methods import METHODS, get_method
 from trainers.model import MultitaskModel
-from trainers.params import count_params
-from trainers.tasks import TaskSpec
-from trainers.loop import task_loss
+from trainers.params import count_params, task_of
 
-CASES: dict[str, dict] = {
-    "full": {},
-    "frozen": {},
-    "lora": {"r": 4},
-    "dora": {"r": 4},
-    "task_lora": {"r": 4},
-    "adapter": {"adapter_size": 8},
-    "parallel_adapter": {"adapter_size": 8},
-    "lora_adapter": {"r": 4, "adapter_size": 8},
-    "hyperformer": {"adapter_size": 8, "task_emb_dim": 8, "hyper_hidden": 16},
-    "pha": {"adapter_size": 8, "task_emb_dim": 8, "hyper_hidden": 16},
-    "prefix": {"num_virtual_tokens": 4},
-    "prompt": {"num_virtual_tokens": 4},
-    "ptuning": {"num_virtual_tokens": 4, "encoder_hidden_size": 8},
-    "unipelt": {"adapter_size": 8, "prefix_length": 3, "r": 2},
+
+class Case(NamedTuple):
+    config: dict
+    """Method config keys for a tiny, fast model."""
+    per_task: bool = False
+    """True when each task gets modules of its own (checked against the accounting)."""
+
+
+CASES: dict[str, Case] = {
+    "full": Case({}),
+    "frozen": Case({}),
+    "lora": Case({"r": 4}),
+    "dora": Case({"r": 4}),
+    "task_lora": Case({"r": 4}, per_task=True),
+    "adapter": Case({"adapter_size": 8}, per_task=True),
+    "parallel_adapter": Case({"adapter_size": 8}, per_task=True),
+    "lora_adapter": Case({"r": 4, "adapter_size": 8}, per_task=True),
+    "hyperformer": Case({"adapter_size": 8, "task_emb_dim": 8, "hyper_hidden": 16}),
+    "pha": Case({"adapter_size": 8, "task_emb_dim": 8, "hyper_hidden": 16}),
+    "prefix": Case({"num_virtual_tokens": 4}),
+    "prompt": Case({"num_virtual_tokens": 4}),
+    "ptuning": Case({"num_virtual_tokens": 4, "encoder_hidden_size": 8}),
+    "unipelt": Case({"adapter_size": 8, "prefix_length": 3, "r": 2}),
 }
-SPECS = [TaskSpec("a", "classification", "text", "label", num_labels=3),
-         TaskSpec("b", "regression", "text", "label")]
-L, D = 2, 32  # tiny_backbone: layers, hidden size
+PER_TASK = [m for m, case in CASES.items() if case.per_task]
 
 
-def test_table_covers_every_method():
-    assert set(CASES) == set(METHODS)
-
-
+# ---- helpers -------------------------------------------------------------------------------------
 def build(method: str, seed: int = 0) -> MultitaskModel:
-    torch.manual_seed(seed)
-    cfg = TrainConfig.from_flat({"method": method, "tasks": "a,b", "head_dropout": 0.0, **CASES[method]})
-    return MultitaskModel(tiny_backbone(seed), SPECS, cfg)
-
-
-def batch(seed: int = 1):
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(5, 200, (4, 9), generator=g)
-    mask = torch.ones_like(ids)
-    mask[0, 6:] = 0
-    return ids, mask, torch.zeros_like(ids)
+    return tiny_model(method, seed, **CASES[method].config)
 
 
 def loss_of(model: MultitaskModel, task: str) -> torch.Tensor:
-    ids, mask, types = batch()
-    out = model(task, ids, mask, types)
+    out = model(task, **tiny_batch())
     labels = torch.tensor([0, 1, 2, 1]) if task == "a" else torch.tensor([0.5, 1.0, 3.0, 4.0])
     loss = task_loss(model.specs[task], out, labels.float())
     aux = model.aux_loss()
     return loss if aux is None else loss + aux
 
 
-def frozen_state(model: MultitaskModel) -> dict[str, torch.Tensor]:
-    return {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+def train_steps(model: MultitaskModel, task: str, steps: int = 2) -> None:
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss_of(model, task).backward()
+        opt.step()
 
 
-def perturb(model: MultitaskModel) -> None:
+def hidden(model: MultitaskModel, task: str) -> torch.Tensor:
+    return hidden_states(model, task, tiny_batch())
+
+
+def own(model: MultitaskModel, task: str) -> dict[str, torch.nn.Parameter]:
+    """``task``'s own method parameters (not its head), as the parameter accounting sees them."""
+    return {n: p for n, p in model.named_parameters()
+            if p.requires_grad and not n.startswith("heads.") and task_of(model, n) == task}
+
+
+def snapshot(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in params.items()}
+
+
+def perturb(params) -> None:
     """Make zero-initialised method weights non-zero so outputs depend on them."""
     with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.requires_grad and not name.startswith("heads."):
-                p.add_(0.05 * torch.randn_like(p))
+        for p in params:
+            p.add_(0.05 * torch.randn_like(p))
+
+
+def method_params(model: MultitaskModel) -> list[torch.nn.Parameter]:
+    return [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("heads.")]
+
+
+# ---- every method --------------------------------------------------------------------------------
+def test_table_covers_every_method():
+    assert list(CASES) == list(METHODS)
 
 
 @pytest.mark.parametrize("method", list(CASES))
 def test_step_changes_only_method_and_heads(method):
     model = build(method)
-    model.train()
-    before_frozen = frozen_state(model)
-    before_trainable = {n: p.detach().clone() for n, p in model.trainable_state().items()}
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    for _ in range(2):
-        loss_of(model, "a").backward()
-        opt.step()
-        opt.zero_grad()
+    before_frozen = snapshot({n: p for n, p in model.named_parameters() if not p.requires_grad})
+    before_trainable = snapshot(model.trainable_state())
+    train_steps(model, "a")
     after = dict(model.named_parameters())
     for name, value in before_frozen.items():
         assert torch.equal(after[name], value), f"frozen weight {name} changed"
@@ -107,108 +132,69 @@ def test_identity_at_init_is_what_the_method_declares(method):
     declared = get_method(method).IDENTITY_AT_INIT
     assert isinstance(declared, bool)
     model = build(method).eval()
-    plain = tiny_backbone(0).eval()
-    ids, mask, types = batch()
     with torch.no_grad():
-        for task in ("a", "b"):
-            model.router.set(task)
-            model.router.context = {"input_ids": ids, "attention_mask": mask}
-            kwargs = {"input_ids": ids, "attention_mask": mask}
-            got = model.backbone(**kwargs).last_hidden_state
-            want = plain(**kwargs).last_hidden_state
-            same = got.shape == want.shape and torch.allclose(got, want, rtol=0, atol=1e-6)
-            assert same == declared, f"{method}.IDENTITY_AT_INIT = {declared} but same = {same}"
+        want = tiny_backbone(0)(**tiny_batch()).last_hidden_state
+    for task in ("a", "b"):
+        got = hidden(model, task)
+        same = got.shape == want.shape and torch.allclose(got, want, rtol=0, atol=1e-6)
+        assert same == declared, f"{method}.IDENTITY_AT_INIT = {declared} but same = {same}"
 
 
 @pytest.mark.parametrize("method", list(CASES))
 def test_save_then_load_gives_identical_outputs(method, tmp_path):
     model = build(method).eval()
-    perturb(model)
-    save_checkpoint(tmp_path, model, model_cfg(method), step=3)
-    fresh = build(method, seed=0).eval()
+    perturb(method_params(model))
+    cfg = TrainConfig.from_flat({"method": method, "tasks": "a,b", **CASES[method].config})
+    save_checkpoint(tmp_path, model, cfg, step=3)
+    fresh = build(method).eval()
     load_weights(fresh, tmp_path)
-    ids, mask, types = batch()
+    x = tiny_batch()
+    types = torch.zeros_like(x["input_ids"])
     with torch.no_grad():
         for task in ("a", "b"):
-            torch.testing.assert_close(fresh(task, ids, mask, types), model(task, ids, mask, types),
-                                       rtol=0, atol=0)
+            torch.testing.assert_close(fresh(task, **x, token_type_ids=types),
+                                       model(task, **x, token_type_ids=types), rtol=0, atol=0)
     size = (tmp_path / "trainable.safetensors").stat().st_size
     if method != "full":
         assert size < 4 * model.backbone_params, "checkpoint holds more than the trainable weights"
 
 
-def model_cfg(method: str) -> TrainConfig:
-    return TrainConfig.from_flat({"method": method, "tasks": "a,b", **CASES[method]})
-
-
-@pytest.mark.parametrize("method,shared_formula", [
-    ("lora", lambda r: L * 3 * (2 * r * D)),
-    ("dora", lambda r: L * 3 * (2 * r * D + D)),
-])
-def test_lora_counts_match_closed_form(method, shared_formula):
-    counts = count_params(build(method))
-    assert counts.shared == shared_formula(4)
-    heads = {"a": D * 3 + 3, "b": D + 1}
-    assert counts.per_task == {t: counts.shared + heads[t] for t in ("a", "b")}
+@pytest.mark.parametrize("method", list(CASES))
+def test_accounting_adds_up_and_per_task_matches_the_table(method):
+    model = build(method)
+    counts = count_params(model)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert counts.trainable == trainable
+    own_sizes = {t: sum(p.numel() for p in own(model, t).values()) for t in ("a", "b")}
+    heads = {t: sum(p.numel() for p in model.heads[t].parameters()) for t in ("a", "b")}
+    for t in ("a", "b"):
+        assert counts.per_task[t] == counts.shared + own_sizes[t] + heads[t]
+    assert counts.trainable == counts.shared + sum(own_sizes.values()) + sum(heads.values())
+    assert (own_sizes["a"] > 0) == CASES[method].per_task, "the table's per_task is wrong"
     assert counts.stored_pct == pytest.approx(100 * counts.trainable / counts.total)
 
 
-def test_task_lora_counts_and_routing():
-    model = build("task_lora")
-    counts = count_params(model)
-    per_adapter = L * 3 * (2 * 4 * D)
-    assert counts.shared == 0
-    assert counts.per_task["a"] == per_adapter + D * 3 + 3
-    assert counts.trainable == 2 * per_adapter + (D * 3 + 3) + (D + 1)
-    perturb(model)
-    model.eval()
-    ids, mask, types = batch()
-    with torch.no_grad():
-        model.router.set("a")
-        out_a = model.backbone(input_ids=ids, attention_mask=mask).last_hidden_state
-        model.router.set("b")
-        out_b = model.backbone(input_ids=ids, attention_mask=mask).last_hidden_state
-    assert not torch.allclose(out_a, out_b), "the task switch did not change the active adapter"
-    assert all(p.requires_grad for n, p in model.named_parameters() if "lora_" in n)
+# ---- methods with per-task parameters ------------------------------------------------------------
+@pytest.mark.parametrize("method", PER_TASK)
+def test_a_step_on_task_a_leaves_task_b_own_parameters_untouched(method):
+    model = build(method)
+    perturb(method_params(model))  # every part non-zero, so every part gets gradients
+    before_a, before_b = snapshot(own(model, "a")), snapshot(own(model, "b"))
+    assert before_a and before_b and before_a.keys().isdisjoint(before_b)
+    train_steps(model, "a")
+    after = dict(model.named_parameters())
+    for n, value in before_b.items():
+        assert torch.equal(after[n], value), f"task b's {n} moved on a task-a batch"
+    for n, value in before_a.items():
+        assert not torch.equal(after[n], value), f"task a's {n} was not trained"
 
 
-def test_full_and_frozen_counts():
-    full, frozen = count_params(build("full")), count_params(build("frozen"))
-    assert full.trainable == full.total + (D * 3 + 3) + (D + 1)
-    assert full.per_task_pct["a"] > 100.0
-    assert frozen.trainable == (D * 3 + 3) + (D + 1)
-
-
-@pytest.mark.parametrize("method", ["prompt", "ptuning"])
-def test_prompt_tuning_skips_virtual_tokens(method):
+@pytest.mark.parametrize("method", PER_TASK)
+def test_each_task_runs_through_its_own_modules(method):
     model = build(method).eval()
-    ids, mask, types = batch()
-    assert model.applied.virtual_tokens == 4
-    assert model("a", ids, mask, types).shape == (4, 3)
-
-
-def test_ptuning_trains_its_prompt_encoder():
-    model = build("ptuning")
-    names = [n for n, p in model.named_parameters() if p.requires_grad and not n.startswith("heads.")]
-    assert names and all("prompt_encoder" in n for n in names)
-    assert any("mlp" in n for n in names), "the MLP reparameterisation is trained (and counted)"
-
-
-def test_unipelt_gates_scale_each_part():
-    """Closing a gate removes its part: with every gate shut the model is the backbone again."""
-    model = build("unipelt").eval()
-    plain = tiny_backbone(0).eval()
-    ids, mask, _ = batch()
-    gates = [m for n, m in model.named_modules() if n.endswith(".gate")]
-    assert len(gates) == L * 4  # LoRA on query and value, prefix, adapter per layer
-    perturb(model)  # LoRA B and adapter up-projections non-zero: every part changes the output
-    with torch.no_grad():
-        model.router.set("a")
-        opened = model.backbone(input_ids=ids, attention_mask=mask).last_hidden_state
-        want = plain(input_ids=ids, attention_mask=mask).last_hidden_state
-        assert (opened - want).abs().max() > 1e-3
-        for g in gates:  # sigmoid(-1e4) = 0
-            g.weight.zero_()
-            g.bias.fill_(-1e4)
-        shut = model.backbone(input_ids=ids, attention_mask=mask).last_hidden_state
-    torch.testing.assert_close(shut, want, rtol=0, atol=1e-5)
+    perturb(method_params(model))
+    out_a, out_b = hidden(model, "a"), hidden(model, "b")
+    assert not torch.allclose(out_a, out_b), "both tasks computed the same thing"
+    perturb(own(model, "a").values())  # only task a's modules change ...
+    assert not torch.allclose(hidden(model, "a"), out_a), "task a does not use its own modules"
+    assert torch.equal(hidden(model, "b"), out_b), "task b uses task a's modules"
