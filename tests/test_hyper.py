@@ -5,6 +5,7 @@ The shared checks (identity at init, save/load, a step's reach) are in test_meth
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -200,7 +201,91 @@ def test_pha_bank_is_fifo_and_not_state():
     assert not any("bank" in k for k in model.state_dict())
 
 
-def test_pha_nearest_task():
-    m = build("pha").extra
+# The references below are written from the formulas with Python floats and loops, not with the
+# tensor expressions of pha.py.
+def _unit(v: list[float]) -> list[float]:
+    norm = math.sqrt(sum(a * a for a in v))
+    return [a / norm for a in v]
+
+
+def _dot(u: list[float], v: list[float]) -> float:
+    return sum(a * b for a, b in zip(u, v, strict=True))
+
+
+def _info_nce_reference(z: list[list[float]], negatives: list[list[float]], tau: float) -> float:
+    """Each row i: mean over positives j != i of -log(e^{s_ij} / sum_{k != i} e^{s_ik}), where k
+    runs over the other rows and the negatives; then the mean over rows."""
+    if len(z) < 2 or not negatives:
+        return 0.0
+    total = 0.0
+    for i, zi in enumerate(z):
+        others = [_dot(zi, zj) / tau for j, zj in enumerate(z) if j != i]
+        denominator = sum(math.exp(s) for s in others) + sum(math.exp(_dot(zi, n) / tau)
+                                                             for n in negatives)
+        total += sum(-(s - math.log(denominator)) for s in others) / len(others)
+    return total / len(z)
+
+
+def _cross_entropy_reference(z: list[list[float]], prototypes: list[list[float]], target: int,
+                             tau: float) -> float:
+    """Mean over rows of -log softmax(cos(z_i, p_k) / tau)[target]."""
+    total = 0.0
+    for zi in z:
+        logits = [_dot(_unit(zi), _unit(p)) / tau for p in prototypes]
+        total += -logits[target] + math.log(sum(math.exp(s) for s in logits))
+    return total / len(z)
+
+
+def _rows(t: torch.Tensor) -> list[list[float]]:
+    return t.double().tolist()
+
+
+@pytest.mark.parametrize(("b", "n"), [(2, 3), (5, 7), (4, 0), (1, 4)])
+def test_info_nce_matches_its_formula(b, n):
+    g = torch.Generator().manual_seed(b * 10 + n)
+    z = nn.functional.normalize(torch.randn(b, 6, generator=g), dim=-1)
+    negatives = nn.functional.normalize(torch.randn(n, 6, generator=g), dim=-1)
+    for tau in (0.1, 0.7):
+        got = pha.info_nce(z, negatives, tau).item()
+        assert got == pytest.approx(_info_nce_reference(_rows(z), _rows(negatives), tau), rel=1e-5,
+                                    abs=1e-6)
+
+
+def test_pha_losses_in_training_match_their_formulas():
+    """L_IR against the bank's other-task rows (multi-positive: 4 rows of one task per batch)
+    and L_Pro against all prototypes, on the retriever's own embeddings of the batch."""
+    model = build("pha", pha_temperature=0.3).train()
+    m = model.extra
     with torch.no_grad():
-        assert m.nearest_task(m.prototypes * 3.0).tolist() == [0, 1]
+        m.prototypes.normal_()
+        model("a", **tiny_batch(0))
+        model("b", **tiny_batch(1, b=3))
+        bank_z, bank_task = m.bank_z.clone(), m.bank_task.clone()
+        x = tiny_batch(2, b=5)
+        model("a", **x)
+        z = _rows(m.instance_embedding(x["input_ids"], x["attention_mask"]))
+    unit = [_unit(row) for row in z]
+    negatives = [row for row, t in zip(_rows(bank_z), bank_task.tolist(), strict=True) if t != 0]
+    assert len(negatives) == 3
+    assert m.last_ir.item() == pytest.approx(_info_nce_reference(unit, negatives, 0.3), rel=1e-5)
+    want_pro = _cross_entropy_reference(z, _rows(m.prototypes), 0, 0.3)
+    assert m.last_pro.item() == pytest.approx(want_pro, rel=1e-5)
+
+
+def test_pha_nearest_task_is_the_cosine_nearest_prototype():
+    m = build("pha").extra
+    g = torch.Generator().manual_seed(0)
+    protos = torch.randn(5, 8, generator=g)
+    # A long prototype between the others: the largest dot product, not always the nearest.
+    protos[3] = 50.0 * nn.functional.normalize(protos.sum(0), dim=0)
+    m.prototypes = nn.Parameter(protos)  # five tasks' prototypes
+    unit = [_unit(p) for p in _rows(protos)]
+    # Near prototype k but leaning towards the long one: cosine picks k, a plain dot product 3.
+    queries = [[7.0 * (u + 0.3 * v) for u, v in zip(unit[k], unit[3], strict=True)] for k in (0, 1, 2, 4)]
+    queries += _rows(torch.randn(20, 8, generator=g))
+    want = [max(range(5), key=lambda k: _dot(_unit(q), unit[k])) for q in queries]
+    got = m.nearest_task(torch.tensor(queries)).tolist()
+    assert got == want
+    assert want[:4] == [0, 1, 2, 4]
+    by_dot = (torch.tensor(queries) @ protos.T).argmax(-1).tolist()
+    assert by_dot[:4] == [3, 3, 3, 3]  # the test tells cosine from dot product
