@@ -102,7 +102,7 @@ def test_best_config_reruns_through_trainers_train(search, tmp_path):
     assert rerun["score"] == pytest.approx(row["best_score"], abs=1e-6)
 
 
-# ---- the comparison report (search/report.py, run at the end of the search) ---------------------
+# ---- the comparison report (search.report, run at the end of the search) ------------------------
 @pytest.mark.integration
 def test_report_is_written_and_logged_to_mlflow(search):
     out, stdout, results = search
