@@ -68,6 +68,9 @@ def default_concurrency(s) -> int:
 
 
 def run_search(plan: Plan, data, *, address: str | None, resuming: bool, verbose: bool = False) -> int:
+    """Run every method's search in turn; 0 when all are recorded, 1 when a method has no
+    finite score, 2 on a store or experiment clash, 3 when MLflow stayed down, 130 when
+    interrupted (the state is saved for --resume)."""
     s = plan.settings
     # A failed MLflow write raises at once (no minutes of HTTP retries blocking Tune's loop):
     # the tracking callback queues it and retries while training goes on.
@@ -100,6 +103,12 @@ def run_search(plan: Plan, data, *, address: str | None, resuming: bool, verbose
             return 130
         fronts[method] = row.pop("pareto")
         rows.append(row)
+    return _finish(plan, rows, fronts)
+
+
+def _finish(plan: Plan, rows: list[dict[str, Any]], fronts: dict[str, list[dict[str, Any]]]) -> int:
+    """Write and print the search's tables, build the report; the command's exit code."""
+    s = plan.settings
     out = Path(s.out)
     csv_path, json_path = write_tables(out, rows, {"experiment": s.experiment,
                                                    "mlflow_uri": plan.mlflow_uri,
