@@ -7,8 +7,8 @@
 - ``doc``: leaderboard, Pareto rows, fANOVA importances, edge warnings, Markdown and HTML;
 - ``plots``: the figures (matplotlib); ``pareto``: the score-vs-parameters front, shared
   with the search driver;
-- ``make``: ``build`` (files only) and ``make_report`` (read, build, log); ``publish``: the
-  MLflow writes; ``cli``: the command line.
+- ``make``: ``build`` (files only); ``publish``: ``make_report`` (read, build, log: the MLflow
+  writes); ``cli``: the command line.
 
 Example (a search already recorded in ``mlflow.db``)::
 
@@ -18,6 +18,7 @@ Example (a search already recorded in ``mlflow.db``)::
     print(summary_text(report))
 """
 
-from search.report.make import Report, build, make_report, summary_text
+from search.report.make import Report, build, summary_text
+from search.report.publish import make_report
 
 __all__ = ["Report", "build", "make_report", "summary_text"]

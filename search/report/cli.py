@@ -15,7 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-from search.report.make import make_report, summary_text
+from search.report.make import summary_text
+from search.report.publish import make_report
 
 RUNS = Path("runs")
 

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from search.report.data import ExperimentRecord, MethodRecord, load_experiment
+from search.report.data import ExperimentRecord, MethodRecord
 from search.report.doc import (
     Section,
     edge_warnings,
@@ -122,14 +122,3 @@ def summary_text(report: Report) -> str:
         f"{r[0]} {r[1]} at {r[2]}%" for r in report.pareto))
     lines += [f"note: {w}" for w in report.warnings]
     return "\n".join(lines)
-
-
-def make_report(uri: str, experiment: str, out: Path, log: bool = True) -> Report:
-    """Read the experiment from MLflow, write the report under ``out`` and (``log``) log it."""
-    exp = load_experiment(uri, experiment)
-    report = build(exp, out)
-    if log:
-        from search.report.publish import log_to_mlflow
-
-        log_to_mlflow(exp, report)
-    return report

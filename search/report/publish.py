@@ -1,12 +1,13 @@
-"""Log a built report to MLflow: each method's figures on its parent run (under ``report/``),
-every file on the experiment's ``report`` run, the leaderboard as the experiment's description."""
+"""Read, build and log a report (``make_report``): each method's figures on its parent run
+(under ``report/``), every file on the experiment's ``report`` run, the leaderboard as the
+experiment's description."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from search.report.data import ExperimentRecord
-from search.report.make import Report
+from search.report.data import ExperimentRecord, load_experiment
+from search.report.make import Report, build
 
 DESCRIPTION_CHARS = 4000
 """Past this, the MLflow description keeps the leaderboard only (the UI renders all of it)."""
@@ -33,3 +34,12 @@ def log_to_mlflow(exp: ExperimentRecord, report: Report) -> None:
     text = report.markdown.read_text()
     description = text.split("## Pareto front")[0] if len(text) > DESCRIPTION_CHARS else text
     client.set_experiment_tag(exp.experiment_id, "mlflow.note.content", description)
+
+
+def make_report(uri: str, experiment: str, out: Path, log: bool = True) -> Report:
+    """Read the experiment from MLflow, write the report under ``out`` and (``log``) log it."""
+    exp = load_experiment(uri, experiment)
+    report = build(exp, out)
+    if log:
+        log_to_mlflow(exp, report)
+    return report
