@@ -77,6 +77,8 @@ def run_search(plan: Plan, data, *, address: str | None, resuming: bool, verbose
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     if not verbose:  # MLflow's own INFO lines (creating the SQLite tables, ...)
+        import mlflow  # noqa: F401 - it sets its loggers' levels on import: set ours after
+
         logging.getLogger("mlflow").setLevel(logging.WARNING)
     try:
         tracker = Tracker(plan.mlflow_uri, s.experiment)
