@@ -15,6 +15,7 @@ import argparse
 import sys
 import typing
 from dataclasses import MISSING, Field, asdict, fields
+from pathlib import Path
 from typing import Any
 
 from search.settings import Settings, resolve_settings
@@ -59,14 +60,14 @@ def _add_setting(group: argparse._ArgumentGroup, f: Field, hint: Any, choices: d
 def build_parser() -> argparse.ArgumentParser:
     from search.schedulers import SCHEDULERS
     from search.searchers import SEARCHERS
-    from spaces import SPACES
+    from trainers.methods import METHODS
 
     p = argparse.ArgumentParser(
         prog="peft-search", description="Search PEFT methods' hyperparameters with Ray Tune, "
         "ASHA and Optuna; record every trial in MLflow.",
         epilog="Method spaces live in spaces/<method>.py. Results: runs/<experiment>/; MLflow: "
                "`mlflow ui --backend-store-uri sqlite:///$PWD/mlflow.db`.")
-    choices = {"methods": list(SPACES), "schedulers": list(SCHEDULERS), "searchers": list(SEARCHERS)}
+    choices = {"methods": list(METHODS), "schedulers": list(SCHEDULERS), "searchers": list(SEARCHERS)}
     hints = typing.get_type_hints(Settings)
     groups: dict[str, argparse._ArgumentGroup] = {}
     for f in fields(Settings):
@@ -97,8 +98,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from pathlib import Path
-
     from search.results import write_json_atomic
 
     write_json_atomic(Path(settings.out) / "search.json", asdict(settings))

@@ -46,7 +46,7 @@ SHIPPED_EXCLUDES = ["/runs/", "/mlruns/", "/mlartifacts/", "*.db", "/ray_results
 def start_ray(address: str | None, verbose: bool = False) -> None:
     """Start local Ray or join ``address``, shipping this checkout to every node. Unless
     ``verbose``, Ray's start-up messages and Tune's status tables stay off the terminal (the
-    search prints its own progress); Ray's errors still show."""
+    search prints its own progress); warnings while the search runs still show."""
     # Tune warns on every forced experiment snapshot that num_to_keep=1 causes: not actionable.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if not verbose:
@@ -56,6 +56,8 @@ def start_ray(address: str | None, verbose: bool = False) -> None:
     # Trial output goes to each trial's folder (log_to_file); the terminal shows progress.
     ray.init(address=address, runtime_env=runtime_env, log_to_driver=verbose,
              logging_level=logging.INFO if verbose else logging.ERROR)
+    if not verbose:  # start-up is over: Ray's and Tune's warnings from here on are real ones
+        logging.getLogger("ray").setLevel(logging.WARNING)
 
 
 def default_concurrency(s) -> int:

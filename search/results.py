@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from search import trial_outcome
 from search.trial_outcome import FAILED, STOPPED_EARLY, outcome
 
 # Tune's bookkeeping keys: not training metrics.
@@ -38,9 +39,8 @@ def resolved_config(trial_config: dict[str, Any]) -> dict[str, Any]:
 
 
 def failed(result) -> bool:
-    """A trial (a Tune ``Result``) that errored, or stopped itself on a NaN/inf loss or out of
-    memory (it reports a NaN score and its ``failure``)."""
-    return fate(result, max_t=0) == FAILED
+    """The trial of a Tune ``Result`` failed (``search.trial_outcome.failed``)."""
+    return trial_outcome.failed(result.metrics, errored=result.error is not None)
 
 
 def fate(result, max_t: int) -> str:

@@ -104,14 +104,14 @@ class Settings:
 
 def settings_from(values: dict[str, Any]) -> Settings:
     """Settings from parsed flags (or a saved search.json), normalized."""
-    from spaces import SPACES
+    from trainers.methods import METHODS
 
     v = dict(values)
     if "method" in v:
         v["methods"] = v.pop("method")
     if isinstance(v.get("methods"), str):
         text = v["methods"].strip()
-        names = list(SPACES) if text == "all" else [m.strip() for m in text.split(",") if m.strip()]
+        names = list(METHODS) if text == "all" else [m.strip() for m in text.split(",") if m.strip()]
         v["methods"] = list(dict.fromkeys(names))
     if isinstance(v.get("set"), list):
         v["set"] = parse_sets(v["set"])

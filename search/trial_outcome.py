@@ -11,6 +11,12 @@ from typing import Any
 FAILED, STOPPED_EARLY, FINISHED = "failed", "stopped early", "finished"
 
 
+def failed(last_result: dict[str, Any] | None, errored: bool = False) -> bool:
+    """A trial that errored, or stopped itself on a NaN/inf loss or out of memory (it then
+    reports a NaN score and its ``failure``)."""
+    return errored or bool((last_result or {}).get("failure"))
+
+
 def outcome(last_result: dict[str, Any] | None, max_t: int, errored: bool = False) -> str:
     """The fate of a trial from its last reported result: ``FAILED`` when it errored or stopped
     itself on a NaN/inf loss or out of memory (it then reports a ``failure``), ``STOPPED_EARLY``
@@ -21,7 +27,7 @@ def outcome(last_result: dict[str, Any] | None, max_t: int, errored: bool = Fals
         >>> outcome({"training_iteration": 1, "failure": "non-finite loss"}, max_t=3)
         'failed'
     """
-    last = last_result or {}
-    if errored or last.get("failure"):
+    if failed(last_result, errored):
         return FAILED
+    last = last_result or {}
     return STOPPED_EARLY if int(last.get("training_iteration", 0)) < max_t else FINISHED

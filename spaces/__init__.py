@@ -18,10 +18,6 @@ from typing import Any
 from spaces.common import COMMON, Dim, Space
 from trainers.methods import METHODS
 
-SPACES = METHODS
-"""The method names, in order: ``spaces/<name>.py`` for each (the same tuple as
-``trainers.methods.METHODS``; kept under this name for the search code)."""
-
 
 def space_file(method: str) -> str:
     return f"spaces/{method}.py"
@@ -29,8 +25,8 @@ def space_file(method: str) -> str:
 
 def get_space(method: str) -> Space:
     """The checked search space of ``method``; unknown names fail with the choices."""
-    if method not in SPACES:
-        raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(SPACES)}")
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
     source = space_file(method)
     try:
         module = importlib.import_module(f"spaces.{method}")
@@ -68,4 +64,4 @@ def check_space(space: Space, method: str, source: str | None = None) -> None:
                 raise ValueError(f"{source}: {d.name}={value!r} is rejected by the trainer: {e}") from e
 
 
-__all__ = ["COMMON", "SPACES", "Dim", "Space", "check_space", "get_space", "space_file"]
+__all__ = ["COMMON", "Dim", "Space", "check_space", "get_space", "space_file"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from spaces import SPACES, check_space, get_space
+from spaces import check_space, get_space
 from spaces.common import COMMON, Dim, Space, choice, fixed, integer, logint, loguniform, uniform
 from trainers.config import TrainConfig, common_fields, method_fields
 from trainers.methods import METHODS
@@ -22,7 +22,6 @@ PEFT = [m for m in METHODS if m not in ("full", "frozen")]
 
 # ---- the shipped spaces -------------------------------------------------------------------------
 def test_every_method_has_a_space_and_no_space_lacks_a_method():
-    assert list(SPACES) == list(METHODS)
     # Every method file and every space file is a listed method (a file added without its name
     # in METHODS fails here, not silently), and each listed method has both files.
     methods = {p.stem for p in (ROOT / "trainers" / "methods").glob("*.py") if not p.stem.startswith("_")}

@@ -171,9 +171,10 @@ def _load_dims(client, run_id: str, method: str) -> tuple[list[Dim], dict[str, l
             record = json.loads(Path(path).read_text())
         branches = {m: dims_from_json(ds) for m, ds in record.get("branches", {}).items()}
         return [d for d in dims_from_json(record["dims"]) if d.searched], branches
-    from spaces import SPACES, get_space  # recorded before space.json existed
+    from spaces import get_space  # recorded before space.json existed
+    from trainers.methods import METHODS
 
-    return (get_space(method).searched() if method in SPACES else []), {}
+    return (get_space(method).searched() if method in METHODS else []), {}
 
 
 def parse_value(dim: Dim, text: str) -> Any:
