@@ -50,7 +50,7 @@ def _add_setting(group: argparse._ArgumentGroup, f: Field, hint: Any, choices: d
         meta.pop(key, None)
     if "choices" in meta:
         meta["choices"] = choices[meta["choices"]]
-    if meta.get("action") != "append":
+    if meta.get("action") not in ("append", "store_true", "store_false"):
         meta["type"] = _type(hint)
     # Unset flags stay out of the namespace: the typed ones are told apart from the defaults
     # (``--resume`` compares them with the saved search), and Settings fills in the rest.

@@ -60,7 +60,8 @@ def check_settings(s: Settings) -> None:
     if not s.methods:
         raise ValueError("--method: give at least one method")
     for name, low in [("num_samples", 1), ("max_steps", 1), ("eval_every", 1), ("grace_period", 1),
-                      ("max_concurrent", 1), ("max_train_samples", 1), ("max_eval_samples", 1)]:
+                      ("max_concurrent", 1), ("max_train_samples", 1), ("max_eval_samples", 1),
+                      ("eval_rows", 0), ("eval_growth", 1)]:
         value = getattr(s, name)
         if value is not None and value < low:
             raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
@@ -86,7 +87,8 @@ def _constants(s: Settings) -> dict[str, Any]:
     """The config values every trial of the search shares (set by their own flags)."""
     return {"tasks": s.tasks, "data_dir": s.data_dir, "task_file": s.task_file, "model": s.model,
             "max_steps": s.max_steps, "eval_every": s.eval_every, "seed": s.seed,
-            "max_train_samples": s.max_train_samples, "max_eval_samples": s.max_eval_samples}
+            "max_train_samples": s.max_train_samples, "max_eval_samples": s.max_eval_samples,
+            "eval_rows": s.eval_rows or None, "eval_growth": s.eval_growth, "eval_full": s.eval_full}
 
 
 def _first_corner(constants: dict[str, Any], space: Space):

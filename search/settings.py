@@ -16,7 +16,7 @@ from typing import Any
 
 RUNS = Path("runs")
 OWN_FLAGS = {"method", "tasks", "data_dir", "task_file", "model", "max_steps", "eval_every", "seed",
-             "max_train_samples", "max_eval_samples"}
+             "max_train_samples", "max_eval_samples", "eval_rows", "eval_growth", "eval_full"}
 """Config keys set through their own flags, never through ``--set``."""
 
 
@@ -66,6 +66,17 @@ class Settings:
     max_train_samples: int | None = field(default=None, metadata=flag(
         "cap training examples per task (quick demos)", BUDGET))
     max_eval_samples: int | None = field(default=None, metadata=flag("cap dev examples per task", BUDGET))
+    eval_rows: int = field(default=64, metadata=flag(
+        "evaluation as a fidelity: dev rows per task a trial's first evaluation scores (a fixed, "
+        "stratified subset shared by all trials), growing --eval-growth times per evaluation; the "
+        "last evaluation of a trial scores the whole dev set. 0 = the whole dev set every time",
+        BUDGET))
+    eval_growth: float = field(default=2.0, metadata=flag(
+        "how much the scored dev subset grows from one evaluation to the next", BUDGET))
+    eval_full: bool = field(default=False, metadata=flag(
+        "score the whole dev set at every evaluation and log the subset's score beside it (a "
+        "--scheduler fifo search recorded this way is what `peft-search replay` replays)", BUDGET,
+        action="store_true", shown=""))
     seed: int = field(default=0, metadata=flag("training and searcher seed", BUDGET))
     scheduler: str = field(default="asha", metadata=flag(
         "asha stops weak trials at each rung; fifo runs every trial to the end", ALGORITHM,
@@ -75,6 +86,13 @@ class Settings:
     objective: str = field(default="score", metadata=flag(
         "what Optuna optimises: score, or score,params to trade dev score against the %% of "
         "trained parameters (multi-objective; the Pareto set is reported)", ALGORITHM))
+    default_trial: bool = field(default=True, metadata=flag(
+        "skip the first trial that is the method's own defaults (by default every search starts "
+        "with the config a user gets without searching, so it never reports a best below it)", ALGORITHM, flag="--no-default-trial", action="store_false", shown=""))
+    warm_start: str | None = field(default=None, metadata=flag(
+        "also start each method's search with the best configs of these earlier searches of that "
+        "method in the same MLflow store (comma list of experiment names)", ALGORITHM,
+        metavar="EXPERIMENT[,EXPERIMENT...]"))
     grace_period: int = field(default=1, metadata=flag("evaluations before ASHA may stop a trial",
                                                        ALGORITHM))
     reduction_factor: float = field(default=2.0, metadata=flag(

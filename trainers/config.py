@@ -44,6 +44,15 @@ class TrainConfig:
     temperature: float = 10.0
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
+    eval_rows: int | None = None
+    """Evaluation as a fidelity: rows per task scored at the first evaluation (a fixed,
+    stratified subset of each dev set); each later one scores eval_growth times more, the last
+    one (at max_steps) the whole dev set. None = the whole dev set every time."""
+    eval_growth: float = 2.0
+    """How much the evaluated subset grows from one evaluation to the next (with eval_rows)."""
+    eval_full: bool = False
+    """Score the whole dev set at every evaluation and report the eval_rows subset's score
+    beside it as score_sub (the record a replay of schedulers reads)."""
     bucket: bool = True
     """Group examples of similar length into a batch (less padding)."""
     seed: int = 0
@@ -81,6 +90,9 @@ class TrainConfig:
         _check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         _check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
         _check(self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}")
+        _check(self.eval_rows is None or self.eval_rows >= 1,
+               f"eval_rows must be >= 1 (or unset for the whole dev set), got {self.eval_rows}")
+        _check(self.eval_growth >= 1, f"eval_growth must be >= 1, got {self.eval_growth}")
 
     # ---- flat dicts: the form trial configs, JSON files and CLIs use -------------------------
     def to_flat(self) -> dict[str, Any]:

@@ -103,6 +103,16 @@ class TokenizedSplit:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
+    def subset(self, idx: np.ndarray) -> TokenizedSplit:
+        """A new split of the rows ``idx``, in that order."""
+        lengths = self.lengths[idx]
+        pieces = [(self.ids[self.offsets[i]:self.offsets[i + 1]],
+                   self.types[self.offsets[i]:self.offsets[i + 1]]) for i in idx]
+        return TokenizedSplit(
+            ids=np.concatenate([p[0] for p in pieces]) if pieces else self.ids[:0],
+            types=np.concatenate([p[1] for p in pieces]) if pieces else self.types[:0],
+            offsets=np.concatenate([[0], np.cumsum(lengths)]), labels=self.labels[idx])
+
     def batch(self, idx: np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
         """Pad the examples ``idx`` to their longest one (dynamic padding)."""
         lens = self.lengths[idx]

@@ -33,6 +33,7 @@ from trainers.data import (
     prepare_data,
     train_batches,
 )
+from trainers.fidelity import rows_at, subset_order
 from trainers.metrics import overall_score, task_metric
 from trainers.model import MultitaskModel, load_backbone
 from trainers.params import count_params
@@ -142,26 +143,56 @@ def train_step(model: MultitaskModel, spec: TaskSpec, b: dict[str, torch.Tensor]
 
 
 @torch.inference_mode()
-def evaluate(model: MultitaskModel, data: PreparedData, cfg: TrainConfig,
-             device: torch.device) -> dict[str, float]:
-    """Each task's dev metric and the overall score (model left in train mode)."""
+def evaluate(model: MultitaskModel, data: PreparedData, cfg: TrainConfig, device: torch.device,
+             rows: int | None = None, sub_rows: int | None = None) -> dict[str, float]:
+    """Each task's dev metric and the overall score (model left in train mode).
+
+    ``rows``: score only each task's first ``rows`` rows in the fixed stratified order
+    (``trainers.fidelity``); None = the whole dev set. ``sub_rows``: also report ``score_sub``,
+    the score of the first ``sub_rows`` rows, from the same predictions (no second pass).
+    ``eval_rows`` says how many rows were scored in all, ``eval_full`` whether that was every
+    dev row."""
     was_training = model.training
     model.eval()
     metrics: dict[str, float] = {}
+    sub: dict[str, float] = {}
+    scored = total = 0
     for spec in data.specs:
         split = data.dev[spec.name]
-        outputs = []
-        for idx in eval_batches(split, cfg.eval_batch_size):
-            b = to_device(split.batch(idx, data.pad_id), device)
-            with autocast(device, cfg):
-                out = model(spec.name, b["input_ids"], b["attention_mask"], b["token_type_ids"])
-            outputs.append((idx, out.float().cpu().numpy()))
-        order = np.concatenate([i for i, _ in outputs])
-        preds = np.concatenate([o for _, o in outputs])[np.argsort(order)]
-        metrics[spec.name] = task_metric(spec, preds, split.labels)
+        order = subset_order(spec, split.labels)
+        keep = order if rows is None else order[:rows]
+        if len(keep) == len(split):  # the whole dev set, predicted in dev order
+            keep = np.arange(len(split))
+            preds = _predict(model, spec, split, data.pad_id, cfg, device)
+        else:  # row j of the subset is dev row keep[j]
+            preds = _predict(model, spec, split.subset(keep), data.pad_id, cfg, device)
+        metrics[spec.name] = task_metric(spec, preds, split.labels[keep])
+        if sub_rows is not None:
+            # the first sub_rows of the order, looked up among the rows just scored
+            want = order[:sub_rows]
+            pos = {int(i): j for j, i in enumerate(keep)}
+            sub[spec.name] = task_metric(spec, preds[[pos[int(i)] for i in want]], split.labels[want])
+        scored, total = scored + len(keep), total + len(split)
     metrics["score"] = overall_score(data.specs, metrics)
+    if sub_rows is not None:
+        metrics["score_sub"] = overall_score(data.specs, sub)
+        metrics["sub_rows"] = float(sum(min(sub_rows, len(data.dev[s.name])) for s in data.specs))
+    metrics["eval_rows"], metrics["eval_full"] = float(scored), float(scored == total)
     model.train(was_training)
     return metrics
+
+
+def _predict(model: MultitaskModel, spec: TaskSpec, split, pad_id: int, cfg: TrainConfig,
+             device: torch.device) -> np.ndarray:
+    """The model's outputs for every row of ``split``, in the split's order."""
+    outputs = []
+    for idx in eval_batches(split, cfg.eval_batch_size):
+        b = to_device(split.batch(idx, pad_id), device)
+        with autocast(device, cfg):
+            out = model(spec.name, b["input_ids"], b["attention_mask"], b["token_type_ids"])
+        outputs.append((idx, out.float().cpu().numpy()))
+    order = np.concatenate([i for i, _ in outputs])
+    return np.concatenate([o for _, o in outputs])[np.argsort(order)]
 
 
 def autocast(device: torch.device, cfg: TrainConfig):
@@ -271,9 +302,17 @@ def train(cfg: TrainConfig, report: Report | None = None, *, data: PreparedData 
                     raise NonFiniteLoss(f"loss became {mean_loss} by step {step} (lr={cfg.lr})", step)
                 elapsed = time.perf_counter() - t_log
                 t_eval = time.perf_counter()
-                metrics = evaluate(model, data, cfg, device)
+                # Evaluation as a fidelity: a growing stratified subset, the whole dev set at the
+                # last step (and every time with eval_full, the subset's score reported beside it).
+                # The rung follows from the step, so a resumed trial scores the same rows.
+                last = step == cfg.max_steps
+                rows = rows_at(math.ceil(step / cfg.eval_every), cfg.eval_rows, cfg.eval_growth)
+                metrics = evaluate(model, data, cfg, device,
+                                   rows=None if (last or cfg.eval_full) else rows,
+                                   sub_rows=rows if (cfg.eval_full or last) and rows else None)
                 eval_time += time.perf_counter() - t_eval
-                row = {"step": step, "score": metrics["score"], "loss": mean_loss,
+                fidelity = {k: metrics[k] for k in ("eval_rows", "eval_full", "score_sub", "sub_rows") if k in metrics}
+                row = {"step": step, "score": metrics["score"], "loss": mean_loss, **fidelity,
                        "samples_per_s": samples / max(elapsed, 1e-9),
                        **{f"{s.name}_{s.metric}": metrics[s.name] for s in data.specs},
                        "stored_pct": params.stored_pct, "trainable_params": float(params.trainable),
