@@ -14,7 +14,7 @@ from ray import tune
 
 from search.results import numeric_metrics
 from search.tracking import DRAIN_S, RETRY_S, TrialRuns, WriteQueue
-from search.trial_outcome import FAILED, FINISHED, STOPPED_EARLY, outcome
+from search.trial_outcome import FAILED, FINISHED, STOPPED_EARLY, furthest_best, outcome
 
 
 class Progress(tune.Callback):
@@ -33,10 +33,11 @@ class Progress(tune.Callback):
         print(f"[{self.method} {time.time() - self._start:6.0f}s] {text}", flush=True)
 
     def _best(self) -> str:
-        """The best last-reported score: how the search picks its best trial."""
+        """The best score among the trials that got furthest: how the search picks its best."""
         if not self.latest:
             return "best: none yet"
-        trial_id, (score, step) = max(self.latest.items(), key=lambda kv: kv[1][0])
+        trial_id = furthest_best({t: (step, score) for t, (score, step) in self.latest.items()})
+        score, step = self.latest[trial_id]
         return f"best {score:.4f} ({trial_id} at step {step})"
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
@@ -103,8 +104,9 @@ class MlflowCallback(tune.Callback):
     """
 
     def __init__(self, uri: str, experiment_id: str, parent_run_id: str, method: str, max_t: int,
-                 retry_s: float = RETRY_S) -> None:
-        self.trial_runs = TrialRuns(uri, experiment_id, parent_run_id, method, max_t)
+                 retry_s: float = RETRY_S, starts: list[tuple[str, dict]] | None = None) -> None:
+        # starts: the enqueued (origin, point)s; a trial running one gets the tag warm_start
+        self.trial_runs = TrialRuns(uri, experiment_id, parent_run_id, method, max_t, starts)
         self.queue = WriteQueue(uri, retry_s)
 
     # The Tuner pickles its callbacks with the experiment; the queue is rebuilt empty.
@@ -112,10 +114,11 @@ class MlflowCallback(tune.Callback):
         return {**self.__dict__, "queue": WriteQueue(self.queue.uri, self.queue.retry_s)}
 
     def get_state(self) -> dict:
-        return {"runs": dict(self.trial_runs.runs)}
+        return {"runs": dict(self.trial_runs.runs), "started": sorted(self.trial_runs.started)}
 
     def set_state(self, state: dict) -> None:
         self.trial_runs.runs.update(state.get("runs", {}))
+        self.trial_runs.started.update(state.get("started", []))
 
     def on_step_end(self, iteration, trials, **info) -> None:
         if self.queue.due():

@@ -10,6 +10,7 @@ from typing import Any
 
 from search.searchers import objective_metrics
 from search.settings import Settings
+from search.warm import check_experiments, experiments
 from spaces import Space, check_space, get_space
 from spaces.auto import searched_dims as auto_dims
 
@@ -52,7 +53,9 @@ def make_plan(s: Settings) -> Plan:
         raise ValueError(f"--range {', '.join(unused)}: not a searched dim of {', '.join(s.methods)} "
                          f"(dims: {', '.join(d.name for d in spaces[s.methods[0]].searched())})")
     storage = s.storage_path or str(Path(s.out) / "tune")
-    return Plan(s, spaces, constants, storage, s.mlflow_uri or _default_uri(), auto)
+    uri = s.mlflow_uri or _default_uri()
+    check_experiments(uri, experiments(s.warm_start))  # --warm-start names known experiments
+    return Plan(s, spaces, constants, storage, uri, auto)
 
 
 def check_settings(s: Settings) -> None:
@@ -65,7 +68,7 @@ def check_settings(s: Settings) -> None:
         value = getattr(s, name)
         if value is not None and value < low:
             raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
-    if s.scheduler == "asha" and s.grace_period > s.max_t:
+    if s.scheduler != "fifo" and s.grace_period > s.max_t:
         raise ValueError(f"--grace-period {s.grace_period} exceeds the {s.max_t} evaluations of a "
                          f"trial (--max-steps {s.max_steps} / --eval-every {s.eval_every})")
     objective_metrics(s.objective)  # a bad --objective: ValueError naming it

@@ -60,9 +60,8 @@ def summarize(method: str, grid, max_t: int, wall_s: float, metric: str = "score
         "failed": n_failed, "evals_run": sum(iterations), "evals_if_no_stopping": len(results) * max_t,
         "wall_s": round(wall_s, 1), "best_trial_id": None,
     }
-    try:
-        best = grid.get_best_result(metric=metric, mode="max", scope="last", filter_nan_and_inf=True)
-    except RuntimeError:
+    best = pick_best(results, metric)
+    if best is None:
         return row, None
     m = numeric_metrics(best.metrics)
     row["best_score"] = m.get(metric)
@@ -73,6 +72,16 @@ def summarize(method: str, grid, max_t: int, wall_s: float, metric: str = "score
 
 def _is_table_metric(key: str) -> bool:
     return key == "stored_pct" or key.endswith(("_accuracy", "_pearson", "_pct"))
+
+
+def pick_best(results: list, metric: str = "score"):
+    """The best ``Result``: the best last score among the trials that ran furthest
+    (``search.trial_outcome.furthest_best``); None when no trial has a finite score."""
+    last = {str(i): (int((r.metrics or {}).get("training_iteration", 0)),
+                     float((r.metrics or {}).get(metric, math.nan)))
+            for i, r in enumerate(results) if not failed(r)}
+    key = trial_outcome.furthest_best(last)
+    return None if key is None else results[int(key)]
 
 
 def best_record(best, run_id: str | None) -> dict[str, Any]:

@@ -1,11 +1,17 @@
 """Trial schedulers by name: a lazy table (Ray is imported when one is built) that fails on an
 unknown name with the choices. A scheduler's time unit is one report of the trainer, i.e. one
-evaluation every ``--eval-every`` steps."""
+evaluation every ``--eval-every`` steps.
+
+``asha`` is Ray Tune's own ``ASHAScheduler``; ``hyperband`` and ``pasha`` are the stopping rules
+of ``search.policies`` (the ones a replay simulates) run as Tune schedulers by
+``PolicyScheduler``; ``fifo`` runs every trial to the end.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from search.policies import make_policy
 from search.searchers import METRIC, MODE
 
 
@@ -17,13 +23,23 @@ def _asha(max_t: int, grace_period: int, reduction_factor: float):
                          grace_period=grace_period, reduction_factor=reduction_factor)
 
 
+def _policy(name: str) -> Callable:
+    def build(max_t: int, grace_period: int, reduction_factor: float):
+        from search.policy_scheduler import PolicyScheduler
+
+        return PolicyScheduler(make_policy(name, max_t, grace_period, reduction_factor))
+
+    return build
+
+
 def _fifo(max_t: int, grace_period: int, reduction_factor: float):
     from ray.tune.schedulers import FIFOScheduler
 
     return FIFOScheduler()
 
 
-SCHEDULERS: dict[str, Callable] = {"asha": _asha, "fifo": _fifo}
+SCHEDULERS: dict[str, Callable] = {"asha": _asha, "hyperband": _policy("hyperband"),
+                                   "pasha": _policy("pasha"), "fifo": _fifo}
 
 
 def make_scheduler(name: str, *, max_t: int, grace_period: int, reduction_factor: float):

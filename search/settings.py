@@ -79,7 +79,10 @@ class Settings:
         action="store_true", shown=""))
     seed: int = field(default=0, metadata=flag("training and searcher seed", BUDGET))
     scheduler: str = field(default="asha", metadata=flag(
-        "asha stops weak trials at each rung; fifo runs every trial to the end", ALGORITHM,
+        "asha: Ray Tune's ASHA stops trials below a rung's cutoff; hyperband: three ASHA "
+        "brackets with later first rungs, trials in turn; pasha: ASHA that also stops trials at a "
+        "top rung raised only while the two top rungs rank trials differently; fifo runs every "
+        "trial to the end (see README: choosing a scheduler)", ALGORITHM,
         choices="schedulers"))
     searcher: str = field(default="optuna", metadata=flag(
         "optuna = TPE proposals; random = Tune's random sampling", ALGORITHM, choices="searchers"))
@@ -88,7 +91,8 @@ class Settings:
         "trained parameters (multi-objective; the Pareto set is reported)", ALGORITHM))
     default_trial: bool = field(default=True, metadata=flag(
         "skip the first trial that is the method's own defaults (by default every search starts "
-        "with the config a user gets without searching, so it never reports a best below it)", ALGORITHM, flag="--no-default-trial", action="store_false", shown=""))
+        "with the config a user gets without searching, so it never reports a best below it)", ALGORITHM,
+        flag="--no-default-trial", action="store_false", shown=""))
     warm_start: str | None = field(default=None, metadata=flag(
         "also start each method's search with the best configs of these earlier searches of that "
         "method in the same MLflow store (comma list of experiment names)", ALGORITHM,

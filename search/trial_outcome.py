@@ -31,3 +31,15 @@ def outcome(last_result: dict[str, Any] | None, max_t: int, errored: bool = Fals
         return FAILED
     last = last_result or {}
     return STOPPED_EARLY if int(last.get("training_iteration", 0)) < max_t else FINISHED
+
+
+def furthest_best(last: dict[str, tuple[int, float]]) -> str | None:
+    """The best trial of a search from each trial's (evaluations run, last score): the best
+    score among the trials that ran furthest. Scores of trials stopped at different rungs are
+    not compared (an early rung scores a small dev subset: a lucky draw there must not beat a
+    whole-dev score at the full budget). None when no score is finite."""
+    finite = {t: (i, s) for t, (i, s) in last.items() if s == s and abs(s) != float("inf")}
+    if not finite:
+        return None
+    furthest = max(i for i, _ in finite.values())
+    return max((t for t, (i, _) in finite.items() if i == furthest), key=lambda t: finite[t][1])
