@@ -99,7 +99,8 @@ class AutoOptunaSpace:
 
 # ---- searchers --------------------------------------------------------------------------------
 def _optuna(space: Space | dict[str, Space], constants: dict[str, Any], seed: int,
-            max_concurrent: int, num_samples: int, objectives: list[tuple[str, str]], budget=None):
+            max_concurrent: int, num_samples: int, objectives: list[tuple[str, str]], budget=None,
+            points: list[dict[str, Any]] | None = None):
     import optuna
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
@@ -115,7 +116,11 @@ def _optuna(space: Space | dict[str, Space], constants: dict[str, Any], seed: in
     metric: str | list[str] = objectives[0][0] if len(objectives) == 1 else [m for m, _ in objectives]
     mode: str | list[str] = objectives[0][1] if len(objectives) == 1 else [d for _, d in objectives]
     define = AutoOptunaSpace(space) if isinstance(space, dict) else OptunaSpace(list(space.dims))
-    searcher = OptunaSearch(space=define, metric=metric, mode=mode, sampler=sampler)
+    if budget is not None:  # an enqueued point over the budget would only be pruned: skip it
+        points = _within_budget(points or [], constants, *budget[:2])
+    # Enqueued points (search/warm.py) are the study's first trials, in order.
+    searcher = OptunaSearch(space=define, metric=metric, mode=mode, sampler=sampler,
+                            points_to_evaluate=list(points or []) or None)
     if budget is not None:  # (counter, max %, log): over-budget proposals pruned before any trial
         from search.budget import BudgetSearcher
 
@@ -123,12 +128,33 @@ def _optuna(space: Space | dict[str, Space], constants: dict[str, Any], seed: in
     return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent), dict(constants)
 
 
+def _within_budget(points: list[dict[str, Any]], constants: dict[str, Any], count,
+                   max_pct: float) -> list[dict[str, Any]]:
+    """The enqueued points within ``--max-params`` (each one over it said in one line)."""
+    from spaces.auto import design_name, to_train_config
+
+    kept = []
+    for i, point in enumerate(points, 1):
+        config = {**constants, **point}
+        pct = count(config)
+        if pct <= max_pct:
+            kept.append(point)
+            continue
+        design = design_name(to_train_config(config).to_flat())
+        print(f"[budget] enqueued trial {i} of {len(points)} skipped: {design} trains {pct:.3f}% of "
+              f"the backbone > --max-params {max_pct:g}%", flush=True)
+    return kept
+
+
 def _random(space: Space, constants: dict[str, Any], seed: int, max_concurrent: int,
-            num_samples: int, objectives: list[tuple[str, str]], budget=None):
+            num_samples: int, objectives: list[tuple[str, str]], budget=None,
+            points: list[dict[str, Any]] | None = None):
     from ray.tune.search import BasicVariantGenerator
 
     param_space = {**constants, **{d.name: tune_domain(d) for d in space.searched()}}
-    return BasicVariantGenerator(max_concurrent=max_concurrent, random_state=seed), param_space
+    # Each enqueued point replaces one of the num_samples draws, first.
+    return BasicVariantGenerator(max_concurrent=max_concurrent, random_state=seed,
+                                 points_to_evaluate=list(points or []) or None), param_space
 
 
 SEARCHERS: dict[str, Callable] = {"optuna": _optuna, "random": _random}
@@ -136,10 +162,13 @@ SEARCHERS: dict[str, Callable] = {"optuna": _optuna, "random": _random}
 
 def make_searcher(name: str, space: Space | dict[str, Space], constants: dict[str, Any], *,
                   seed: int, max_concurrent: int, num_samples: int,
-                  objectives: list[tuple[str, str]] | None = None, budget=None):
+                  objectives: list[tuple[str, str]] | None = None, budget=None,
+                  points: list[dict[str, Any]] | None = None):
     """``(search_alg, param_space)`` for Tune: constants are every fixed config value. ``space``
     is one method's space, or for ``--method auto`` the branches (method -> space; Optuna only,
-    each branch's fixed values are added per trial). ``budget`` = (counter, max %, log path)."""
+    each branch's fixed values are added per trial). ``budget`` = (counter, max %, log path).
+    ``points``: searched values the first trials run, in order (``search.warm.start_points``),
+    at most ``num_samples``; with a budget, those over it are skipped (said)."""
     if name not in SEARCHERS:
         raise ValueError(f"unknown searcher {name!r}; choose one of: {', '.join(SEARCHERS)}")
     if isinstance(space, dict) and name != "optuna":
@@ -148,4 +177,5 @@ def make_searcher(name: str, space: Space | dict[str, Space], constants: dict[st
         raise ValueError("--max-params needs --searcher optuna")
     fixed = {} if isinstance(space, dict) else space.fixed_values()
     return SEARCHERS[name](space, {**constants, **fixed}, seed, max_concurrent,
-                           num_samples, objectives or [(METRIC, MODE)], budget)
+                           num_samples, objectives or [(METRIC, MODE)], budget,
+                           points=list(points or [])[:num_samples])

@@ -197,14 +197,21 @@ class TrialRuns:
     """One nested MLflow run per trial: params at start, a batch of metrics per report, tags
     and status at the end. Called through a ``WriteQueue`` by the Tune callback."""
 
-    def __init__(self, uri: str, experiment_id: str, parent_run_id: str, method: str, max_t: int) -> None:
+    def __init__(self, uri: str, experiment_id: str, parent_run_id: str, method: str, max_t: int,
+                 starts: list[tuple[str, dict[str, Any]]] | None = None) -> None:
         self.uri, self.experiment_id, self.parent_run_id = uri, experiment_id, parent_run_id
         self.method, self.max_t = method, max_t
         self.runs: dict[str, str] = {}  # trial_id -> run_id, saved with the experiment state
+        self.starts = list(starts or [])
+        """The enqueued (origin, point)s (``search.warm``): the trial running one is tagged."""
+        self.started: set[int] = set()  # indices of starts whose trial has its run, saved too
         self._client = None
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_client": None}
+
+    def __setstate__(self, state: dict) -> None:  # a state saved before warm starts lacks them
+        self.__dict__.update({"starts": [], "started": set(), **state})
 
     @property
     def client(self):
@@ -217,6 +224,7 @@ class TrialRuns:
     def start(self, trial_id: str, trial_config: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
+        from search.warm import origin_of
         from spaces.auto import design_name, is_auto, to_train_config
 
         run_id = self.runs.get(trial_id) or self._find_run(trial_id)
@@ -229,8 +237,13 @@ class TrialRuns:
         flat = to_train_config(trial_config).to_flat()
         if is_auto(trial_config):  # --method auto: the concrete design, compared like a method
             tags["design"] = design_name(flat)
+        start = origin_of(trial_config, self.starts, self.started)
+        if start is not None:  # an enqueued point: "default" or the experiment it came from
+            tags["warm_start"] = self.starts[start][0]
         run = self.client.create_run(self.experiment_id, run_name=f"{self.method}-{trial_id}", tags=tags)
         self.runs[trial_id] = run.info.run_id
+        if start is not None:
+            self.started.add(start)
         params = [Param(k, str(v)) for k, v in flat.items()]
         for i in range(0, len(params), BATCH):
             self.client.log_batch(run.info.run_id, params=params[i:i + BATCH])
