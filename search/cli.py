@@ -3,6 +3,7 @@
     peft-search --method adapter                   # demo: synthetic tasks, laptop CPU
     peft-search --method lora,adapter --data-dir ../shared/data/cs224n
     peft-search --resume                           # go on with the last search
+    peft-search replay --experiment NAME           # replay schedulers over a FIFO search
 
 The flags are generated from ``search.settings.Settings`` (one flag per field, its help in the
 field's metadata). Every setting is checked (methods, spaces, tasks, data) by ``search.plan``
@@ -66,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="peft-search", description="Search PEFT methods' hyperparameters with Ray Tune, "
         "ASHA and Optuna; record every trial in MLflow.",
         epilog="Method spaces live in spaces/<method>.py. Results: runs/<experiment>/; MLflow: "
-               "`mlflow ui --backend-store-uri sqlite:///$PWD/mlflow.db`.")
+               "`mlflow ui --backend-store-uri sqlite:///$PWD/mlflow.db`. Replay schedulers over a "
+               "finished --scheduler fifo search: `peft-search replay --experiment NAME`.")
     choices = {"methods": list(METHODS), "schedulers": list(SCHEDULERS), "searchers": list(SEARCHERS)}
     hints = typing.get_type_hints(Settings)
     groups: dict[str, argparse._ArgumentGroup] = {}
@@ -87,7 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = vars(build_parser().parse_args(sys.argv[1:] if argv is None else argv))
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["replay"]:  # peft-search replay --experiment NAME: schedulers offline
+        from search.replay import main as replay
+
+        return replay(argv[1:])
+    args = vars(build_parser().parse_args(argv))
     resume, address, verbose = (args.pop(k, None) for k in RUNTIME)
     try:
         from search.plan import make_plan, prepare

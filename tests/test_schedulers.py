@@ -181,3 +181,59 @@ def test_replay_all_gives_ratios_per_order_against_the_baseline():
     assert rows[0]["replays"] == 20
     assert 0 < rows[0]["hold_ratio_q1_median_q3"][1] <= 1.0
     assert 0 <= rows[0]["within_share"] <= 1
+
+
+# ---- real searches: a FIFO table replayed, PASHA with dev subsets ---------------------------
+
+@pytest.mark.integration
+def test_fifo_eval_full_search_replays_from_mlflow(tiny_model_dir, tmp_path):
+    import json
+
+    from searchkit import cli, mlflow_runs, run
+
+    out = tmp_path / "table"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run(cli(tiny_model_dir, out, "--method", "adapter", "--num-samples", "4", "--experiment", "table",
+            "--scheduler", "fifo", "--searcher", "random", "--eval-full", "--eval-rows", "8",
+            "--no-default-trial", mlflow_uri=uri), tmp_path)
+    client, runs = mlflow_runs(uri, "table")
+    trials = [r for r in runs if r.data.tags.get("kind") == "trial"]
+    for r in trials:  # every evaluation scored the whole dev set and the subset beside it
+        assert r.data.metrics["eval_full"] == 1.0
+        assert len(client.get_metric_history(r.info.run_id, "score_sub")) == 3
+    proc = run(cli(tiny_model_dir, out, mlflow_uri=uri)[:2] + [
+        "replay", "--experiment", "table", "--mlflow-uri", uri, "--orders", "10",
+        "--json", str(tmp_path / "replay.json")], tmp_path)
+    assert "pasha/subset" in proc.stdout and "fifo/full" in proc.stdout
+    rows = {r["scenario"]: r for r in json.loads((tmp_path / "replay.json").read_text())["rows"]}
+    assert rows["fifo/full"]["hold_ratio_q1_median_q3"][1] == pytest.approx(1.0)
+    assert rows["fifo/subset"]["eval_s_median"] < rows["fifo/full"]["eval_s_median"]
+    # a search that did not run FIFO cannot be replayed: one clear line
+    bad = run(cli(tiny_model_dir, out)[:2] + ["replay", "--experiment", "nope", "--mlflow-uri", uri],
+              tmp_path, rc=2)
+    assert "no such MLflow experiment" in bad.stderr
+
+
+@pytest.mark.integration
+def test_pasha_search_with_dev_subsets_reports_a_whole_dev_best(tiny_model_dir, tmp_path):
+    import json
+
+    from searchkit import cli, mlflow_runs, run
+
+    out = tmp_path / "p"
+    proc = run(cli(tiny_model_dir, out, "--method", "lora", "--num-samples", "5", "--experiment", "p",
+                   "--scheduler", "pasha", "--eval-rows", "8", "--max-steps", "40"), tmp_path)
+    res = json.loads((out / "results.json").read_text())["methods"][0]
+    client, runs = mlflow_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "p")
+    parent = next(r for r in runs if r.data.tags.get("kind") == "method")
+    trials = [r for r in runs if r.data.tags.get("kind") == "trial"]
+    evals = {r.data.tags["trial_id"]: len(client.get_metric_history(r.info.run_id, "score")) for r in trials}
+    assert sum(evals.values()) < 5 * 4, "PASHA stops trials (its top rung starts at 2 evaluations)"
+    # the first evaluations scored 8 rows per task: 24 rows
+    first = [m for r in trials for m in client.get_metric_history(r.info.run_id, "eval_rows") if m.step == 10]
+    assert {m.value for m in first} == {24.0}
+    # whatever rung the best stopped at, the reported score is on the whole dev set (3 x 32 rows)
+    assert parent.data.metrics["eval_full"] == 1.0 and parent.data.metrics["eval_rows"] == 96.0
+    assert res["best_score"] == pytest.approx(parent.data.metrics["score"])
+    if evals[res["best_trial_id"]] < 4:
+        assert "on the whole dev set" in proc.stdout

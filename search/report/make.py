@@ -58,6 +58,9 @@ def build(exp: ExperimentRecord, out: Path) -> Report:
     if warnings:
         sections.append(Section("Best values at the edge of their range",
                                 "\n".join(f"- {w}" for w in warnings)))
+    replays = replay_text(exp)
+    if replays:
+        sections.append(Section("What other schedulers would have used", replays))
     for m in exp.methods:
         section = method_section(m, out)
         figures[m.method] = section.images
@@ -121,4 +124,32 @@ def summary_text(report: Report) -> str:
     lines.append(f"Pareto front (score vs % params): {len(report.pareto)} trials: " + "; ".join(
         f"{r[0]} {r[1]} at {r[2]}%" for r in report.pareto))
     lines += [f"note: {w}" for w in report.warnings]
+    return "\n".join(lines)
+
+
+def replay_text(exp: ExperimentRecord, orders: int = 100) -> str:
+    """For each method searched FIFO: the compute other schedulers would have used on these
+    curves (``search.replay``), as lines of Markdown; '' when no method ran FIFO."""
+    from search.replay import Scenario, load_curves, replay_all
+
+    lines = []
+    for m in exp.methods:
+        if m.from_auto or m.settings.get("scheduler") != "fifo":
+            continue
+        try:
+            method, curves = load_curves(exp.uri, exp.name, m.method)
+        except ValueError:
+            continue
+        if len(curves) < 2:
+            continue
+        scenarios = [Scenario(n, "subset", concurrency=2) for n in ("asha", "hyperband", "pasha")]
+        rows = replay_all(curves, scenarios, count=orders, baseline=Scenario("fifo", "full", concurrency=2))
+        for r in rows:
+            lines.append(f"- {method}: with these curves, **{r['scheduler']}** (dev subsets at early "
+                         f"rungs) would have used {100 * r['compute_ratio_median']:.0f}% of the compute "
+                         f"of FIFO scoring the whole dev set at every evaluation, and ended within "
+                         f"0.5 points of its best in "
+                         f"{100 * r['within_share']:.0f}% of {orders} random trial orders.")
+    if lines:
+        lines.append(f"(`peft-search replay --experiment {exp.name}` replays more settings.)")
     return "\n".join(lines)
