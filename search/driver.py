@@ -34,6 +34,7 @@ from search.schedulers import make_scheduler
 from search.searchers import METRIC, make_searcher, objective_metrics
 from search.tracking import Tracker, ui_hint
 from search.trainable import run_trial
+from search.warm import start_points
 from spaces.auto import design_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,7 +153,8 @@ def run_method(method: str, plan: Plan, data, tracker: Tracker, concurrency: int
     s = plan.settings
     parent = tracker.parent_run(method, {k: getattr(s, k) for k in (
         "num_samples", "max_steps", "eval_every", "scheduler", "searcher", "grace_period",
-        "reduction_factor", "tasks", "data_dir", "model", "seed", "objective", "max_params")},
+        "reduction_factor", "tasks", "data_dir", "model", "seed", "objective", "max_params",
+        "default_trial", "warm_start", "eval_rows", "eval_growth", "eval_full")},
         space=space_record(plan, method))
     tuner, progress = _tuner(method, plan, data, tracker, parent, concurrency, resuming)
     start = time.time()
@@ -169,7 +171,7 @@ def run_method(method: str, plan: Plan, data, tracker: Tracker, concurrency: int
         tracker.retrying("closing runs", lambda: (tracker.close_stale_runs(method, {}),
                                                   tracker.end_run(parent, "KILLED")))
         return None
-    row = _record(method, plan, grid, tracker, parent, wall)
+    row = _record(method, plan, grid, tracker, parent, wall, data)
     print(f"[{method}] best score {row['best_score']}, {row['trials']} trials, "
           f"{row['stopped_early']} stopped early, {row['failed']} failed", flush=True)
     return row
@@ -193,13 +195,16 @@ def _tuner(method: str, plan: Plan, data, tracker: Tracker, parent: str, concurr
     budget = ((ParamCounter(data.specs, s.model), s.max_params, str(Path(s.out) / method / PRUNED))
               if s.max_params else None)
     space = plan.auto if method == "auto" else plan.spaces[method]
+    starts = start_points(plan, method)  # the default trial, then --warm-start's best configs
     searcher, param_space = make_searcher(s.searcher, space, plan.constants[method], seed=s.seed,
                                           max_concurrent=concurrency, num_samples=s.num_samples,
-                                          objectives=objective_metrics(s.objective), budget=budget)
+                                          objectives=objective_metrics(s.objective), budget=budget,
+                                          points=[p for _, p in starts])
     scheduler = make_scheduler(s.scheduler, max_t=s.max_t, grace_period=s.grace_period,
                                reduction_factor=s.reduction_factor)
     progress = Progress(method, s.num_samples, s.max_t)
-    callbacks = [MlflowCallback(plan.mlflow_uri, tracker.experiment_id, parent, method, s.max_t), progress]
+    callbacks = [MlflowCallback(plan.mlflow_uri, tracker.experiment_id, parent, method, s.max_t,
+                                starts=starts), progress]
     tuner = tune.Tuner(
         trainable, param_space=param_space,
         tune_config=tune.TuneConfig(
@@ -214,7 +219,8 @@ def _tuner(method: str, plan: Plan, data, tracker: Tracker, parent: str, concurr
     return tuner, progress
 
 
-def _record(method: str, plan: Plan, grid, tracker: Tracker, parent: str, wall: float) -> dict[str, Any]:
+def _record(method: str, plan: Plan, grid, tracker: Tracker, parent: str, wall: float,
+            data) -> dict[str, Any]:
     """The finished method's row; its best config and checkpoint written, then recorded in
     MLflow (retried while the store is down; ``row["mlflow_recorded"]`` says if it made it)."""
     s = plan.settings
@@ -229,6 +235,8 @@ def _record(method: str, plan: Plan, grid, tracker: Tracker, parent: str, wall: 
         summary = {k: float(row[k]) for k in ("trials", "stopped_early", "failed", "evals_run",
                                               "evals_if_no_stopping", "wall_s")}
         record = best_record(best, None) if best is not None else None
+        if record is not None and ckpt and record["metrics"].get("eval_full") == 0.0:
+            _rescore(record, row, ckpt, data, method)
         if record is not None:  # the files first: they do not depend on MLflow being up
             write_best(Path(s.out), method, record, ckpt)
 
@@ -242,6 +250,28 @@ def _record(method: str, plan: Plan, grid, tracker: Tracker, parent: str, wall: 
 
         row["mlflow_recorded"] = tracker.retrying("recording the best config", record_in_mlflow)
     return row
+
+
+def _rescore(record: dict[str, Any], row: dict[str, Any], ckpt: str, data, method: str) -> None:
+    """The best trial ended on a dev subset (a scheduler stopped it before its last
+    evaluation): score its checkpoint on the whole dev set, so "the score" is always that."""
+    from trainers.checkpoint import load_checkpoint
+    from trainers.loop import evaluate, pick_device
+
+    t0 = time.time()
+    model, cfg, _ = load_checkpoint(ckpt)
+    device = pick_device(cfg)
+    full = evaluate(model.to(device), data, cfg, device)
+    m = record["metrics"]
+    m["score_subset"], m["score"] = m["score"], full["score"]
+    for spec in data.specs:
+        m[f"{spec.name}_{spec.metric}"] = full[spec.name]
+    m["eval_rows"], m["eval_full"] = full["eval_rows"], 1.0
+    row.update({k: v for k, v in m.items() if k in row or k.endswith(("_accuracy", "_pearson"))})
+    row["best_score"] = full["score"]
+    print(f"[{method}] best trial {record['trial_id']} stopped on a dev subset (score "
+          f"{m['score_subset']:.4f}); on the whole dev set: {full['score']:.4f} "
+          f"({time.time() - t0:.0f} s)", flush=True)
 
 
 def _pareto(grid) -> list[dict[str, Any]]:

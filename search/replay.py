@@ -94,6 +94,9 @@ class Replay:
     evaluations: int = 0
     hold_s: float | None = None
     """Trial-seconds used when the search first held a config within tolerance (None: never)."""
+    hold_train_s: float | None = None
+    hold_eval_s: float | None = None
+    """``hold_s`` split into training and evaluation seconds."""
     final_trial: str | None = None
     final_true: float = math.nan
     """Full-budget whole-dev score of the config the search ends with."""
@@ -118,8 +121,7 @@ def simulate(curves: list[Curve], order: list[int], sc: Scenario, tolerance: flo
     out = Replay()
     queue = list(order)
     events: list[tuple[float, int, int, int]] = []  # (time, seq, curve index, evaluation)
-    running: dict[int, float] = {}  # curve index -> start of its current segment
-    done_s = 0.0  # seconds of finished segments
+    running: dict[int, tuple[float, float]] = {}  # curve index -> (segment start, its train s)
     seen: dict[str, tuple[int, float]] = {}
     seq = 0
 
@@ -127,7 +129,7 @@ def simulate(curves: list[Curve], order: list[int], sc: Scenario, tolerance: flo
         nonlocal seq
         cur = curves[c]
         _, ev, _ = cur.seen(i, sc.fidelity)
-        running[c] = now
+        running[c] = (now, cur.train_s[i - 1])
         seq += 1
         heapq.heappush(events, (now + cur.train_s[i - 1] + ev, seq, c, i))
 
@@ -145,7 +147,7 @@ def simulate(curves: list[Curve], order: list[int], sc: Scenario, tolerance: flo
         out.eval_rows += rows
         out.steps += cur.steps[i - 1] - (cur.steps[i - 2] if i > 1 else 0)
         out.evaluations += 1
-        done_s += now - running.pop(c)
+        running.pop(c)
         seen[cur.trial_id] = (i, score)
         action = policy.on_result(cur.trial_id, i, score)
         finished = action != CONTINUE or i == len(cur.score)
@@ -154,7 +156,10 @@ def simulate(curves: list[Curve], order: list[int], sc: Scenario, tolerance: flo
             out.stopped[cur.trial_id] = i
         incumbent = pick(seen)
         if out.hold_s is None and incumbent is not None and _true(curves, incumbent) >= best - tolerance:
-            out.hold_s = done_s + sum(now - t0 for t0 in running.values())
+            # finished segments, plus the part of each running one so far (training comes first)
+            out.hold_train_s = out.train_s + sum(min(now - t0, tr) for t0, tr in running.values())
+            out.hold_eval_s = out.eval_s + sum(max(0.0, now - t0 - tr) for t0, tr in running.values())
+            out.hold_s = out.hold_train_s + out.hold_eval_s
         if not finished:
             start(c, i + 1, now)
         elif queue:
@@ -280,12 +285,25 @@ def load_curves(uri: str, experiment: str, method: str | None = None) -> tuple[s
             train_s=_increments(cum_train), eval_s=_increments(cum_eval),
             score=[hist["score"][s] for s in steps],
             score_sub=[hist["score_sub"].get(s, hist["score"][s]) for s in steps],
-            rows=rows, sub_rows=[hist["sub_rows"].get(s, r) for s, r in zip(steps, rows, strict=True)]))
+            rows=rows, sub_rows=[hist["sub_rows"].get(s) or _sub_rows(t.params, i + 1, r)
+                                 for i, (s, r) in enumerate(zip(steps, rows, strict=True))]))
     if not curves:
         raise ValueError(f"{experiment!r}: no finished trial of {m.method} with a score curve")
     longest = max(len(c.score) for c in curves)
     full = [c for c in curves if len(c.score) == longest]
     return m.method, full
+
+
+def _sub_rows(params: dict[str, str], evaluation: int, rows: float) -> float:
+    """Subset rows of an evaluation, from the trial's config, for records without ``sub_rows``
+    (an upper bound when a task's dev set is smaller than the subset)."""
+    from trainers.fidelity import rows_at
+
+    try:
+        per_task = rows_at(evaluation, int(params["eval_rows"]), float(params.get("eval_growth", 2.0)))
+    except (KeyError, ValueError):
+        return rows
+    return min(rows, float(per_task * len(params.get("tasks", "").split(","))))
 
 
 def _increments(cumulative: list[float]) -> list[float]:

@@ -311,7 +311,8 @@ def train(cfg: TrainConfig, report: Report | None = None, *, data: PreparedData 
                                    rows=None if (last or cfg.eval_full) else rows,
                                    sub_rows=rows if (cfg.eval_full or last) and rows else None)
                 eval_time += time.perf_counter() - t_eval
-                fidelity = {k: metrics[k] for k in ("eval_rows", "eval_full", "score_sub", "sub_rows") if k in metrics}
+                fidelity = {k: metrics[k] for k in ("eval_rows", "eval_full", "score_sub", "sub_rows")
+                            if k in metrics}
                 row = {"step": step, "score": metrics["score"], "loss": mean_loss, **fidelity,
                        "samples_per_s": samples / max(elapsed, 1e-9),
                        **{f"{s.name}_{s.metric}": metrics[s.name] for s in data.specs},

@@ -1,0 +1,187 @@
+"""Time to a good config: a FIFO table of real trials, every scheduler replayed over it.
+
+    python -m benchmarks.scheduler_replay --data-dir ../shared/data/cs224n            # all of it
+    python -m benchmarks.scheduler_replay --table-dir benchmarks/results/replay_table   # reuse a table
+
+1. The table: ``search/run.py --method adapter --scheduler fifo --searcher random --eval-full``
+   (32 trials, every trial to the full budget, each evaluation scored on the whole dev sets and,
+   from the same predictions, on that rung's stratified subset). Skipped when it exists.
+2. Fidelity: Kendall tau, at each rung, between the subset scores and the whole-dev scores of the
+   same checkpoints; and between each rung's whole-dev score and the final one.
+3. Replays (``search.replay``) of every scheduler over ``--orders`` random trial orders, 2 trials
+   at once: compute until the search holds a config within 0.5 points of the table's best
+   (trial-seconds of training and of evaluation), per-order ratios to FIFO and to today's
+   default (ASHA scoring the whole dev set), and the share of replays that end within 0.5 points.
+4. ``--real-check N``: a real ASHA search over the table's first N configs (the same random
+   searcher and seed draw them again) against the simulator's prediction for that order.
+Prints the tables and writes ``benchmarks/results/scheduler_replay.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+
+from benchmarks.common import ROOT, run_search
+from search.replay import Curve, Scenario, load_curves, orders, simulate, table_best
+
+TOLERANCE = 0.005
+SCENARIOS = [Scenario("fifo", "full"), Scenario("asha", "full"), Scenario("fifo", "subset"),
+             Scenario("asha", "subset"), Scenario("hyperband", "subset"), Scenario("pasha", "subset"),
+             Scenario("asha", "subset", rf=3.0), Scenario("pasha", "subset", rf=3.0)]
+
+
+def kendall_tau(x: list[float], y: list[float]) -> float:
+    """Kendall's tau-b (ties in either list counted as in the tau-b definition)."""
+    concordant = discordant = ties_x = ties_y = 0
+    for i in range(len(x)):
+        for j in range(i + 1, len(x)):
+            dx, dy = x[i] - x[j], y[i] - y[j]
+            if dx == 0 and dy == 0:
+                continue
+            if dx == 0:
+                ties_x += 1
+            elif dy == 0:
+                ties_y += 1
+            elif (dx > 0) == (dy > 0):
+                concordant += 1
+            else:
+                discordant += 1
+    denom = math.sqrt((concordant + discordant + ties_x) * (concordant + discordant + ties_y))
+    return (concordant - discordant) / denom if denom else math.nan
+
+
+def fidelity_rows(curves: list[Curve]) -> list[dict]:
+    rows = []
+    for k in range(len(curves[0].score)):
+        sub = [c.score_sub[k] for c in curves]
+        full = [c.score[k] for c in curves]
+        final = [c.final for c in curves]
+        rows.append({"evaluation": k + 1, "step": curves[0].steps[k],
+                     "sub_rows": curves[0].sub_rows[k], "rows": curves[0].rows[k],
+                     "tau_subset_vs_full": kendall_tau(sub, full),
+                     "tau_full_vs_final": kendall_tau(full, final),
+                     "tau_subset_vs_final": kendall_tau(sub, final)})
+    return rows
+
+
+def _q(xs: list[float]) -> list[float]:
+    xs = [x for x in xs if x is not None and math.isfinite(x)]
+    if len(xs) < 2:
+        return [xs[0]] * 3 if xs else [math.nan] * 3
+    return statistics.quantiles(xs, n=4, method="inclusive")
+
+
+def replay_rows(curves: list[Curve], count: int, seed: int, concurrency: int) -> list[dict]:
+    best = table_best(curves)
+    plans = orders(len(curves), count, seed)
+    runs = {sc: [simulate(curves, o, Scenario(sc.scheduler, sc.fidelity, sc.grace, sc.rf, concurrency),
+                          TOLERANCE, best) for o in plans] for sc in SCENARIOS}
+    fifo, asha_today = runs[SCENARIOS[0]], runs[SCENARIOS[1]]
+    rows = []
+    for sc, reps in runs.items():
+        vs_fifo = [r.hold_s / f.hold_s if r.hold_s is not None and f.hold_s else None
+                   for r, f in zip(reps, fifo, strict=True)]
+        vs_asha = [r.hold_s / a.hold_s if r.hold_s is not None and a.hold_s else None
+                   for r, a in zip(reps, asha_today, strict=True)]
+        target = [r.within and vf is not None and va is not None and vf <= 0.3 and va <= 0.6
+                  for r, vf, va in zip(reps, vs_fifo, vs_asha, strict=True)]
+        rows.append({
+            "scenario": sc.label, "replays": len(reps),
+            "hold_s": _q([r.hold_s for r in reps]), "hold_train_s": _q([r.hold_train_s for r in reps]),
+            "hold_eval_s": _q([r.hold_eval_s for r in reps]),
+            "vs_fifo": _q(vs_fifo), "vs_asha_full": _q(vs_asha),
+            "within_share": sum(r.within for r in reps) / len(reps),
+            "target_share": sum(target) / len(reps),
+            "compute_s": statistics.median(r.compute_s for r in reps),
+            "train_s": statistics.median(r.train_s for r in reps),
+            "eval_s": statistics.median(r.eval_s for r in reps),
+            "steps": statistics.median(r.steps for r in reps),
+            "final_true": statistics.median(r.final_true for r in reps)})
+    return rows
+
+
+def real_check(args, curves: list[Curve], n: int) -> dict:
+    """A real ASHA search over the table's first ``n`` configs vs the simulator's prediction."""
+    out = args.work / f"real_asha_{n}"
+    flags = ["--method", "adapter", "--scheduler", "asha", "--searcher", "random", "--num-samples", str(n),
+             "--max-steps", str(args.max_steps), "--eval-every", str(args.eval_every), "--seed", str(args.seed),
+             "--eval-rows", str(args.eval_rows), "--no-default-trial"] + (
+        ["--data-dir", args.data_dir] if args.data_dir else [])
+    res, wall = run_search(out, flags, args.set, quiet=True)
+    m = res["methods"][0]
+    order = sorted(range(len(curves)), key=lambda i: curves[i].trial_id)[:n]
+    predicted = simulate(curves, order, Scenario("asha", "subset", concurrency=2), TOLERANCE)
+    real_steps = m["evals_run"] * args.eval_every
+    return {"trials": n, "real_steps": real_steps, "predicted_steps": predicted.steps,
+            "ratio": real_steps / predicted.steps, "real_stopped_early": m["stopped_early"],
+            "predicted_stopped_early": sum(1 for v in predicted.stopped.values() if v < len(curves[0].score)),
+            "real_best": m["best_score"], "predicted_final_true": predicted.final_true, "wall_s": wall}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data-dir", default=None, help="unset: the synthetic demo suite")
+    p.add_argument("--table-dir", type=Path, default=ROOT / "benchmarks/results/replay_table")
+    p.add_argument("--work", type=Path, default=ROOT / "benchmarks/results/replay_runs")
+    p.add_argument("--num-samples", type=int, default=32)
+    p.add_argument("--max-steps", type=int, default=120)
+    p.add_argument("--eval-every", type=int, default=30)
+    p.add_argument("--eval-rows", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", default=["max_length=64"])
+    p.add_argument("--orders", type=int, default=200)
+    p.add_argument("--concurrency", type=int, default=2)
+    p.add_argument("--real-check", type=int, default=0, help="trials of the real ASHA check (0: skip)")
+    p.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/scheduler_replay.json")
+    args = p.parse_args()
+    name = args.table_dir.name
+    if not (args.table_dir / "results.json").exists():
+        flags = ["--method", "adapter", "--scheduler", "fifo", "--searcher", "random", "--num-samples",
+                 str(args.num_samples), "--max-steps", str(args.max_steps), "--eval-every", str(args.eval_every),
+                 "--eval-rows", str(args.eval_rows), "--eval-full", "--no-default-trial", "--seed", str(args.seed)]
+        flags += ["--data-dir", args.data_dir] if args.data_dir else []
+        run_search(args.table_dir, flags, args.set, quiet=True)
+    method, curves = load_curves(f"sqlite:///{args.table_dir / 'mlflow.db'}", name)
+    best = table_best(curves)
+    finals = sorted((c.final for c in curves), reverse=True)
+    near = sum(f >= best - TOLERANCE for f in finals)
+    print(f"table {name}: {method}, {len(curves)} trials x {len(curves[0].score)} evaluations; best "
+          f"{best:.4f}, {near} config(s) within 0.5 points; median {statistics.median(finals):.4f}\n")
+    fid = fidelity_rows(curves)
+    print("| evaluation | step | subset rows | whole-dev rows | tau subset vs whole | tau whole vs final "
+          "| tau subset vs final |\n|---|---|---|---|---|---|---|")
+    for r in fid:
+        print(f"| {r['evaluation']} | {r['step']} | {r['sub_rows']:.0f} | {r['rows']:.0f} | "
+              f"{r['tau_subset_vs_full']:.3f} | {r['tau_full_vs_final']:.3f} | {r['tau_subset_vs_final']:.3f} |")
+    rows = replay_rows(curves, args.orders, args.seed, args.concurrency)
+    print(f"\n{args.orders} random orders, {args.concurrency} at once; compute = trial-seconds until the "
+          "search holds a config within 0.5 points of the table's best (q1 / median / q3)\n")
+    print("| scheduler/fidelity | compute to hold, s | of which training s (median) | of which eval s (median) "
+          "| vs FIFO (median, q1-q3) | vs ASHA whole-dev (median) | ends within 0.5 pts | meets both targets "
+          "| total compute s | total steps |\n|" + "---|" * 10)
+    for r in rows:
+        h, vf, va = r["hold_s"], r["vs_fifo"], r["vs_asha_full"]
+        print(f"| {r['scenario']} | {h[0]:.0f} / {h[1]:.0f} / {h[2]:.0f} | {r['hold_train_s'][1]:.0f} | "
+              f"{r['hold_eval_s'][1]:.0f} | {vf[1]:.2f} ({vf[0]:.2f}-{vf[2]:.2f}) | {va[1]:.2f} | "
+              f"{100 * r['within_share']:.0f}% | {100 * r['target_share']:.0f}% | {r['compute_s']:.0f} | "
+              f"{r['steps']:.0f} |")
+    check = real_check(args, curves, args.real_check) if args.real_check else None
+    if check:
+        print(f"\nreal ASHA over the first {check['trials']} configs: {check['real_steps']} steps, "
+              f"simulator predicted {check['predicted_steps']} (ratio {check['ratio']:.2f}); stopped early "
+              f"{check['real_stopped_early']} real vs {check['predicted_stopped_early']} predicted")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"table": name, "method": method, "best": best, "near_best": near,
+                                     "fidelity": fid, "replays": rows, "real_check": check,
+                                     "args": {k: str(v) for k, v in vars(args).items()}}, indent=2))
+    print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
