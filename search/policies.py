@@ -15,7 +15,9 @@ concurrency limit.
   *top* rung (at first the second rung) unless the ranking there disagrees with the ranking one
   rung below; each disagreement raises the top rung by one, up to the full budget, and the trial
   that revealed it goes on. Two trials' order counts as a disagreement only when both rungs
-  separate them by more than ``epsilon`` (the noise a user would not act on).
+  separate them by more than ``epsilon`` (the noise a user would not act on). Where the paper
+  resumes paused trials, this variant lets the leader of the top rung (the best score there so
+  far) go on to the full budget, so the search's pick is a trial trained to the end.
 """
 
 from __future__ import annotations
@@ -171,7 +173,7 @@ class Pasha(Policy):
         recorded[trial] = score
         if k == len(self.levels) - 1:
             return STOP
-        if k < self.top:
+        if k != self.top:  # below the top rung, or a leader on its way to the full budget
             return STOP if below else CONTINUE
         # A new score at the top rung: if it shows the two top rungs ranking differently, the
         # budget is raised by a rung, and this trial (unless below the cutoff) goes on to it.
@@ -179,7 +181,12 @@ class Pasha(Policy):
         if raised:
             self.top += 1
             self.raised_at.append(sum(len(r) for r in self.scores))
-        return CONTINUE if raised and not below else STOP
+            return STOP if below else CONTINUE
+        # The best trial at the top rung so far goes on to the full budget: the search's pick
+        # is always a trial trained to the end (and scored on the whole dev set), never one that
+        # a raised top rung left behind.
+        leads = all(score >= s for t, s in recorded.items() if t != trial and not math.isnan(s))
+        return CONTINUE if leads and not math.isnan(score) else STOP
 
     def _disagree(self, k: int) -> bool:
         """Do rungs ``k`` and ``k - 1`` order some pair of their common trials differently,
