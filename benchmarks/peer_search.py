@@ -32,14 +32,12 @@ It is what a user who knows Ray Tune, peft and transformers writes in an afterno
   over lr loguniform(1e-5, 1e-3), r in {4, 8, 16, 32}, lora_dropout uniform(0, 0.2) and
   weight decay in {0, 0.01, 0.1}.
 
-Best score of either side: the maximum over its trials of the trial's last reported score
-(``get_best_result(scope="last")``; for peft-search, ``results.json``'s
-``methods[0].best_score``, which is the same call). Not quite like for like: peft-search's
-evaluations are a fidelity by default (``--eval-rows 64``: its first evaluation scores 64
-stratified dev rows per task, each later one twice as many, the last one at ``--max-steps`` all
-of them), so its best may be a trial ASHA stopped after scoring a subset, where every peer
-evaluation scores all ``--max-eval-samples`` rows; the JSON records whether peft-search's best
-was fully evaluated and its best over fully evaluated trials. Targets: peft-search's wall time <= 0.6 x
+Best score: the peer's is what a by-hand script reports, the maximum over its trials of the
+last reported score (``get_best_result(scope="last")``), always on all ``--max-eval-samples``
+rows. peft-search's is ``results.json``'s ``methods[0].best_score``: the best of the trials that
+ran furthest, scored on all the capped dev rows (its early evaluations score growing stratified
+subsets, ``--eval-rows``; a best that stopped on a subset is re-scored on all rows). The JSON
+also records every peft-search trial's last evaluation. Targets: peft-search's wall time <= 0.6 x
 the peer's (ratio of the medians over seeds) at an equal or better median best score.
 """
 

@@ -105,19 +105,21 @@ def replay_rows(curves: list[Curve], count: int, seed: int, concurrency: int) ->
     return rows
 
 
-def real_check(args, curves: list[Curve], n: int) -> dict:
-    """A real ASHA search over the table's first ``n`` configs vs the simulator's prediction."""
-    out = args.work / f"real_asha_{n}"
-    flags = ["--method", "adapter", "--scheduler", "asha", "--searcher", "random", "--num-samples", str(n),
+def real_check(args, curves: list[Curve], n: int, scheduler: str = "asha") -> dict:
+    """A real search over the table's first ``n`` configs vs the simulator's prediction."""
+    out = args.work / f"real_{scheduler}_{n}"
+    flags = ["--method", "adapter", "--scheduler", scheduler, "--searcher", "random", "--num-samples", str(n),
              "--max-steps", str(args.max_steps), "--eval-every", str(args.eval_every), "--seed", str(args.seed),
              "--eval-rows", str(args.eval_rows), "--no-default-trial"] + (
         ["--data-dir", args.data_dir] if args.data_dir else [])
     res, wall = run_search(out, flags, args.set, quiet=True)
     m = res["methods"][0]
     order = sorted(range(len(curves)), key=lambda i: curves[i].trial_id)[:n]
-    predicted = simulate(curves, order, Scenario("asha", "subset", concurrency=2), TOLERANCE)
+    predicted = simulate(curves, order, Scenario(scheduler, "subset", concurrency=2), TOLERANCE)
     real_steps = m["evals_run"] * args.eval_every
-    return {"trials": n, "real_steps": real_steps, "predicted_steps": predicted.steps,
+    clock = json.loads((out / "adapter" / "trials.json").read_text())["trials"].values()
+    train, evals = sum(t.get("train_s", 0) for t in clock), sum(t.get("eval_s", 0) for t in clock)
+    return {"scheduler": scheduler, "trials": n, "eval_share": evals / (train + evals), "real_steps": real_steps, "predicted_steps": predicted.steps,
             "ratio": real_steps / predicted.steps, "real_stopped_early": m["stopped_early"],
             "predicted_stopped_early": sum(1 for v in predicted.stopped.values() if v < len(curves[0].score)),
             "real_best": m["best_score"], "predicted_final_true": predicted.final_true, "wall_s": wall}
@@ -136,7 +138,8 @@ def main() -> int:
     p.add_argument("--set", action="append", default=["max_length=64"])
     p.add_argument("--orders", type=int, default=200)
     p.add_argument("--concurrency", type=int, default=2)
-    p.add_argument("--real-check", type=int, default=0, help="trials of the real ASHA check (0: skip)")
+    p.add_argument("--real-check", type=int, default=0, help="trials of the real searches checked (0: skip)")
+    p.add_argument("--real-schedulers", default="asha,pasha")
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/scheduler_replay.json")
     args = p.parse_args()
     name = args.table_dir.name
@@ -168,16 +171,18 @@ def main() -> int:
         h, vf, va = r["hold_s"], r["vs_fifo"], r["vs_asha_full"]
         print(f"| {r['scenario']} | {h[0]:.0f} / {h[1]:.0f} / {h[2]:.0f} | {r['hold_train_s'][1]:.0f} | "
               f"{r['hold_eval_s'][1]:.0f} | {vf[1]:.2f} ({vf[0]:.2f}-{vf[2]:.2f}) | {va[1]:.2f} | "
-              f"{100 * r['within_share']:.0f}% | {100 * r['target_share']:.0f}% | {r['compute_s']:.0f} | "
+              f"{100 * r['within_share']:.1f}% | {100 * r['target_share']:.1f}% | {r['compute_s']:.0f} | "
               f"{r['steps']:.0f} |")
-    check = real_check(args, curves, args.real_check) if args.real_check else None
-    if check:
-        print(f"\nreal ASHA over the first {check['trials']} configs: {check['real_steps']} steps, "
-              f"simulator predicted {check['predicted_steps']} (ratio {check['ratio']:.2f}); stopped early "
-              f"{check['real_stopped_early']} real vs {check['predicted_stopped_early']} predicted")
+    checks = [real_check(args, curves, args.real_check, sch) for sch in args.real_schedulers.split(",")
+              ] if args.real_check else []
+    for check in checks:
+        print(f"\nreal {check['scheduler']} over the first {check['trials']} configs: {check['real_steps']} "
+              f"steps, simulator predicted {check['predicted_steps']} (ratio {check['ratio']:.2f}); stopped "
+              f"early {check['real_stopped_early']} real vs {check['predicted_stopped_early']} predicted; "
+              f"best {check['real_best']:.4f}; evaluation {100 * check['eval_share']:.1f}% of trial time")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"table": name, "method": method, "best": best, "near_best": near,
-                                     "fidelity": fid, "replays": rows, "real_check": check,
+                                     "fidelity": fid, "replays": rows, "real_checks": checks,
                                      "args": {k: str(v) for k, v in vars(args).items()}}, indent=2))
     print(f"\nwrote {args.json}")
     return 0

@@ -78,7 +78,7 @@ class Settings:
         "--scheduler fifo search recorded this way is what `peft-search replay` replays)", BUDGET,
         action="store_true", shown=""))
     seed: int = field(default=0, metadata=flag("training and searcher seed", BUDGET))
-    scheduler: str = field(default="asha", metadata=flag(
+    scheduler: str = field(default="pasha", metadata=flag(
         "asha: Ray Tune's ASHA stops trials below a rung's cutoff; hyperband: three ASHA "
         "brackets with later first rungs, trials in turn; pasha: ASHA that also stops trials at a "
         "top rung raised only while the two top rungs rank trials differently; fifo runs every "

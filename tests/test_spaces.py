@@ -303,5 +303,5 @@ def test_every_setting_has_one_flag_with_its_help_and_default():
     text = parser.format_help()
     assert "--method" in text and "--methods" not in text
     assert "trials per method (default: 8)" in text
-    assert "(default: asha)" in text and "{asha,hyperband,pasha,fifo}" in text
+    assert "(default: pasha)" in text and "{asha,hyperband,pasha,fifo}" in text
     assert "(default: lora)" in text and "--verbose" in text

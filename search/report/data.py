@@ -194,7 +194,7 @@ def parse_value(dim: Dim, text: str) -> Any:
 
 
 def rung_steps(m: MethodRecord) -> list[int]:
-    """Training steps at which ASHA compares a trial with its peers (empty for FIFO).
+    """Training steps at which ASHA (or PASHA) compares a trial with its peers (empty otherwise).
 
     Mirrors Ray's asynchronous successive halving with one bracket (``search/`` builds it with
     ``time_attr="training_iteration"``, one iteration = one evaluation every ``eval_every``
@@ -203,7 +203,7 @@ def rung_steps(m: MethodRecord) -> list[int]:
     at ``max_t`` regardless, so no comparison happens there. With a fractional factor two
     milestones can share an evaluation; the lower one is then entered one evaluation later.
     """
-    if m.settings.get("scheduler", "asha") != "asha":
+    if m.settings.get("scheduler", "asha") not in ("asha", "pasha"):  # PASHA compares at ASHA's rungs
         return []
     every, max_steps = m.setting("eval_every", 0), m.setting("max_steps", 0)
     grace, factor = m.setting("grace_period", 1), m.setting("reduction_factor", 2)
