@@ -7,8 +7,9 @@ started with the best config of an earlier search (``--warm-start``) and without
 The source is a finished search of the same method in its own MLflow store (by default the
 scheduler_replay table: adapter on sst, quora, sts). Both searches (cold and warm) use that same
 store, the same searcher seed, FIFO (every trial's score is a full-budget, whole-dev score) and
-the product's default first trial (the method's defaults); the warm one adds ``--warm-start``.
-Per seed: the trial (in the order trials started) at which each search first reached the cold
+the product's default first trial (the method's defaults; ``--no-default-trial`` drops it from
+both, to see warm start's own effect); the warm one adds ``--warm-start``.
+Per seed: the trial (in the order trials started; the first two start together) at which each search first reached the cold
 search's best, and the ratio warm / cold. Prints a table, writes JSON.
 """
 
@@ -42,6 +43,7 @@ def run(out: Path, uri: str, flags: list[str]) -> tuple[list[float], float]:
 
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(out.name)
+    # in the order they started (with 2 at once, the first two start together)
     runs = client.search_runs([exp.experiment_id], "tags.kind = 'trial'", max_results=1000,
                               order_by=["attributes.start_time ASC"])
     return [r.data.metrics.get("score", float("nan")) for r in runs], wall
@@ -63,6 +65,8 @@ def main() -> int:
     p.add_argument("--max-steps", type=int, default=60)
     p.add_argument("--eval-every", type=int, default=30)
     p.add_argument("--set", action="append", default=["max_length=64"])
+    p.add_argument("--no-default-trial", action="store_true",
+                   help="both searches without the default first trial (warm start's own effect)")
     p.add_argument("--work", type=Path, default=ROOT / "benchmarks/results/warm_start_runs")
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/warm_start.json")
     a = p.parse_args()
@@ -70,6 +74,7 @@ def main() -> int:
     base = ["--method", a.method, "--tasks", a.tasks, "--scheduler", "fifo", "--num-samples", str(a.num_samples),
             "--max-steps", str(a.max_steps), "--eval-every", str(a.eval_every)]
     base += ["--data-dir", a.data_dir] if a.data_dir else []
+    base += ["--no-default-trial"] if a.no_default_trial else []
     for item in a.set:
         base += ["--set", item]
     rows = []
