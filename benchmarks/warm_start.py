@@ -78,9 +78,10 @@ def main() -> int:
     for item in a.set:
         base += ["--set", item]
     rows = []
+    tag = "nodefault-" if a.no_default_trial else ""  # experiment names must be new in the store
     for seed in [int(x) for x in a.seeds.split(",")]:
-        cold, cold_wall = run(a.work / f"cold-{seed}", uri, base + ["--seed", str(seed)])
-        warm, warm_wall = run(a.work / f"warm-{seed}", uri,
+        cold, cold_wall = run(a.work / f"cold-{tag}{seed}", uri, base + ["--seed", str(seed)])
+        warm, warm_wall = run(a.work / f"warm-{tag}{seed}", uri,
                               base + ["--seed", str(seed), "--warm-start", a.source_dir.name])
         target = max(cold)
         row = {"seed": seed, "cold_best": target, "warm_best": max(warm), "cold_scores": cold,
