@@ -27,7 +27,17 @@ import sys
 from pathlib import Path
 
 from benchmarks.common import ROOT, run_search
-from search.replay import Curve, Scenario, load_curves, orders, simulate, table_best
+from search.replay import (
+    Curve,
+    Scenario,
+    hold_ratios,
+    load_curves,
+    orders,
+    quartiles,
+    simulate,
+    summarize,
+    table_best,
+)
 
 TOLERANCE = 0.005
 SCENARIOS = [Scenario("fifo", "full"), Scenario("asha", "full"), Scenario("fifo", "subset"),
@@ -69,14 +79,9 @@ def fidelity_rows(curves: list[Curve]) -> list[dict]:
     return rows
 
 
-def _q(xs: list[float]) -> list[float]:
-    xs = [x for x in xs if x is not None and math.isfinite(x)]
-    if len(xs) < 2:
-        return [xs[0]] * 3 if xs else [math.nan] * 3
-    return statistics.quantiles(xs, n=4, method="inclusive")
-
-
 def replay_rows(curves: list[Curve], count: int, seed: int, concurrency: int) -> list[dict]:
+    """``search.replay.summarize`` of every scenario against FIFO, plus the ratio to today's default
+    (ASHA scoring the whole dev set) and the share of orders meeting both targets."""
     best = table_best(curves)
     plans = orders(len(curves), count, seed)
     runs = {sc: [simulate(curves, o, Scenario(sc.scheduler, sc.fidelity, sc.grace, sc.rf, concurrency),
@@ -84,24 +89,13 @@ def replay_rows(curves: list[Curve], count: int, seed: int, concurrency: int) ->
     fifo, asha_today = runs[SCENARIOS[0]], runs[SCENARIOS[1]]
     rows = []
     for sc, reps in runs.items():
-        vs_fifo = [r.hold_s / f.hold_s if r.hold_s is not None and f.hold_s else None
-                   for r, f in zip(reps, fifo, strict=True)]
-        vs_asha = [r.hold_s / a.hold_s if r.hold_s is not None and a.hold_s else None
-                   for r, a in zip(reps, asha_today, strict=True)]
-        target = [r.within and vf is not None and va is not None and vf <= 0.3 and va <= 0.6
-                  for r, vf, va in zip(reps, vs_fifo, vs_asha, strict=True)]
-        rows.append({
-            "scenario": sc.label, "replays": len(reps),
-            "hold_s": _q([r.hold_s for r in reps]), "hold_train_s": _q([r.hold_train_s for r in reps]),
-            "hold_eval_s": _q([r.hold_eval_s for r in reps]),
-            "vs_fifo": _q(vs_fifo), "vs_asha_full": _q(vs_asha),
-            "within_share": sum(r.within for r in reps) / len(reps),
-            "target_share": sum(target) / len(reps),
-            "compute_s": statistics.median(r.compute_s for r in reps),
-            "train_s": statistics.median(r.train_s for r in reps),
-            "eval_s": statistics.median(r.eval_s for r in reps),
-            "steps": statistics.median(r.steps for r in reps),
-            "final_true": statistics.median(r.final_true for r in reps)})
+        row = summarize(reps, sc, fifo)
+        vs_asha = hold_ratios(reps, asha_today)
+        row["vs_asha_q1_median_q3"] = quartiles(vs_asha)
+        row["target_share"] = sum(
+            r.within and vf is not None and va is not None and vf <= 0.3 and va <= 0.6
+            for r, vf, va in zip(reps, row["ratio_orders"], vs_asha, strict=True)) / len(reps)
+        rows.append(row)
     return rows
 
 
@@ -168,11 +162,11 @@ def main() -> int:
           "| vs FIFO (median, q1-q3) | vs ASHA whole-dev (median) | ends within 0.5 pts | meets both targets "
           "| total compute s | total steps |\n|" + "---|" * 10)
     for r in rows:
-        h, vf, va = r["hold_s"], r["vs_fifo"], r["vs_asha_full"]
-        print(f"| {r['scenario']} | {h[0]:.0f} / {h[1]:.0f} / {h[2]:.0f} | {r['hold_train_s'][1]:.0f} | "
-              f"{r['hold_eval_s'][1]:.0f} | {vf[1]:.2f} ({vf[0]:.2f}-{vf[2]:.2f}) | {va[1]:.2f} | "
-              f"{100 * r['within_share']:.1f}% | {100 * r['target_share']:.1f}% | {r['compute_s']:.0f} | "
-              f"{r['steps']:.0f} |")
+        h, vf, va = r["hold_s_q1_median_q3"], r["hold_ratio_q1_median_q3"], r["vs_asha_q1_median_q3"]
+        print(f"| {r['scenario']} | {h[0]:.0f} / {h[1]:.0f} / {h[2]:.0f} | {r['hold_train_s_median']:.0f} | "
+              f"{r['hold_eval_s_median']:.0f} | {vf[1]:.2f} ({vf[0]:.2f}-{vf[2]:.2f}) | {va[1]:.2f} | "
+              f"{100 * r['within_share']:.1f}% | {100 * r['target_share']:.1f}% | {r['compute_s_median']:.0f} | "
+              f"{r['steps_median']:.0f} |")
     checks = [real_check(args, curves, args.real_check, sch) for sch in args.real_schedulers.split(",")
               ] if args.real_check else []
     for check in checks:

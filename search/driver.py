@@ -264,10 +264,9 @@ def _rescore(record: dict[str, Any], row: dict[str, Any], ckpt: str, data, metho
     full = evaluate(model.to(device), data, cfg, device)
     m = record["metrics"]
     m["score_subset"], m["score"] = m["score"], full["score"]
-    for spec in data.specs:
-        m[f"{spec.name}_{spec.metric}"] = full[spec.name]
+    m.update({f"{spec.name}_{spec.metric}": full[spec.name] for spec in data.specs})
     m["eval_rows"], m["eval_full"] = full["eval_rows"], 1.0
-    row.update({k: v for k, v in m.items() if k in row or k.endswith(("_accuracy", "_pearson"))})
+    row.update({f"{spec.name}_{spec.metric}": full[spec.name] for spec in data.specs})
     row["best_score"] = full["score"]
     print(f"[{method}] best trial {record['trial_id']} stopped on a dev subset (score "
           f"{m['score_subset']:.4f}); on the whole dev set: {full['score']:.4f} "

@@ -155,8 +155,6 @@ class Pasha(Policy):
         self.scores: list[dict[str, float]] = [{} for _ in self.levels]
         self.rf, self.epsilon = rf, epsilon
         self.top = min(1, len(self.levels) - 1)
-        self.raised_at: list[int] = []
-        """How many trials had reported when the top rung was raised (for the record)."""
 
     @property
     def top_t(self) -> float:
@@ -180,7 +178,6 @@ class Pasha(Policy):
         raised = self.top < len(self.levels) - 1 and self._disagree(self.top)
         if raised:
             self.top += 1
-            self.raised_at.append(sum(len(r) for r in self.scores))
             return STOP if below else CONTINUE
         # The best trial at the top rung so far goes on to the full budget: the search's pick
         # is always a trial trained to the end (and scored on the whole dev set), never one that

@@ -195,41 +195,44 @@ def orders(n: int, count: int, seed: int, trials: int | None = None) -> list[lis
     return out
 
 
-def _quantiles(xs: list[float]) -> tuple[float, float, float]:
-    if not xs:
-        return (math.nan,) * 3
-    if len(xs) == 1:
-        return xs[0], xs[0], xs[0]
+def quartiles(xs: list[float | None]) -> tuple[float, float, float]:
+    """(q1, median, q3) of the finite values; NaNs when there are none."""
+    xs = [x for x in xs if x is not None and math.isfinite(x)]
+    if len(xs) < 2:
+        return (xs[0],) * 3 if xs else (math.nan,) * 3
     q = statistics.quantiles(xs, n=4, method="inclusive")
     return q[0], q[1], q[2]
+
+
+def hold_ratios(replays: list[Replay], reference: list[Replay]) -> list[float | None]:
+    """Per order: compute to hold under ``replays`` / under ``reference`` (None: either never held)."""
+    return [r.hold_s / b.hold_s if r.hold_s is not None and b.hold_s else None
+            for r, b in zip(replays, reference, strict=True)]
 
 
 def summarize(replays: list[Replay], sc: Scenario, reference: list[Replay] | None = None) -> dict[str, Any]:
     """Median and quartiles over replays; ``reference``: the same orders under the baseline
     (ratios are per order, then summarized)."""
-    held = [r.hold_s for r in replays if r.hold_s is not None]
-    total = [r.compute_s for r in replays]
+    med = statistics.median
     row: dict[str, Any] = {
         "scenario": sc.label, **asdict(sc), "replays": len(replays),
-        "hold_s_q1_median_q3": _quantiles(held),
-        "held_share": len(held) / len(replays),
+        "hold_s_q1_median_q3": quartiles([r.hold_s for r in replays]),
+        "hold_train_s_median": quartiles([r.hold_train_s for r in replays])[1],
+        "hold_eval_s_median": quartiles([r.hold_eval_s for r in replays])[1],
+        "held_share": sum(r.hold_s is not None for r in replays) / len(replays),
         "within_share": sum(r.within for r in replays) / len(replays),
-        "compute_s_median": statistics.median(total),
-        "train_s_median": statistics.median(r.train_s for r in replays),
-        "eval_s_median": statistics.median(r.eval_s for r in replays),
-        "steps_median": statistics.median(r.steps for r in replays),
-        "eval_rows_median": statistics.median(r.eval_rows for r in replays),
-        "final_true_median": statistics.median(r.final_true for r in replays),
+        "compute_s_median": med(r.compute_s for r in replays),
+        "train_s_median": med(r.train_s for r in replays),
+        "eval_s_median": med(r.eval_s for r in replays),
+        "steps_median": med(r.steps for r in replays),
+        "eval_rows_median": med(r.eval_rows for r in replays),
+        "final_true_median": med(r.final_true for r in replays),
     }
     if reference is not None:
-        pairs = [(r.hold_s, b.hold_s) for r, b in zip(replays, reference, strict=True)
-                 if r.hold_s is not None and b.hold_s]
-        ratios = [a / b for a, b in pairs]
-        row["hold_ratio_q1_median_q3"] = _quantiles(ratios)
-        row["compute_ratio_median"] = statistics.median(
-            r.compute_s / b.compute_s for r, b in zip(replays, reference, strict=True))
-        pairs_all = [(r.hold_s, b.hold_s) for r, b in zip(replays, reference, strict=True)]
-        row["ratio_orders"] = [a / b if a is not None and b else None for a, b in pairs_all]
+        row["ratio_orders"] = hold_ratios(replays, reference)
+        row["hold_ratio_q1_median_q3"] = quartiles(row["ratio_orders"])
+        row["compute_ratio_median"] = med(r.compute_s / b.compute_s
+                                          for r, b in zip(replays, reference, strict=True))
     return row
 
 
@@ -254,8 +257,6 @@ def replay_all(curves: list[Curve], scenarios: list[Scenario], count: int = 200,
 def load_curves(uri: str, experiment: str, method: str | None = None) -> tuple[str, list[Curve]]:
     """The (method, curves) of a finished FIFO search: every trial that ran every evaluation.
     ValueError naming what is missing."""
-    from mlflow.tracking import MlflowClient
-
     from search.report.data import load_experiment
 
     record = load_experiment(uri, experiment)
@@ -263,35 +264,39 @@ def load_curves(uri: str, experiment: str, method: str | None = None) -> tuple[s
     if not methods:
         raise ValueError(f"--method {method}: not searched in {experiment!r} "
                          f"(methods: {', '.join(m.method for m in record.methods)})")
-    m = methods[0]
+    return methods[0].method, method_curves(uri, methods[0], experiment)
+
+
+def method_curves(uri: str, m, experiment: str = "") -> list[Curve]:
+    """The curves of one method's trials (a ``search.report.data.MethodRecord``, whose score
+    curves are already read) that ran every evaluation; ValueError when it did not run FIFO."""
+    from mlflow.tracking import MlflowClient
+
     if m.settings.get("scheduler", "fifo") != "fifo":
         raise ValueError(f"{experiment!r} ran --scheduler {m.settings['scheduler']}: a replay needs "
                          "every trial run to the end (--scheduler fifo, best with --eval-full)")
     client = MlflowClient(tracking_uri=uri)
     curves = []
     for t in m.trials:
-        if t.status != "FINISHED" or t.failure:
+        if t.status != "FINISHED" or t.failure or not t.curve:
             continue
         hist = {key: {x.step: x.value for x in client.get_metric_history(t.run_id, key)}
-                for key in ("score", "score_sub", "train_s", "eval_s", "eval_rows", "sub_rows")}
-        steps = sorted(hist["score"])
-        if not steps:
-            continue
-        cum_train = [hist["train_s"].get(s, math.nan) for s in steps]
-        cum_eval = [hist["eval_s"].get(s, math.nan) for s in steps]
+                for key in ("score_sub", "train_s", "eval_s", "eval_rows", "sub_rows")}
+        score = dict(t.curve)
+        steps = sorted(score)
         rows = [hist["eval_rows"].get(s, 1.0) for s in steps]
         curves.append(Curve(
             trial_id=t.trial_id, steps=steps,
-            train_s=_increments(cum_train), eval_s=_increments(cum_eval),
-            score=[hist["score"][s] for s in steps],
-            score_sub=[hist["score_sub"].get(s, hist["score"][s]) for s in steps],
+            train_s=_increments([hist["train_s"].get(s, math.nan) for s in steps]),
+            eval_s=_increments([hist["eval_s"].get(s, math.nan) for s in steps]),
+            score=[score[s] for s in steps],
+            score_sub=[hist["score_sub"].get(s, score[s]) for s in steps],
             rows=rows, sub_rows=[hist["sub_rows"].get(s) or _sub_rows(t.params, i + 1, r)
                                  for i, (s, r) in enumerate(zip(steps, rows, strict=True))]))
     if not curves:
         raise ValueError(f"{experiment!r}: no finished trial of {m.method} with a score curve")
     longest = max(len(c.score) for c in curves)
-    full = [c for c in curves if len(c.score) == longest]
-    return m.method, full
+    return [c for c in curves if len(c.score) == longest]
 
 
 def _sub_rows(params: dict[str, str], evaluation: int, rows: float) -> float:

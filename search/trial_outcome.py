@@ -6,6 +6,7 @@ is never counted as stopped early in one place and failed in another. No Ray imp
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 FAILED, STOPPED_EARLY, FINISHED = "failed", "stopped early", "finished"
@@ -38,7 +39,7 @@ def furthest_best(last: dict[str, tuple[int, float]]) -> str | None:
     score among the trials that ran furthest. Scores of trials stopped at different rungs are
     not compared (an early rung scores a small dev subset: a lucky draw there must not beat a
     whole-dev score at the full budget). None when no score is finite."""
-    finite = {t: (i, s) for t, (i, s) in last.items() if s == s and abs(s) != float("inf")}
+    finite = {t: (i, s) for t, (i, s) in last.items() if math.isfinite(s)}
     if not finite:
         return None
     furthest = max(i for i, _ in finite.values())

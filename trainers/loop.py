@@ -168,10 +168,10 @@ def evaluate(model: MultitaskModel, data: PreparedData, cfg: TrainConfig, device
             preds = _predict(model, spec, split.subset(keep), data.pad_id, cfg, device)
         metrics[spec.name] = task_metric(spec, preds, split.labels[keep])
         if sub_rows is not None:
-            # the first sub_rows of the order, looked up among the rows just scored
+            # the first sub_rows of the order: dev rows of a whole-dev pass, else a prefix of keep
             want = order[:sub_rows]
-            pos = {int(i): j for j, i in enumerate(keep)}
-            sub[spec.name] = task_metric(spec, preds[[pos[int(i)] for i in want]], split.labels[want])
+            pos = want if len(keep) == len(split) else np.arange(len(want))
+            sub[spec.name] = task_metric(spec, preds[pos], split.labels[want])
         scored, total = scored + len(keep), total + len(split)
     metrics["score"] = overall_score(data.specs, metrics)
     if sub_rows is not None:

@@ -130,14 +130,14 @@ def summary_text(report: Report) -> str:
 def replay_text(exp: ExperimentRecord, orders: int = 100) -> str:
     """For each method searched FIFO: the compute other schedulers would have used on these
     curves (``search.replay``), as lines of Markdown; '' when no method ran FIFO."""
-    from search.replay import Scenario, load_curves, replay_all
+    from search.replay import Scenario, method_curves, replay_all
 
     lines = []
     for m in exp.methods:
         if m.from_auto or m.settings.get("scheduler") != "fifo":
             continue
         try:
-            method, curves = load_curves(exp.uri, exp.name, m.method)
+            method, curves = m.method, method_curves(exp.uri, m, exp.name)
         except ValueError:
             continue
         if len(curves) < 2:
