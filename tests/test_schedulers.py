@@ -101,13 +101,20 @@ def test_pasha_ties_within_epsilon_are_not_disagreements():
 
 @pytest.fixture
 def ray_local(tmp_path):
+    """Ray in this process, and the environment as it was afterwards: ray.init sets variables
+    (RAY_AUTH_MODE=token, ...) that would change how later tests' clusters authenticate."""
+    import os
+
     import ray
 
+    saved = dict(os.environ)
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
         yield tmp_path
     finally:
         ray.shutdown()
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 @pytest.mark.integration
