@@ -13,6 +13,7 @@ from typing import Any
 from trainers.methods import get_method
 
 SAMPLERS = ("round_robin", "proportional", "temperature")
+LR_SCHEDULES = ("linear", "cosine", "constant")
 POOLINGS = ("mean", "cls")
 
 
@@ -38,12 +39,18 @@ class TrainConfig:
     """None = the method's DEFAULT_LR."""
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06
+    lr_schedule: str = "linear"
+    """After warmup: linear decay to zero at max_steps, cosine decay to zero, or constant."""
     grad_clip: float = 1.0
     head_dropout: float = 0.1
     sampler: str = "temperature"
     temperature: float = 10.0
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
+    val_from_train: float | None = None
+    """Carve this fraction of each task's train rows (seeded, stratified) as the validation set
+    that evaluation scores; the task's dev file then becomes its test split, which training and
+    selection never read. None = evaluate on the dev files."""
     eval_rows: int | None = None
     """Evaluation as a fidelity: rows per task scored at the first evaluation (a fixed,
     stratified subset of each dev set); each later one scores eval_growth times more, the last
@@ -78,6 +85,10 @@ class TrainConfig:
         if self.lr is None:
             self.lr = float(method.DEFAULT_LR)
         _check(self.pooling in POOLINGS, f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        _check(self.lr_schedule in LR_SCHEDULES,
+               f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        _check(self.val_from_train is None or 0 < self.val_from_train < 1,
+               f"val_from_train must be a fraction in (0, 1), got {self.val_from_train}")
         _check(self.sampler in SAMPLERS, f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
         _check(self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")

@@ -316,8 +316,7 @@ def train(cfg: TrainConfig, report: Report | None = None, *, data: PreparedData 
                 row = {"step": step, "score": metrics["score"], "loss": mean_loss, **fidelity,
                        "samples_per_s": samples / max(elapsed, 1e-9),
                        **{f"{s.name}_{s.metric}": metrics[s.name] for s in data.specs},
-                       "stored_pct": params.stored_pct, "trainable_params": float(params.trainable),
-                       **{f"{t}_pct": pct for t, pct in params.per_task_pct.items()},
+                       **params.metrics(),
                        "train_s": train_time, "eval_s": eval_time, "setup_s": setup_s,
                        "first_step_at": first_step_at}
                 log(f"[train] step {step}/{cfg.max_steps} loss {mean_loss:.4f} score {row['score']:.4f} "

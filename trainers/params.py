@@ -24,6 +24,11 @@ class ParamCounts:
     stored_pct: float
     """All trainable parameters as % of the backbone: what is stored for all tasks."""
 
+    def metrics(self) -> dict[str, float]:
+        """The counts every evaluation reports (MLflow metrics of each trial)."""
+        return {"stored_pct": self.stored_pct, "trainable_params": float(self.trainable),
+                **{f"{t}_pct": pct for t, pct in self.per_task_pct.items()}}
+
     def summary(self) -> dict:
         """The ``params`` block of result.json (trainer and evaluate write the same shape)."""
         return {"total": self.total, "trainable": self.trainable,
