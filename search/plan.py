@@ -72,6 +72,8 @@ def check_settings(s: Settings) -> None:
         raise ValueError(f"--grace-period {s.grace_period} exceeds the {s.max_t} evaluations of a "
                          f"trial (--max-steps {s.max_steps} / --eval-every {s.eval_every})")
     objective_metrics(s.objective)  # a bad --objective: ValueError naming it
+    if s.val_from_train is not None and not 0 < s.val_from_train < 1:
+        raise ValueError(f"--val-from-train must be a fraction in (0, 1), got {s.val_from_train:g}")
     if s.reduction_factor <= 1:
         raise ValueError(f"--reduction-factor must be > 1, got {s.reduction_factor}")
     if s.cpus_per_trial <= 0 or s.gpus_per_trial < 0:
@@ -91,7 +93,8 @@ def _constants(s: Settings) -> dict[str, Any]:
     return {"tasks": s.tasks, "data_dir": s.data_dir, "task_file": s.task_file, "model": s.model,
             "max_steps": s.max_steps, "eval_every": s.eval_every, "seed": s.seed,
             "max_train_samples": s.max_train_samples, "max_eval_samples": s.max_eval_samples,
-            "eval_rows": s.eval_rows or None, "eval_growth": s.eval_growth, "eval_full": s.eval_full}
+            "eval_rows": s.eval_rows or None, "eval_growth": s.eval_growth, "eval_full": s.eval_full,
+            "val_from_train": s.val_from_train}
 
 
 def _first_corner(constants: dict[str, Any], space: Space):

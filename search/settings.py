@@ -16,7 +16,8 @@ from typing import Any
 
 RUNS = Path("runs")
 OWN_FLAGS = {"method", "tasks", "data_dir", "task_file", "model", "max_steps", "eval_every", "seed",
-             "max_train_samples", "max_eval_samples", "eval_rows", "eval_growth", "eval_full"}
+             "max_train_samples", "max_eval_samples", "eval_rows", "eval_growth", "eval_full",
+             "val_from_train"}
 """Config keys set through their own flags, never through ``--set``."""
 
 
@@ -65,7 +66,13 @@ class Settings:
         "steps between evaluations; one evaluation is ASHA's time unit", BUDGET))
     max_train_samples: int | None = field(default=None, metadata=flag(
         "cap training examples per task (quick demos)", BUDGET))
-    max_eval_samples: int | None = field(default=None, metadata=flag("cap dev examples per task", BUDGET))
+    max_eval_samples: int | None = field(default=None, metadata=flag(
+        "cap validation examples per task (never the test split)", BUDGET))
+    val_from_train: float | None = field(default=None, metadata=flag(
+        "hold out this fraction of each task's train rows (seeded, stratified) as the validation "
+        "set every trial and confirmation selects on; the dev files become the test split, scored "
+        "once for each method's final pick (the CS224N layout: its test files have no labels)",
+        WHAT, metavar="FRACTION"))
     eval_rows: int = field(default=64, metadata=flag(
         "evaluation as a fidelity: dev rows per task a trial's first evaluation scores (a fixed, "
         "stratified subset shared by all trials), growing --eval-growth times per evaluation; the "

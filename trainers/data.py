@@ -16,6 +16,7 @@ import numpy as np
 
 from trainers import demo
 from trainers.readers import DataError, Example, hf_examples, read_examples
+from trainers.splits import carve, source
 from trainers.tasks import CS224N, TaskSpec
 
 __all__ = ["DataError", "Example", "read_examples"]  # re-exported: callers import them from here
@@ -148,16 +149,20 @@ class PreparedData:
     specs: list[TaskSpec]
     train: dict[str, TokenizedSplit]
     dev: dict[str, TokenizedSplit]
+    """The rows evaluation scores: validation (``eval_split`` says which split they are)."""
     pad_id: int
     synthetic: bool
     key: dict = field(default_factory=dict)
     """What the data was built from; ``train`` checks it matches the config."""
+    eval_split: str = "dev"
+    """The split in ``dev``: "dev" (validation), "train" or "test". Training refuses "test"."""
 
 
 def data_key(cfg) -> dict:
     return {"tasks": list(cfg.tasks), "data_dir": cfg.data_dir, "task_file": cfg.task_file,
             "model": cfg.model, "max_length": cfg.max_length,
-            "max_train_samples": cfg.max_train_samples, "max_eval_samples": cfg.max_eval_samples}
+            "max_train_samples": cfg.max_train_samples, "max_eval_samples": cfg.max_eval_samples,
+            "val_from_train": cfg.val_from_train}
 
 
 def _subsample(examples: list[Example], limit: int | None, seed: int) -> list[Example]:
@@ -167,8 +172,34 @@ def _subsample(examples: list[Example], limit: int | None, seed: int) -> list[Ex
     return [examples[i] for i in sorted(keep)]
 
 
+def split_examples(spec: TaskSpec, split: str, cfg, log=print,
+                   files: dict[str, list[Example]] | None = None) -> list[Example]:
+    """One task's ``train``, ``dev`` (validation) or ``test`` rows as the run sees them
+    (``trainers.splits``): with ``cfg.val_from_train`` a stratified share of the train file is
+    the validation set and the dev file is the test set. Train and validation rows are capped
+    by ``max_train_samples`` / ``max_eval_samples``; test rows never are. ``files`` keeps the
+    files read so far (train and validation come from one read of the train file)."""
+    vft = cfg.val_from_train
+    if split == "test" and vft is None and getattr(spec, "test", None) is None:
+        raise DataError(f"task {spec.name}: no test split (name a labelled 'test' file in the task "
+                        "file, or pass --val-from-train so the dev files serve as the test set)")
+    files = {} if files is None else files
+    name = source(spec, split, vft)
+    if name not in files:
+        files[name] = load_split(spec, name, cfg.data_dir, log)
+    examples = files[name]
+    if vft is not None and split in ("train", "dev"):
+        labels = np.array([e[2] for e in examples], dtype=np.float32)
+        rows = carve(spec, labels, vft)[0 if split == "train" else 1]
+        examples = [examples[i] for i in rows]
+    limit = {"train": cfg.max_train_samples, "dev": cfg.max_eval_samples}.get(split)
+    return _subsample(examples, limit, seed=0)
+
+
 def prepare_data(cfg, tokenizer, log=print, splits: tuple[str, ...] = ("train", "dev")) -> PreparedData:
-    """Read, validate and tokenize every task's splits once (errors before any training)."""
+    """Read, validate and tokenize every task's ``splits`` once (errors before any training).
+    The first split other than train becomes ``PreparedData.dev``, the rows evaluation scores
+    (``splits=("test",)`` scores a finished model on the test set)."""
     specs = resolve_specs(cfg.tasks, cfg.task_file)
     synthetic = cfg.data_dir is None and any(s.format != "hf" and not os.path.isabs(s.train or "")
                                              for s in specs)
@@ -177,14 +208,18 @@ def prepare_data(cfg, tokenizer, log=print, splits: tuple[str, ...] = ("train", 
             "(rule-based labels; scores say nothing about real-language quality)")
     out: dict[str, dict[str, TokenizedSplit]] = {s: {} for s in ("train", "dev", "test")}
     for spec in specs:
+        files: dict[str, list[Example]] = {}
         for split in splits:
-            limit = cfg.max_train_samples if split == "train" else cfg.max_eval_samples
-            examples = _subsample(load_split(spec, split, cfg.data_dir, log), limit, seed=0)
-            out[split][spec.name] = tokenize(examples, tokenizer, cfg.max_length)
-        log(f"[data] {spec.name}: " + ", ".join(f"{len(out[s][spec.name])} {s}" for s in splits))
+            out[split][spec.name] = tokenize(split_examples(spec, split, cfg, log, files), tokenizer,
+                                             cfg.max_length)
+        names = {"dev": "validation (carved from train)" if cfg.val_from_train else "dev",
+                 "test": "test (the dev file)" if cfg.val_from_train else "test"}
+        log(f"[data] {spec.name}: " + ", ".join(f"{len(out[s][spec.name])} {names.get(s, s)}"
+                                                for s in splits))
     eval_split = next((s for s in splits if s != "train"), None)
     return PreparedData(specs=specs, train=out["train"], dev=out[eval_split] if eval_split else {},
-                        pad_id=tokenizer.pad_token_id or 0, synthetic=synthetic, key=data_key(cfg))
+                        pad_id=tokenizer.pad_token_id or 0, synthetic=synthetic, key=data_key(cfg),
+                        eval_split=eval_split or "dev")
 
 
 # ---- batching and task sampling -----------------------------------------------------------

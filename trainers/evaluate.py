@@ -23,7 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m trainers.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--data-dir", default=None, help="CS224N-style folder (default: the synthetic demo suite)")
-    p.add_argument("--split", default="dev", choices=["dev", "train"])
+    p.add_argument("--split", default="dev", choices=["dev", "train", "test"],
+                   help="dev = the validation rows the run selected on; test = the task's test "
+                        "split (the dev files when the run used --val-from-train)")
     p.add_argument("--out", type=Path, default=None, help="where to write the JSON result")
     p.add_argument("--max-eval-samples", type=int, default=None)
     args = p.parse_args(argv)

@@ -237,6 +237,9 @@ def train(cfg: TrainConfig, report: Report | None = None, *, data: PreparedData 
         data = prepare_data(cfg, tokenizer, log=log)
     elif data.key != data_key(cfg):
         raise ValueError(f"prepared data was built for {data.key}, not for this config")
+    if data.eval_split == "test":  # selection must never see the test rows
+        raise ValueError("train() evaluates on validation rows, not the test split: score a "
+                         "finished model on test with trainers.loop.evaluate")
     with oom_guard(cfg, device, lambda: "building the model", lambda: 0):
         model = MultitaskModel(backbone, data.specs, cfg).to(device)
     model.train()

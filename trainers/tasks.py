@@ -102,17 +102,15 @@ class TaskSpec:
 
 # The CS224N multitask suite, as distributed: tab-separated, header row, index column, and
 # CSV quoting (quora-train.csv quotes a field that holds quotes: """Which ... """"the""""?""").
+# Its *-test-student.csv files carry no labels, so no task names a test split: with
+# --val-from-train the dev files serve as the test set (trainers/splits.py).
 CS224N: dict[str, TaskSpec] = {
     "sst": TaskSpec("sst", "classification", "sentence", "sentiment", num_labels=5,
-                    train="ids-sst-train.csv", dev="ids-sst-dev.csv", test="ids-sst-test-student.csv",
-                    quoting="csv"),
+                    train="ids-sst-train.csv", dev="ids-sst-dev.csv", quoting="csv"),
     "cfimdb": TaskSpec("cfimdb", "classification", "sentence", "sentiment", num_labels=2,
-                       train="ids-cfimdb-train.csv", dev="ids-cfimdb-dev.csv",
-                       test="ids-cfimdb-test-student.csv", quoting="csv"),
+                       train="ids-cfimdb-train.csv", dev="ids-cfimdb-dev.csv", quoting="csv"),
     "quora": TaskSpec("quora", "binary", "sentence1", "is_duplicate", text_pair="sentence2",
-                      train="quora-train.csv", dev="quora-dev.csv", test="quora-test-student.csv",
-                      quoting="csv"),
+                      train="quora-train.csv", dev="quora-dev.csv", quoting="csv"),
     "sts": TaskSpec("sts", "regression", "sentence1", "similarity", text_pair="sentence2",
-                    train="sts-train.csv", dev="sts-dev.csv", test="sts-test-student.csv",
-                    label_min=0.0, label_max=5.0, quoting="csv"),
+                    train="sts-train.csv", dev="sts-dev.csv", label_min=0.0, label_max=5.0, quoting="csv"),
 }
