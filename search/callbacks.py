@@ -104,9 +104,11 @@ class MlflowCallback(tune.Callback):
     """
 
     def __init__(self, uri: str, experiment_id: str, parent_run_id: str, method: str, max_t: int,
-                 retry_s: float = RETRY_S, starts: list[tuple[str, dict]] | None = None) -> None:
-        # starts: the enqueued (origin, point)s; a trial running one gets the tag warm_start
-        self.trial_runs = TrialRuns(uri, experiment_id, parent_run_id, method, max_t, starts)
+                 retry_s: float = RETRY_S, starts: list[tuple[str, dict]] | None = None,
+                 kind: str = "trial") -> None:
+        # starts: the enqueued (origin, point)s; a trial running one gets the tag warm_start.
+        # kind: "confirm" records confirmation runs (search.confirm), not search trials.
+        self.trial_runs = TrialRuns(uri, experiment_id, parent_run_id, method, max_t, starts, kind)
         self.queue = WriteQueue(uri, retry_s)
 
     # The Tuner pickles its callbacks with the experiment; the queue is rebuilt empty.

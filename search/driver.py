@@ -17,12 +17,23 @@ from ray import tune
 
 from search.budget import ParamCounter
 from search.callbacks import MlflowCallback, Progress
+from search.confirm import (
+    Candidate,
+    confirm_seeds,
+    pick_candidates,
+    run_confirmation,
+    winner,
+)
+from search.confirm import summary as confirm_summary
+from search.confirm import table as confirm_table
+from search.heldout import score_test
 from search.plan import Plan, space_record
 from search.report.pareto import pareto_front
 from search.results import (
     best_record,
     checkpoint_files,
     failed,
+    pick_best,
     resolved_config,
     summarize,
     table,
@@ -32,12 +43,15 @@ from search.results import (
 )
 from search.schedulers import make_scheduler
 from search.searchers import METRIC, make_searcher, objective_metrics
+from search.settings import confirm_budget
 from search.tracking import Tracker, ui_hint
 from search.trainable import run_trial
-from search.warm import start_points
+from search.warm import default_point, start_points
 from spaces.auto import design_name
+from trainers.splits import test_available
 
 ROOT = Path(__file__).resolve().parents[1]
+CONFIRM_JSON, CONFIRM_OUTPUTS = "confirm.json", "confirm_outputs.npz"
 PRUNED = "pruned.jsonl"  # per method: the proposals --max-params pruned before training
 # Shipped to every node with each search, so workers run the driver's code.
 SHIPPED_EXCLUDES = ["/runs/", "/mlruns/", "/mlartifacts/", "*.db", "/ray_results/", "/out/",
@@ -171,10 +185,42 @@ def run_method(method: str, plan: Plan, data, tracker: Tracker, concurrency: int
         tracker.retrying("closing runs", lambda: (tracker.close_stale_runs(method, {}),
                                                   tracker.end_run(parent, "KILLED")))
         return None
-    row = _record(method, plan, grid, tracker, parent, wall, data)
+    print(f"[{method}] search best {_score(grid)}, {grid.num_terminated + grid.num_errors} trials",
+          flush=True)
+    confirmed = None
+    top, seeds = confirm_budget(s)
+    if top:
+        default = _default_config(plan, method)
+        candidates = pick_candidates(list(grid), top, default)
+        if candidates and not run_confirmation(method, plan, data, tracker, parent, concurrency, resuming,
+                                               candidates, confirm_seeds(s.seed, seeds)):
+            tracker.retrying("closing runs", lambda: tracker.end_run(parent, "KILLED"))
+            return None
+        confirmed = (candidates, winner(candidates)) if candidates else None
+        if confirmed is not None:
+            print(confirm_table(method, *confirmed), flush=True)
+    row = _record(method, plan, grid, tracker, parent, wall, data, confirmed)
     print(f"[{method}] best score {row['best_score']}, {row['trials']} trials, "
           f"{row['stopped_early']} stopped early, {row['failed']} failed", flush=True)
     return row
+
+
+def _score(grid) -> str:
+    best = pick_best(list(grid))
+    return "none" if best is None else f"{best.metrics.get(METRIC, math.nan):.4f}"
+
+
+def _default_config(plan: Plan, method: str) -> dict[str, Any] | None:
+    """The resolved config of the method's defaults (with the search's fixed values), which
+    confirmation retrains beside the top configs; None without a default trial."""
+    if method == "auto" or not plan.settings.default_trial:
+        return None
+    space = plan.spaces[method]
+    point = default_point(space, method, lambda _: None)
+    if point is None:
+        return None
+    fixed = {d.name: d.value for d in space.dims if d.kind == "fixed"}  # as every trial has them
+    return resolved_config({**plan.constants[method], **fixed, **point})
 
 
 def _tuner(method: str, plan: Plan, data, tracker: Tracker, parent: str, concurrency: int,
@@ -220,9 +266,11 @@ def _tuner(method: str, plan: Plan, data, tracker: Tracker, parent: str, concurr
 
 
 def _record(method: str, plan: Plan, grid, tracker: Tracker, parent: str, wall: float,
-            data) -> dict[str, Any]:
+            data, confirmed: tuple[list[Candidate], Candidate | None] | None = None) -> dict[str, Any]:
     """The finished method's row; its best config and checkpoint written, then recorded in
-    MLflow (retried while the store is down; ``row["mlflow_recorded"]`` says if it made it)."""
+    MLflow (retried while the store is down; ``row["mlflow_recorded"]`` says if it made it).
+    With ``confirmed`` (candidates, winner) the winner is the method's best config, and the
+    test split (when there is one) scores it."""
     s = plan.settings
     row, best = summarize(method, grid, s.max_t, wall, METRIC)
     row["pareto"] = _pareto(grid)
@@ -231,12 +279,17 @@ def _record(method: str, plan: Plan, grid, tracker: Tracker, parent: str, wall: 
         row["pruned_over_budget"] = len(pruned.read_text().splitlines()) if pruned.exists() else 0
     designs = _designs(grid, Path(s.out) / method) if method == "auto" else {}
     fates = {r.metrics.get("trial_id"): "FAILED" if failed(r) else "FINISHED" for r in grid if r.metrics}
-    with checkpoint_files(best) as ckpt:
+    pick = confirmed[1] if confirmed is not None else None
+    with checkpoint_files(best, pick.checkpoints[0] if pick and pick.checkpoints else None) as ckpt:
         summary = {k: float(row[k]) for k in ("trials", "stopped_early", "failed", "evals_run",
                                               "evals_if_no_stopping", "wall_s")}
         record = best_record(best, None) if best is not None else None
-        if record is not None and ckpt and record["metrics"].get("eval_full") == 0.0:
+        if record is not None and ckpt and record["metrics"].get("eval_full") == 0.0 and pick is None:
             _rescore(record, row, ckpt, data, method)
+        if pick is not None:
+            record = _confirmed_record(method, plan, confirmed[0], pick, row, summary)
+        if record is not None and test_available(data.specs, s.val_from_train):
+            _test(method, pick.checkpoints if pick is not None else [ckpt], row, summary)
         if record is not None:  # the files first: they do not depend on MLflow being up
             write_best(Path(s.out), method, record, ckpt)
 
@@ -245,11 +298,48 @@ def _record(method: str, plan: Plan, grid, tracker: Tracker, parent: str, wall: 
             if record is not None:
                 record["run_id"] = tracker.trial_run_id(record["trial_id"])
             tracker.finish_parent(parent, record, summary, ckpt)
+            for name in (CONFIRM_JSON, CONFIRM_OUTPUTS):
+                if (Path(s.out) / method / name).exists():
+                    tracker.client.log_artifact(parent, str(Path(s.out) / method / name))
             for d in designs.values():  # each design's best, as each method's best
                 tracker.tag_design_best(d["design"], d["trial_id"])
 
         row["mlflow_recorded"] = tracker.retrying("recording the best config", record_in_mlflow)
     return row
+
+
+def _confirmed_record(method: str, plan: Plan, candidates: list[Candidate], pick: Candidate,
+                      row: dict[str, Any], summary: dict[str, float]) -> dict[str, Any]:
+    """The confirmed winner as the method's best: its config, its confirmed metrics in the row
+    and the parent run's summary, every candidate in ``confirm.json`` and the winner's per-row
+    validation outputs in ``confirm_outputs.npz`` (the report's paired comparisons read them)."""
+    out = Path(plan.settings.out) / method
+    numbers = confirm_summary(candidates, pick)
+    summary.update(numbers)
+    row.update({k: numbers[k] for k in ("confirmed_score", "confirmed_lo", "confirmed_hi",
+                                         "default_score", "gain_over_default") if k in numbers})
+    write_json_atomic(out / CONFIRM_JSON, {
+        "winner": pick.label, "seeds": len(pick.seed_scores),
+        "candidates": [{"label": c.label, "is_default": c.is_default, "search_score": c.search_score,
+                        "seed_scores": c.seed_scores, "mean": c.mean if math.isfinite(c.mean) else None,
+                        "interval": c.interval.to_dict() if c.interval else None,
+                        "checkpoints": [str(getattr(k, "path", k)) for k in c.checkpoints],
+                        "config": c.config} for c in candidates]})
+    if pick.outputs is not None:
+        pick.outputs.save(out / CONFIRM_OUTPUTS)
+    return {"config": pick.config, "trial_id": pick.label, "run_id": None,
+            "metrics": {"score": pick.mean, "stored_pct": float(row.get("stored_pct", math.nan))}}
+
+
+def _test(method: str, checkpoints: list, row: dict[str, Any], summary: dict[str, float]) -> None:
+    """Score the pick's checkpoints on the test split (the only read of it in the search)."""
+    outputs, iv, tasks = score_test([c for c in checkpoints if c is not None],
+                                    log=lambda m: print(m, flush=True))
+    numbers = {"test_score": iv.mean, "test_lo": iv.lo, "test_hi": iv.hi, **tasks}
+    summary.update(numbers)
+    row.update({k: numbers[k] for k in ("test_score", "test_lo", "test_hi")})
+    print(f"[{method}] test score of the pick: {iv.mean:.4f} [{iv.lo:.4f}, {iv.hi:.4f}] "
+          f"({iv.seeds} seed(s), {iv.rows} rows)", flush=True)
 
 
 def _rescore(record: dict[str, Any], row: dict[str, Any], ckpt: str, data, method: str) -> None:

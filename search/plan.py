@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from search.searchers import objective_metrics
-from search.settings import Settings
+from search.settings import Settings, confirm_budget
 from search.warm import check_experiments, experiments
 from spaces import Space, check_space, get_space
 from spaces.auto import searched_dims as auto_dims
@@ -72,6 +72,7 @@ def check_settings(s: Settings) -> None:
         raise ValueError(f"--grace-period {s.grace_period} exceeds the {s.max_t} evaluations of a "
                          f"trial (--max-steps {s.max_steps} / --eval-every {s.eval_every})")
     objective_metrics(s.objective)  # a bad --objective: ValueError naming it
+    confirm_budget(s)  # a bad --confirm: ValueError naming it
     if s.val_from_train is not None and not 0 < s.val_from_train < 1:
         raise ValueError(f"--val-from-train must be a fraction in (0, 1), got {s.val_from_train:g}")
     if s.reduction_factor <= 1:

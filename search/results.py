@@ -90,15 +90,18 @@ def best_record(best, run_id: str | None) -> dict[str, Any]:
 
 
 @contextmanager
-def checkpoint_files(best):
-    """The best trial's last checkpoint as a local folder, without optimizer state (a result
-    artifact, not a resume point); None when the trial saved none."""
+def checkpoint_files(best, checkpoint=None):
+    """The best trial's last checkpoint (or ``checkpoint``, a Tune ``Checkpoint``, when given)
+    as a local folder, without optimizer state (a result artifact, not a resume point); None
+    when there is none."""
     from trainers.checkpoint import STATE
 
-    if best is None or best.checkpoint is None:
+    if checkpoint is None and best is not None:
+        checkpoint = best.checkpoint
+    if checkpoint is None:
         yield None
         return
-    with best.checkpoint.as_directory() as src, tempfile.TemporaryDirectory() as tmp:
+    with checkpoint.as_directory() as src, tempfile.TemporaryDirectory() as tmp:
         dst = Path(tmp) / "checkpoint"
         shutil.copytree(src, dst, ignore=shutil.ignore_patterns(STATE))
         yield str(dst)

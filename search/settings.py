@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 RUNS = Path("runs")
+MULTI_CONFIRM = "2:3"
+"""``--confirm`` of a search over several methods unless given: what a method ranking needs."""
 OWN_FLAGS = {"method", "tasks", "data_dir", "task_file", "model", "max_steps", "eval_every", "seed",
              "max_train_samples", "max_eval_samples", "eval_rows", "eval_growth", "eval_full",
              "val_from_train"}
@@ -104,6 +106,11 @@ class Settings:
         "also start each method's search with the best configs of these earlier searches of that "
         "method in the same MLflow store (comma list of experiment names)", ALGORITHM,
         metavar="EXPERIMENT[,EXPERIMENT...]"))
+    confirm: str | None = field(default=None, metadata=flag(
+        "after each method's search, retrain its top K configs and its defaults with N new seeds "
+        "at the full budget on the whole validation set; the winner is the best mean, ranked with "
+        "95%% intervals over seeds and rows (0 = off)", ALGORITHM, metavar="K:N",
+        shown=f"{MULTI_CONFIRM} with several methods, 0 with one"))
     grace_period: int = field(default=1, metadata=flag("evaluations before ASHA may stop a trial",
                                                        ALGORITHM))
     reduction_factor: float = field(default=2.0, metadata=flag(
@@ -129,6 +136,30 @@ class Settings:
     def max_t(self) -> int:
         """Evaluations per trial: ASHA's time unit (the trainer also evaluates at the last step)."""
         return math.ceil(self.max_steps / self.eval_every)
+
+
+def parse_confirm(text: str | None) -> tuple[int, int]:
+    """``"K:N"`` -> (K, N); ``"0"`` -> (0, 0) (no confirmation)."""
+    if text in ("0", "off"):
+        return 0, 0
+    k, sep, n = str(text).partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        top, seeds = int(k), int(n)
+    except ValueError:
+        raise ValueError(f"--confirm {text!r}: expected K:N (top K configs, N new seeds each), "
+                         "e.g. 3:3, or 0 for none") from None
+    if top < 1 or seeds < 1:
+        raise ValueError(f"--confirm {text}: K and N must be >= 1 (0 turns confirmation off)")
+    return top, seeds
+
+
+def confirm_budget(s: Settings) -> tuple[int, int]:
+    """The search's (K, N) of ``--confirm``: as given, else MULTI_CONFIRM with several methods
+    and none with one."""
+    return parse_confirm(s.confirm if s.confirm is not None
+                         else MULTI_CONFIRM if len(s.methods) > 1 else "0")
 
 
 def settings_from(values: dict[str, Any]) -> Settings:

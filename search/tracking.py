@@ -198,9 +198,12 @@ class TrialRuns:
     and status at the end. Called through a ``WriteQueue`` by the Tune callback."""
 
     def __init__(self, uri: str, experiment_id: str, parent_run_id: str, method: str, max_t: int,
-                 starts: list[tuple[str, dict[str, Any]]] | None = None) -> None:
+                 starts: list[tuple[str, dict[str, Any]]] | None = None, kind: str = "trial") -> None:
         self.uri, self.experiment_id, self.parent_run_id = uri, experiment_id, parent_run_id
         self.method, self.max_t = method, max_t
+        self.kind = kind
+        """``trial`` (a search trial) or ``confirm`` (a confirmation run: its Tune config is
+        ``{"run": <flat train config>}``; the report never counts it as a trial)."""
         self.runs: dict[str, str] = {}  # trial_id -> run_id, saved with the experiment state
         self.starts = list(starts or [])
         """The enqueued (origin, point)s (``search.warm``): the trial running one is tagged."""
@@ -211,7 +214,7 @@ class TrialRuns:
         return {**self.__dict__, "_client": None}
 
     def __setstate__(self, state: dict) -> None:  # a state saved before warm starts lacks them
-        self.__dict__.update({"starts": [], "started": set(), **state})
+        self.__dict__.update({"starts": [], "started": set(), "kind": "trial", **state})
 
     @property
     def client(self):
@@ -232,15 +235,19 @@ class TrialRuns:
             self.runs[trial_id] = run_id
             self.client.update_run(run_id, status="RUNNING")
             return
-        tags = {"mlflow.parentRunId": self.parent_run_id, "kind": "trial", "method": self.method,
+        tags = {"mlflow.parentRunId": self.parent_run_id, "kind": self.kind, "method": self.method,
                 "trial_id": trial_id}
+        if self.kind == "confirm":
+            trial_config = trial_config["run"]
+            tags["seed"] = str(trial_config["seed"])
         flat = to_train_config(trial_config).to_flat()
         if is_auto(trial_config):  # --method auto: the concrete design, compared like a method
             tags["design"] = design_name(flat)
         start = origin_of(trial_config, self.starts, self.started)
         if start is not None:  # an enqueued point: "default" or the experiment it came from
             tags["warm_start"] = self.starts[start][0]
-        run = self.client.create_run(self.experiment_id, run_name=f"{self.method}-{trial_id}", tags=tags)
+        name = f"{self.method}-{'confirm-' if self.kind == 'confirm' else ''}{trial_id}"
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         self.runs[trial_id] = run.info.run_id
         if start is not None:
             self.started.add(start)
@@ -251,7 +258,7 @@ class TrialRuns:
     def _find_run(self, trial_id: str) -> str | None:
         """The run of a trial created before the driver was killed (not in the saved state)."""
         found = self.client.search_runs(
-            [self.experiment_id], f"tags.kind = 'trial' and tags.trial_id = '{trial_id}' "
+            [self.experiment_id], f"tags.kind = '{self.kind}' and tags.trial_id = '{trial_id}' "
             f"and tags.method = '{self.method}'", max_results=1)
         return found[0].info.run_id if found else None
 

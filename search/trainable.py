@@ -51,3 +51,39 @@ def run_trial(config: dict[str, Any], data=None) -> None:
         tune.report({"score": float("nan"), "step": e.step, "failure": e.kind, "error": str(e),
                      "node_id": node_id})
 
+
+
+def run_confirm(config: dict[str, Any], data=None) -> None:
+    """A confirmation run (``search.confirm``): train ``config["run"]`` to the end, then report
+    its one whole-validation evaluation with a checkpoint that also holds the per-row
+    predictions (``outputs.npz``) the intervals are computed from."""
+    import ray
+    import torch
+    from ray import tune
+
+    from search.confirm import OUTPUTS, RUN_KEY
+    from search.stats import Outputs
+    from trainers.config import TrainConfig
+    from trainers.loop import TrainingFailure, train
+
+    cfg = TrainConfig.from_flat(config[RUN_KEY])
+    cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
+    torch.set_num_threads(max(1, int(cfg.num_threads or cpus)))
+    node_id = ray.get_runtime_context().get_node_id()
+    outputs: dict = {}
+
+    def report(metrics: dict[str, float], save) -> None:
+        with tempfile.TemporaryDirectory(prefix="peft-confirm-") as tmp:
+            save(Path(tmp))
+            if outputs:  # the last evaluation (the only one: eval_every = max_steps)
+                kinds = {s.name: s.kind for s in data.specs}
+                Outputs(kinds, {t: outputs[t][0] for t in kinds},
+                        {t: outputs[t][1][None, :] for t in kinds}).save(Path(tmp) / OUTPUTS)
+            tune.report({**metrics, "node_id": node_id}, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+    try:
+        train(cfg, report, data=data, outputs=outputs)
+    except TrainingFailure as e:
+        print(f"[confirm] stopped: {e}", flush=True)
+        tune.report({"score": float("nan"), "step": e.step, "failure": e.kind, "error": str(e),
+                     "node_id": node_id})

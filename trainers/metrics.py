@@ -14,6 +14,16 @@ def pearson(pred: np.ndarray, gold: np.ndarray) -> float:
     return float((pred * gold).sum() / denom) if denom > 0 else 0.0
 
 
+def predictions(spec: TaskSpec, outputs: np.ndarray) -> np.ndarray:
+    """What the metric compares with the labels: the class (argmax), 0/1 (logit > 0), or the
+    regression value. Kept per row for intervals (``search.stats``)."""
+    if spec.kind == "classification":
+        return outputs.argmax(-1).astype(np.float32)
+    if spec.kind == "binary":
+        return (outputs > 0).astype(np.float32).reshape(-1)
+    return outputs.astype(np.float32).reshape(-1)
+
+
 def task_metric(spec: TaskSpec, outputs: np.ndarray, labels: np.ndarray) -> float:
     """Accuracy for classification (argmax) and binary (logit > 0); Pearson r for regression."""
     if spec.kind == "classification":

@@ -1,0 +1,50 @@
+"""The test split: scored once per method, for its final pick only, after every selection.
+
+Nothing in a search or a confirmation reads the test rows (``trainers.loop.train`` refuses
+them); this module loads them only when the pick is made and scores its checkpoints (one per
+confirmation seed) on them. No Ray import.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from search import stats
+from search.stats import Interval, Outputs
+
+
+def score_test(checkpoints: list[Any], log: Callable[[str], None] = print) -> tuple[Outputs, Interval, dict]:
+    """Each checkpoint (a Tune ``Checkpoint`` or a folder path) scored on the test split:
+    ``(outputs, interval, mean task metrics)``."""
+    from pathlib import Path
+
+    from trainers.checkpoint import load_checkpoint
+    from trainers.data import prepare_data
+    from trainers.loop import evaluate, pick_device
+
+    runs, tasks, test = [], [], None
+    t0 = time.time()
+    for ckpt in checkpoints:
+        with _folder(ckpt) as folder:
+            model, cfg, tokenizer = load_checkpoint(Path(folder))
+        if test is None:
+            test = prepare_data(cfg, tokenizer, log=log, splits=("test",))
+        device = pick_device(cfg)
+        rows: dict = {}
+        metrics = evaluate(model.to(device), test, cfg, device, outputs=rows)
+        kinds = {s.name: s.kind for s in test.specs}
+        runs.append(Outputs(kinds, {t: rows[t][0] for t in kinds}, {t: rows[t][1][None, :] for t in kinds}))
+        tasks.append({f"test_{s.name}_{s.metric}": metrics[s.name] for s in test.specs})
+    outputs = Outputs.stack(runs)
+    mean = {k: sum(t[k] for t in tasks) / len(tasks) for k in tasks[0]}
+    log(f"[test] {len(runs)} checkpoint(s) scored on {outputs.rows} test rows ({time.time() - t0:.0f} s)")
+    return outputs, stats.interval(outputs), mean
+
+
+def _folder(ckpt: Any):
+    """A context giving a local folder of ``ckpt``."""
+    from contextlib import nullcontext
+
+    return ckpt.as_directory() if hasattr(ckpt, "as_directory") else nullcontext(str(ckpt))
