@@ -105,7 +105,15 @@ def to_device(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, t
 
 
 def make_optimizer(model: MultitaskModel, cfg: TrainConfig):
-    """AdamW without weight decay on biases and norms; linear warmup then linear decay."""
+    """AdamW without weight decay on biases and norms, and its rate schedule.
+
+    Every schedule ramps linearly over the first ``warmup_ratio * max_steps`` steps (a fresh
+    head and a fresh PEFT module would otherwise take full-size steps from random gradients).
+    After warmup, ``cfg.lr_schedule`` picks the multiplier of ``cfg.lr``: ``linear`` decays to
+    0 at ``max_steps``, ``cosine`` follows a half cosine to 0 at ``max_steps`` (longer near the
+    peak, a softer end), ``constant`` stays 1. It is a searched choice because at short budgets
+    a decay to 0 spends half the steps at under half the rate, where a constant rate (what a
+    by-hand loop usually runs) keeps learning to the end (BENCHMARKS.md §10)."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
@@ -114,11 +122,18 @@ def make_optimizer(model: MultitaskModel, cfg: TrainConfig):
               {"params": no_decay, "weight_decay": 0.0}]
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr)
     warmup = int(cfg.warmup_ratio * cfg.max_steps)
+    kind = cfg.lr_schedule
 
     def schedule(step: int) -> float:
         if step < warmup:
             return (step + 1) / (warmup + 1)
-        return max(0.0, (cfg.max_steps - step) / max(1, cfg.max_steps - warmup))
+        if kind == "constant":
+            return 1.0
+        if kind == "linear":  # the formula of before the choice: same rates, same runs
+            return max(0.0, (cfg.max_steps - step) / max(1, cfg.max_steps - warmup))
+        # cosine; the share of the decay done is clipped, so a step past max_steps stays at 0
+        done = min(1.0, (step - warmup) / max(1, cfg.max_steps - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * done))
 
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
