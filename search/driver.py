@@ -51,7 +51,7 @@ from spaces.auto import design_name
 from trainers.splits import test_available
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIRM_JSON, CONFIRM_OUTPUTS = "confirm.json", "confirm_outputs.npz"
+CONFIRM_JSON, CONFIRM_OUTPUTS, TEST_OUTPUTS = "confirm.json", "confirm_outputs.npz", "test_outputs.npz"
 PRUNED = "pruned.jsonl"  # per method: the proposals --max-params pruned before training
 # Shipped to every node with each search, so workers run the driver's code.
 SHIPPED_EXCLUDES = ["/runs/", "/mlruns/", "/mlartifacts/", "*.db", "/ray_results/", "/out/",
@@ -289,7 +289,8 @@ def _record(method: str, plan: Plan, grid, tracker: Tracker, parent: str, wall: 
         if pick is not None:
             record = _confirmed_record(method, plan, confirmed[0], pick, row, summary)
         if record is not None and test_available(data.specs, s.val_from_train):
-            _test(method, pick.checkpoints if pick is not None else [ckpt], row, summary)
+            _test(method, Path(s.out) / method, pick.checkpoints if pick is not None else [ckpt], row,
+                  summary)
         if record is not None:  # the files first: they do not depend on MLflow being up
             write_best(Path(s.out), method, record, ckpt)
 
@@ -298,7 +299,7 @@ def _record(method: str, plan: Plan, grid, tracker: Tracker, parent: str, wall: 
             if record is not None:
                 record["run_id"] = tracker.trial_run_id(record["trial_id"])
             tracker.finish_parent(parent, record, summary, ckpt)
-            for name in (CONFIRM_JSON, CONFIRM_OUTPUTS):
+            for name in (CONFIRM_JSON, CONFIRM_OUTPUTS, TEST_OUTPUTS):
                 if (Path(s.out) / method / name).exists():
                     tracker.client.log_artifact(parent, str(Path(s.out) / method / name))
             for d in designs.values():  # each design's best, as each method's best
@@ -331,10 +332,13 @@ def _confirmed_record(method: str, plan: Plan, candidates: list[Candidate], pick
             "metrics": {"score": pick.mean, "stored_pct": float(row.get("stored_pct", math.nan))}}
 
 
-def _test(method: str, checkpoints: list, row: dict[str, Any], summary: dict[str, float]) -> None:
-    """Score the pick's checkpoints on the test split (the only read of it in the search)."""
+def _test(method: str, out: Path, checkpoints: list, row: dict[str, Any],
+          summary: dict[str, float]) -> None:
+    """Score the pick's checkpoints on the test split (the only read of it in the search);
+    its per-row outputs go to ``<method>/test_outputs.npz``."""
     outputs, iv, tasks = score_test([c for c in checkpoints if c is not None],
                                     log=lambda m: print(m, flush=True))
+    outputs.save(out / TEST_OUTPUTS)
     numbers = {"test_score": iv.mean, "test_lo": iv.lo, "test_hi": iv.hi, **tasks}
     summary.update(numbers)
     row.update({k: numbers[k] for k in ("test_score", "test_lo", "test_hi")})

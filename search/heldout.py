@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from typing import Any
 
 from search import stats
@@ -27,7 +28,7 @@ def score_test(checkpoints: list[Any], log: Callable[[str], None] = print) -> tu
     runs, tasks, test = [], [], None
     t0 = time.time()
     for ckpt in checkpoints:
-        with _folder(ckpt) as folder:
+        with _folder(ckpt) as folder, _quiet():
             model, cfg, tokenizer = load_checkpoint(Path(folder))
         if test is None:
             test = prepare_data(cfg, tokenizer, log=log, splits=("test",))
@@ -41,6 +42,24 @@ def score_test(checkpoints: list[Any], log: Callable[[str], None] = print) -> tu
     mean = {k: sum(t[k] for t in tasks) / len(tasks) for k in tasks[0]}
     log(f"[test] {len(runs)} checkpoint(s) scored on {outputs.rows} test rows ({time.time() - t0:.0f} s)")
     return outputs, stats.interval(outputs), mean
+
+
+@contextmanager
+def _quiet():
+    """No weight-loading progress bars or deprecation notes between the search's lines."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _folder(ckpt: Any):

@@ -34,7 +34,7 @@ from trainers.data import (
     train_batches,
 )
 from trainers.fidelity import rows_at, subset_order
-from trainers.metrics import overall_score, task_metric
+from trainers.metrics import overall_score, predictions, task_metric
 from trainers.model import MultitaskModel, load_backbone
 from trainers.params import count_params
 from trainers.tasks import TaskSpec
@@ -159,14 +159,16 @@ def train_step(model: MultitaskModel, spec: TaskSpec, b: dict[str, torch.Tensor]
 
 @torch.inference_mode()
 def evaluate(model: MultitaskModel, data: PreparedData, cfg: TrainConfig, device: torch.device,
-             rows: int | None = None, sub_rows: int | None = None) -> dict[str, float]:
+             rows: int | None = None, sub_rows: int | None = None,
+             outputs: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> dict[str, float]:
     """Each task's dev metric and the overall score (model left in train mode).
 
     ``rows``: score only each task's first ``rows`` rows in the fixed stratified order
     (``trainers.fidelity``); None = the whole dev set. ``sub_rows``: also report ``score_sub``,
     the score of the first ``sub_rows`` rows, from the same predictions (no second pass).
     ``eval_rows`` says how many rows were scored in all, ``eval_full`` whether that was every
-    dev row."""
+    dev row. ``outputs``: filled with each task's ``(labels, predictions)`` of the scored rows
+    (``trainers.metrics.predictions``), for intervals over rows."""
     was_training = model.training
     model.eval()
     metrics: dict[str, float] = {}
@@ -182,6 +184,8 @@ def evaluate(model: MultitaskModel, data: PreparedData, cfg: TrainConfig, device
         else:  # row j of the subset is dev row keep[j]
             preds = _predict(model, spec, split.subset(keep), data.pad_id, cfg, device)
         metrics[spec.name] = task_metric(spec, preds, split.labels[keep])
+        if outputs is not None:
+            outputs[spec.name] = (split.labels[keep], predictions(spec, preds))
         if sub_rows is not None:
             # the first sub_rows of the order: dev rows of a whole-dev pass, else a prefix of keep
             want = order[:sub_rows]
@@ -232,12 +236,14 @@ def seed_everything(seed: int) -> None:
 
 def train(cfg: TrainConfig, report: Report | None = None, *, data: PreparedData | None = None,
           resume: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
-          log: Callable[[str], None] = print, backbone=None, tokenizer=None) -> dict:
+          log: Callable[[str], None] = print, backbone=None, tokenizer=None,
+          outputs: dict | None = None) -> dict:
     """Train ``cfg`` and return the result dict (see README: result.json).
 
     ``report(metrics, save)`` runs after every evaluation; ``save(dir)`` writes a resumable
     checkpoint. ``resume`` is such a directory. ``data`` is a ``prepare_data`` result for the
     same tasks (a search tokenizes once); ``backbone``/``tokenizer`` skip loading (tests).
+    ``outputs`` receives the last evaluation's per-row labels and predictions (``evaluate``).
     """
     t_start = time.perf_counter()
     if cfg.num_threads:
@@ -327,7 +333,8 @@ def train(cfg: TrainConfig, report: Report | None = None, *, data: PreparedData 
                 rows = rows_at(math.ceil(step / cfg.eval_every), cfg.eval_rows, cfg.eval_growth)
                 metrics = evaluate(model, data, cfg, device,
                                    rows=None if (last or cfg.eval_full) else rows,
-                                   sub_rows=rows if (cfg.eval_full or last) and rows else None)
+                                   sub_rows=rows if (cfg.eval_full or last) and rows else None,
+                                   outputs=outputs if last else None)
                 eval_time += time.perf_counter() - t_eval
                 fidelity = {k: metrics[k] for k in ("eval_rows", "eval_full", "score_sub", "sub_rows")
                             if k in metrics}
