@@ -20,7 +20,7 @@ from typing import Any
 
 from spaces import get_space
 from spaces.common import Space
-from trainers.config import TrainConfig
+from trainers.config import TrainConfig, method_fields
 from trainers.params import ParamCounts, count_for_config
 from trainers.tasks import CS224N, TaskSpec
 
@@ -28,7 +28,8 @@ METHODS = ("adapter", "hyperformer", "pha", "lora_adapter", "unipelt")
 TASKS = ("sst", "quora", "sts")
 SHAPE_KINDS = ("int", "logint", "choice", "fixed")
 """Dim kinds that can change a parameter count: sizes and structural choices. Float dims
-(rates, scales, dropouts) never change a shape, so their corners are not enumerated."""
+(rates, scales, dropouts) never change a shape, so their corners are not enumerated; nor are
+the common dims (learning rate, schedule, sampler...), which no method's count depends on."""
 
 
 def backbones() -> dict[str, Any]:
@@ -43,7 +44,8 @@ def backbones() -> dict[str, Any]:
 def shape_corners(space: Space) -> Iterator[dict[str, Any]]:
     """Every combination of the extreme values of the dims that can change a count: what a
     search can reach at most (and least) in parameters."""
-    dims = [d for d in space.dims if d.kind in SHAPE_KINDS]
+    own = set(method_fields(space.method))
+    dims = [d for d in space.dims if d.kind in SHAPE_KINDS and d.name in own]
     for values in itertools.product(*(d.corners() for d in dims)):
         yield dict(zip((d.name for d in dims), values, strict=True))
 

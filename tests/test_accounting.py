@@ -15,7 +15,7 @@ from tiny import SPECS, tiny_model
 
 from spaces import get_space
 from spaces.common import Space
-from trainers.config import TrainConfig
+from trainers.config import TrainConfig, method_fields
 from trainers.params import count_for_config, count_params
 
 D, LAYERS, TASKS = 32, 2, 2
@@ -125,7 +125,10 @@ SHAPE_KINDS = ("int", "logint", "choice", "fixed")
 
 
 def shape_corners(space: Space) -> Iterator[dict[str, Any]]:
-    dims = [d for d in space.dims if d.kind in SHAPE_KINDS]
+    """Every combination of the extremes of the method's own size and structure dims (the
+    common dims, learning rate, schedule and the like, never change a count)."""
+    own = set(method_fields(space.method))
+    dims = [d for d in space.dims if d.kind in SHAPE_KINDS and d.name in own]
     for values in itertools.product(*(d.corners() for d in dims)):
         yield dict(zip((d.name for d in dims), values, strict=True))
 
