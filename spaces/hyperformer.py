@@ -5,7 +5,7 @@ Size budget: the generator's output heads map t to every adapter weight and laye
 so it holds about ``(t + 1)·(2·a·d + a + 3·d)`` parameters (a the bottleneck, d the model
 width), whatever the number of tasks or layers. At t = 128, a = 256 that is 113% of the packaged
 MiniLM (d = 384, 22.7M), so t stops at 64, the paper's value: the largest corner then trains
-57% of MiniLM and 23% of BERT-base (``python -m benchmarks.param_accounting``).
+57% of MiniLM and 24% of BERT-base (``python -m benchmarks.param_accounting``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ term weighted by pha_lambda at temperature pha_temperature.
 Size budget: as Hyperformer's, the generator's output heads hold about ``(t + 1)·(2·a·d + a + d)``
 parameters (one adapter per layer, no layer-norm offsets), so t = 128 with a = 256 trained 113% of
 the packaged MiniLM; t stops at 64, the value of PHA's released code, where the largest corner
-trains 57% of MiniLM and 23% of BERT-base (``python -m benchmarks.param_accounting``).
+trains 57% of MiniLM and 24% of BERT-base (``python -m benchmarks.param_accounting``).
 """
 
 from __future__ import annotations
