@@ -10,5 +10,5 @@ from spaces.common import COMMON, Space, logint, loguniform
 
 SPACE = Space("prompt", COMMON + [
     logint("num_virtual_tokens", 4, 100, role="scientific", note="Lester et al. 1..150"),
-    loguniform("lr", 1e-4, 1e-1, note="soft prompts need large rates (Lester et al. 0.3)"),
+    loguniform("lr", 1e-4, 0.5, note="soft prompts need large rates (Lester et al. 0.3)"),
 ])

@@ -13,7 +13,7 @@ import pytest
 
 from spaces import check_space, get_space
 from spaces.common import COMMON, Dim, Space, choice, fixed, integer, logint, loguniform, uniform
-from trainers.config import TrainConfig, common_fields, method_fields
+from trainers.config import LR_SCHEDULES, TrainConfig, common_fields, method_fields
 from trainers.methods import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,22 +79,20 @@ PAPER_VALUES = [
     ("unipelt", "r", 8, "Mao et al. 2022"),
     ("unipelt", "adapter_size", 48, "Mao et al. 2022, reduction 16 on d=768"),
     ("lora_adapter", "lr", 9e-4, "tuned PEFT bests of the seed projects: 6e-4 to 9e-4"),
-]
-# Values outside today's ranges, kept as strict expected failures until the ranges grow
-# (issue 14): the test then passes and strict xfail turns red, so this list cannot go stale.
-MISSED = [
     ("lora", "r", 1, "Hu et al. 2021 rank study; seed 002's r=1 scored 0.731"),
     ("lora", "r", 2, "Hu et al. 2021 rank study"),
+    ("dora", "r", 1, "LoRA's rank study holds for DoRA's shared dims"),
     ("adapter", "lr", 3e-3, "Houlsby et al. 2019"),
     ("adapter", "weight_decay", 0.445, "AdaptBert's tuned weight decay"),
     ("prompt", "lr", 0.3, "Lester et al. 2021"),
     ("prefix", "num_virtual_tokens", 200, "Li and Liang 2021, summarization"),
+    ("lora", "lr", 6.1e-4, "the by-hand peer's best LoRA rate (issue 14)"),
+    ("lora", "lr_schedule", "constant", "the by-hand peer's constant rate (issue 14)"),
+    ("lora", "lr_schedule", "linear", "BERT/RoBERTa fine-tuning: warmup then linear decay"),
 ]
 
 
-@pytest.mark.parametrize("method, key, value, source", PAPER_VALUES + [
-    pytest.param(*row, marks=pytest.mark.xfail(strict=True, reason="range too narrow (issue 14)"))
-    for row in MISSED])
+@pytest.mark.parametrize("method, key, value, source", PAPER_VALUES)
 def test_ranges_cover_what_the_papers_used(method, key, value, source):
     dim = get_space(method)[key]
     if not dim.searched:
@@ -104,6 +102,31 @@ def test_ranges_cover_what_the_papers_used(method, key, value, source):
     else:
         covered = dim.low <= value <= dim.high
     assert covered, f"{method}.{key} misses {value} ({source})"
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_space_searches_each_lr_schedule_as_a_nuisance(method):
+    # The schedule is tuned with the rate (which one wins depends on the budget), never
+    # compared; its options are exactly the trainer's, so a new schedule is searched at once.
+    dim = get_space(method)["lr_schedule"]
+    assert dim.kind == "choice" and dim.role == "nuisance"
+    assert dim.choices == LR_SCHEDULES
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_the_default_trial_lies_inside_every_space(method):
+    # A search runs the method's defaults first (search/warm.py); a range widened or moved past
+    # a default would silently drop that trial.
+    from search.warm import default_point
+
+    point = default_point(get_space(method), method, say=pytest.fail)
+    assert point["lr_schedule"] == TrainConfig().lr_schedule
+
+
+def test_full_fine_tuning_keeps_its_own_lower_rates():
+    # Widening the PEFT rates must not carry full fine-tuning along: every weight moves there.
+    full, lora = get_space("full")["lr"], get_space("lora")["lr"]
+    assert full.high <= 1e-4 < lora.high and full.low < lora.low
 
 
 def test_override_keeps_position_and_replaces_the_dim():
@@ -177,18 +200,20 @@ def test_optuna_define_by_run_stays_in_range_and_keeps_types():
     space = get_space("task_lora")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     define = OptunaSpace(list(space.dims))
-    seen = set()
+    seen, schedules = set(), set()
     for _ in range(60):
         trial = study.ask()
         define(trial)
         study.tell(trial, 0.0)
         params = trial.params
         assert set(params) == {d.name for d in space.searched()}
-        assert isinstance(params["r"], int) and 4 <= params["r"] <= 128
-        assert 1e-5 <= params["lr"] <= 1e-3 and params["use_dora"] in (False, True)
+        assert isinstance(params["r"], int) and 1 <= params["r"] <= 128
+        assert 1e-5 <= params["lr"] <= 5e-3 and params["use_dora"] in (False, True)
+        assert params["lr_schedule"] in LR_SCHEDULES
         seen.add(params["use_dora"])
+        schedules.add(params["lr_schedule"])
         TrainConfig.from_flat({**space.fixed_values(), **params, "method": "task_lora"})
-    assert seen == {False, True}
+    assert seen == {False, True} and schedules == set(LR_SCHEDULES)
 
 
 def test_tune_domains_cover_inclusive_int_bounds():

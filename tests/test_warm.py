@@ -160,7 +160,14 @@ def _trials(base: Path, experiment: str):
 
 
 def _searched(run, space) -> dict:
-    return {d.name: type(d.corners()[0])(float(run.data.params[d.name])) for d in space.searched()}
+    """A trial's searched values from its MLflow params (text): a number as its dim's type, a
+    choice (lr_schedule) as the option of that text."""
+    def value(d, text: str):
+        if d.kind == "choice":
+            return next(c for c in d.choices if str(c) == text)
+        return type(d.corners()[0])(float(text))
+
+    return {d.name: value(d, run.data.params[d.name]) for d in space.searched()}
 
 
 @pytest.mark.integration
