@@ -21,7 +21,7 @@ from ray import tune
 
 from search import stats
 from search.callbacks import MlflowCallback, Progress
-from search.results import failed, resolved_config
+from search.results import failed, numeric_metrics, resolved_config
 from search.stats import Interval, Outputs
 
 OUTPUTS = "outputs.npz"
@@ -39,9 +39,13 @@ class Candidate:
     """The resolved flat train config, with the search's seed."""
     search_score: float | None = None
     """Its score in the search (one seed; None for a default that was not a trial)."""
+    trial_id: str | None = None
+    """The search trial's id (None for a default that was not a trial)."""
     is_default: bool = False
     """The method's defaults (a trial of the search or added for confirmation)."""
     seed_scores: list[float] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Its runs' reported numbers (task metrics, parameter shares) averaged over the seeds."""
     checkpoints: list[Any] = field(default_factory=list)
     """Each seed's final checkpoint (a Tune ``Checkpoint``), in seed order."""
     outputs: Outputs | None = None
@@ -74,7 +78,8 @@ def pick_candidates(results: list, k: int, default: dict[str, Any] | None,
         config = resolved_config(r.config)
         if any(_same(config, c.config) for c in out):
             continue
-        out.append(Candidate(f"trial_{r.metrics.get('trial_id')}", config, float(r.metrics[metric])))
+        tid = r.metrics.get("trial_id")
+        out.append(Candidate(f"trial_{tid}", config, float(r.metrics[metric]), trial_id=tid))
         if len(out) == k:
             break
     if default is not None:
@@ -137,7 +142,7 @@ def run_confirmation(method: str, plan, data, tracker, parent: str, concurrency:
 
 def _collect(grid, candidates: list[Candidate]) -> None:
     """Each candidate's seed scores, checkpoint folders and per-row outputs (in seed order)."""
-    by_run: dict[tuple[int, int], tuple[float, Any, Outputs | None]] = {}
+    by_run: dict[tuple[int, int], tuple[float, Any, Outputs | None, dict[str, float]]] = {}
     for r in grid:
         run = r.config[RUN_KEY]
         index = next(i for i, c in enumerate(candidates) if _same(_strip(c.config), _strip(run)))
@@ -147,11 +152,15 @@ def _collect(grid, candidates: list[Candidate]) -> None:
             with r.checkpoint.as_directory() as folder:  # local or cloud storage alike
                 file = Path(folder) / OUTPUTS
                 outputs = Outputs.load(file) if file.exists() else None
-        by_run[(index, int(run["seed"]))] = (score, r.checkpoint, outputs)
+        by_run[(index, int(run["seed"]))] = (score, r.checkpoint, outputs, numeric_metrics(r.metrics or {}))
     for i, c in enumerate(candidates):
         mine = sorted((seed, v) for (j, seed), v in by_run.items() if j == i)
         c.seed_scores = [v[0] for _, v in mine]
         c.checkpoints = [v[1] for _, v in mine if v[1] is not None]
+        reported = [v[3] for _, v in mine if math.isfinite(v[0])]
+        keys = set.intersection(*(set(m) for m in reported)) if reported else set()
+        c.metrics = {k: sum(m[k] for m in reported) / len(reported) for k in sorted(keys)
+                     if k not in ("step", "training_iteration", "time_total_s")}
         outs = [v[2] for _, v in mine if v[2] is not None]
         if outs and len(outs) == len(mine):
             c.outputs = Outputs.stack(outs)

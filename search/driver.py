@@ -30,9 +30,13 @@ from search.heldout import score_test
 from search.plan import Plan, space_record
 from search.report.pareto import pareto_front
 from search.results import (
+    CONFIRM_JSON,
+    CONFIRM_OUTPUTS,
+    TEST_OUTPUTS,
     best_record,
     checkpoint_files,
     failed,
+    is_table_metric,
     pick_best,
     resolved_config,
     summarize,
@@ -48,10 +52,9 @@ from search.tracking import Tracker, ui_hint
 from search.trainable import run_trial
 from search.warm import default_point, start_points
 from spaces.auto import design_name
-from trainers.splits import test_available
+from trainers.splits import has_test_split
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIRM_JSON, CONFIRM_OUTPUTS, TEST_OUTPUTS = "confirm.json", "confirm_outputs.npz", "test_outputs.npz"
 PRUNED = "pruned.jsonl"  # per method: the proposals --max-params pruned before training
 # Shipped to every node with each search, so workers run the driver's code.
 SHIPPED_EXCLUDES = ["/runs/", "/mlruns/", "/mlartifacts/", "*.db", "/ray_results/", "/out/",
@@ -288,7 +291,7 @@ def _record(method: str, plan: Plan, grid, tracker: Tracker, parent: str, wall: 
             _rescore(record, row, ckpt, data, method)
         if pick is not None:
             record = _confirmed_record(method, plan, confirmed[0], pick, row, summary)
-        if record is not None and test_available(data.specs, s.val_from_train):
+        if record is not None and has_test_split(data.specs, s.val_from_train):
             _test(method, Path(s.out) / method, pick.checkpoints if pick is not None else [ckpt], row,
                   summary)
         if record is not None:  # the files first: they do not depend on MLflow being up
@@ -319,6 +322,8 @@ def _confirmed_record(method: str, plan: Plan, candidates: list[Candidate], pick
     summary.update(numbers)
     row.update({k: numbers[k] for k in ("confirmed_score", "confirmed_lo", "confirmed_hi",
                                          "default_score", "gain_over_default") if k in numbers})
+    # the task metrics and parameter shares of the pick, not of the search best
+    row.update({k: v for k, v in pick.metrics.items() if is_table_metric(k)})
     write_json_atomic(out / CONFIRM_JSON, {
         "winner": pick.label, "seeds": len(pick.seed_scores),
         "candidates": [{"label": c.label, "is_default": c.is_default, "search_score": c.search_score,
@@ -328,8 +333,8 @@ def _confirmed_record(method: str, plan: Plan, candidates: list[Candidate], pick
                         "config": c.config} for c in candidates]})
     if pick.outputs is not None:
         pick.outputs.save(out / CONFIRM_OUTPUTS)
-    return {"config": pick.config, "trial_id": pick.label, "run_id": None,
-            "metrics": {"score": pick.mean, "stored_pct": float(row.get("stored_pct", math.nan))}}
+    return {"config": pick.config, "trial_id": pick.trial_id or pick.label, "run_id": None,
+            "metrics": {**pick.metrics, "score": pick.mean}}
 
 
 def _test(method: str, out: Path, checkpoints: list, row: dict[str, Any],

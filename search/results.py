@@ -19,6 +19,14 @@ from typing import Any
 from search import trial_outcome
 from search.trial_outcome import FAILED, STOPPED_EARLY, outcome
 
+CONFIRM_JSON = "confirm.json"
+"""``<method>/confirm.json``: every confirmation candidate, its seed scores and interval."""
+CONFIRM_OUTPUTS = "confirm_outputs.npz"
+"""``<method>/confirm_outputs.npz`` (also a parent-run artifact): the confirmed pick's per-row
+validation predictions, one row per seed, for paired comparisons between methods."""
+TEST_OUTPUTS = "test_outputs.npz"
+"""``<method>/test_outputs.npz``: the pick's per-row test predictions."""
+
 # Tune's bookkeeping keys: not training metrics.
 _NOT_METRICS = {"step", "timestamp", "done", "pid", "time_this_iter_s", "time_since_restore",
                 "iterations_since_restore", "should_checkpoint", "first_step_at"}
@@ -66,11 +74,11 @@ def summarize(method: str, grid, max_t: int, wall_s: float, metric: str = "score
     m = numeric_metrics(best.metrics)
     row["best_score"] = m.get(metric)
     row["best_trial_id"] = best.metrics.get("trial_id")
-    row.update({k: v for k, v in m.items() if _is_table_metric(k)})
+    row.update({k: v for k, v in m.items() if is_table_metric(k)})
     return row, best
 
 
-def _is_table_metric(key: str) -> bool:
+def is_table_metric(key: str) -> bool:
     return key == "stored_pct" or key.endswith(("_accuracy", "_pearson", "_pct"))
 
 

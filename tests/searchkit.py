@@ -25,8 +25,9 @@ def cli(model_dir: str, out: Path, *args: str, mlflow_uri: str | None = None) ->
             "--mlflow-uri", mlflow_uri or f"sqlite:///{out.parent / 'mlflow.db'}", *args]
 
 
-def run(cmd: list[str], cwd: Path, timeout: float = 300, rc: int = 0) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+def run(cmd: list[str], cwd: Path, timeout: float = 300, rc: int = 0,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=env or ENV, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == rc, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 

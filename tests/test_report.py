@@ -16,8 +16,9 @@ from types import SimpleNamespace
 import pytest
 
 from search.report import build
+from search.report.board import leaderboard
 from search.report.data import ExperimentRecord, MethodRecord, TrialRecord, rung_steps
-from search.report.doc import edge_warnings, importances, leaderboard, pareto_rows, ranked_importances
+from search.report.doc import edge_warnings, importances, pareto_rows, ranked_importances
 from search.report.pareto import pareto_front
 from search.report.plots import importance_figure, values_figure
 from search.searchers import objective_metrics

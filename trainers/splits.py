@@ -54,7 +54,7 @@ def source(spec: TaskSpec, split: str, val_from_train: float | None) -> str:
     return {"train": "train", "dev": "train", "test": "dev"}[split]
 
 
-def test_available(specs: list[TaskSpec], val_from_train: float | None) -> bool:
+def has_test_split(specs: list[TaskSpec], val_from_train: float | None) -> bool:
     """A test split exists for every task: the dev files under ``val_from_train``, else each
     task names a (labelled) ``test`` split."""
     return val_from_train is not None or all(s.test is not None for s in specs)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from search.results import CONFIRM_OUTPUTS
+from search.stats import Outputs
 from search.tracking import SPACE_ARTIFACT
 from spaces.common import Dim, dims_from_json
 
@@ -70,6 +72,9 @@ class MethodRecord:
     dims: list[Dim]
     """The searched dims of the method's space."""
     trials: list[TrialRecord] = field(default_factory=list)
+    confirm_outputs: Outputs | None = None
+    """``--confirm``: the pick's per-row validation predictions, one row per seed (the parent
+    run's ``confirm_outputs.npz``), for paired comparisons between methods."""
     from_auto: bool = False
     """A concrete design of a ``--method auto`` search (``method`` is the design's name)."""
 
@@ -126,7 +131,8 @@ def load_experiment(uri: str, name: str) -> ExperimentRecord:
         own = [_trial(client, r) for r in trials if r.data.tags.get("method") == method]
         if method != "auto":
             methods.append(MethodRecord(method, p.info.run_id, p.info.status, settings, dict(p.data.metrics),
-                                        p.data.tags.get("best_trial_id"), dims, own))
+                                        p.data.tags.get("best_trial_id"), dims, own,
+                                        _confirm_outputs(client, p)))
             continue
         # --method auto: every concrete design is compared like a method.
         for design in sorted({t.design for t in own}):
@@ -135,6 +141,19 @@ def load_experiment(uri: str, name: str) -> ExperimentRecord:
                                         [d for d in branches.get(base, []) if d.searched],
                                         [t for t in own if t.design == design], from_auto=True))
     return ExperimentRecord(name, exp.experiment_id, uri, methods)
+
+
+def _confirm_outputs(client, parent) -> Outputs | None:
+    """The confirmed pick's validation outputs of a parent run, if it has them."""
+    if "confirmed_score" not in parent.data.metrics:
+        return None
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(parent.info.run_id, CONFIRM_OUTPUTS, tmp)
+        except Exception:  # noqa: BLE001 - recorded before the file existed, or not logged
+            return None
+        return Outputs.load(path)
 
 
 def _all_runs(client, experiment_id: str, query: str) -> list:

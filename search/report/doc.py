@@ -12,8 +12,6 @@ from pathlib import Path
 
 from search.report.data import (
     ROLE_ORDER,
-    TASK_METRICS,
-    ExperimentRecord,
     MethodRecord,
     TrialRecord,
     by_role,
@@ -35,49 +33,6 @@ class Section:
 
 def _f(v: float | None, fmt: str = "{:.4f}") -> str:
     return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else fmt.format(v)
-
-
-def leaderboard(exp: ExperimentRecord) -> tuple[list[str], list[list[str]], list[dict]]:
-    """(header, rows as text, rows as numbers) best method first: best score, the best trial's
-    metric per task and % of parameters it updates per task, % stored, trials, early stops,
-    failures, trial-steps and time spent."""
-    tasks = sorted({k.rsplit("_", 1)[0] for m in exp.methods for t in m.trials for k in t.metrics
-                    if k.endswith(TASK_METRICS)})
-    records = []
-    for m in exp.methods:
-        best = m.best
-        metrics = best.metrics if best is not None else {}
-        records.append({
-            "method": m.method,
-            "score": best.score if best is not None else float("nan"),
-            **{t: _task_metric(metrics, t) for t in tasks},
-            **{f"{t}_pct": metrics.get(f"{t}_pct", float("nan")) for t in tasks},
-            "stored_pct": metrics.get("stored_pct", float("nan")),
-            "trials": len(m.trials),
-            "stopped_early": sum(t.stopped_early for t in m.trials),
-            "failed": sum(t.status == "FAILED" for t in m.trials),
-            "trial_steps": sum(t.steps for t in m.trials),
-            "trial_min": sum(t.seconds or 0.0 for t in m.trials) / 60,
-            "wall_min": m.summary.get("wall_s", float("nan")) / 60,
-        })
-    records.sort(key=lambda r: -r["score"] if math.isfinite(r["score"]) else math.inf)
-    header = (["rank", "method", "best score"] + tasks + [f"% updated/task {t}" for t in tasks]
-              + ["% stored", "trials", "stopped early", "failed", "trial-steps", "trial-min", "wall-min"])
-    rows = []
-    for i, r in enumerate(records, 1):
-        rows.append([str(i), r["method"], _f(r["score"])] + [_f(r[t], "{:.3f}") for t in tasks]
-                    + [_f(r[f"{t}_pct"], "{:.3f}") for t in tasks]
-                    + [_f(r["stored_pct"], "{:.3f}"), str(r["trials"]), str(r["stopped_early"]),
-                       str(r["failed"]), str(r["trial_steps"]), _f(r["trial_min"], "{:.1f}"),
-                       _f(r["wall_min"], "{:.1f}")])
-    return header, rows, records
-
-
-def _task_metric(metrics: dict[str, float], task: str) -> float:
-    for suffix in TASK_METRICS:
-        if f"{task}{suffix}" in metrics:
-            return metrics[f"{task}{suffix}"]
-    return float("nan")
 
 
 def pareto_rows(trials: list[TrialRecord], dims: dict[str, list[Dim]]) -> tuple[list[str], list[list[str]]]:
@@ -118,6 +73,8 @@ def edge_warnings(m: MethodRecord) -> list[str]:
         log = d.kind.startswith("log")
         lo, hi, x = (math.log(d.low), math.log(d.high), math.log(v)) if log and v > 0 else (d.low, d.high, v)
         pos = (x - lo) / (hi - lo)
+        if pos <= EDGE and not log and d.low == 0:  # nothing below 0 to search
+            continue
         if pos <= EDGE or pos >= 1 - EDGE:
             side = "low" if pos <= EDGE else "high"
             how = f"spaces/{m.method.split('[')[0]}.py" if m.from_auto else f"--range {d.name}=LOW:HIGH"

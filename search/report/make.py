@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from search.report.board import leaderboard, verdict
 from search.report.data import ExperimentRecord, MethodRecord
 from search.report.doc import (
     Section,
@@ -16,7 +17,6 @@ from search.report.doc import (
     html_page,
     importance_text,
     importances,
-    leaderboard,
     markdown,
     pareto_rows,
     ranked_importances,
@@ -34,6 +34,8 @@ class Report:
     leaderboard: list[dict]
     pareto: list[list[str]]
     warnings: list[str]
+    verdict: str = ""
+    """What the leaderboard supports: is the lead separable, did each search beat its defaults."""
 
 
 def build(exp: ExperimentRecord, out: Path) -> Report:
@@ -46,11 +48,10 @@ def build(exp: ExperimentRecord, out: Path) -> Report:
                                                              f"{exp.name}: score vs parameters")]}
     p_header, p_rows = pareto_rows(exp.trials, {m.method: m.dims for m in exp.methods})
     warnings = [w for m in exp.methods for w in edge_warnings(m)]
+    conclusion = verdict(exp, records)
     sections = [
         Section("Leaderboard", f"MLflow {exp.uri}, experiment {exp.name}. Budget: {budget_text(exp)}. "
-                "Per-task columns: the best trial's dev metric, then the % of the backbone's "
-                "parameters that task updates; % stored = every trained parameter of all tasks.",
-                tables=[(header, rows)]),
+                + LEGEND + ("\n\n" + conclusion if conclusion else ""), tables=[(header, rows)]),
         Section("Pareto front: dev score vs % trainable parameters",
                 "Trials no other trial beats on both score and parameters, cheapest first.",
                 tables=[(p_header, p_rows)], images=figures[""]),
@@ -73,7 +74,17 @@ def build(exp: ExperimentRecord, out: Path) -> Report:
     (out / "leaderboard.json").write_text(json.dumps(
         {"experiment": exp.name, "methods": records, "pareto": [dict(zip(p_header, r, strict=True))
                                                                 for r in p_rows]}, indent=2, default=str))
-    return Report(out, page, md, figures, records, p_rows, warnings)
+    return Report(out, page, md, figures, records, p_rows, warnings, conclusion)
+
+
+LEGEND = (
+    "confirmed = the pick's mean score over new seeds on the whole validation set, with its 95% "
+    "interval (seeds and validation rows); best-of-N = the search's best single-seed score (biased "
+    "upward: the best of many noisy draws); test = the pick on the test split, never read while "
+    "selecting; vs defaults = the pick minus the method's own defaults retrained with the same "
+    "seeds. Per-task columns: the pick's metric, then the % of the backbone's parameters that task "
+    "updates; % amortised = all trained parameters / number of tasks (how shared hypernetworks "
+    "are tabulated); % stored = every trained parameter of all tasks.")
 
 
 def method_section(m: MethodRecord, out: Path) -> Section:
@@ -116,11 +127,18 @@ def file_stem(name: str) -> str:
 def summary_text(report: Report) -> str:
     """The leaderboard and the Pareto front in a few lines for the terminal."""
     width = max([16] + [len(r["method"]) + 2 for r in report.leaderboard])
-    lines = [f"{'method':<{width}}{'best score':>11}{'% stored':>10}{'trials':>8}{'early':>7}"
-             f"{'trial-steps':>13}"]
+    confirmed = any(r["confirmed"] == r["confirmed"] for r in report.leaderboard)  # not all NaN
+    lines = [f"{'method':<{width}}" + (f"{'confirmed [95%]':>27}" if confirmed else "")
+             + f"{'best-of-N':>10}" + (f"{'test':>8}" if confirmed else "")
+             + f"{'% stored':>10}{'trials':>8}{'early':>7}{'trial-steps':>13}"]
     for r in report.leaderboard:
-        lines.append(f"{r['method']:<{width}}{r['score']:>11.4f}{r['stored_pct']:>10.3f}{r['trials']:>8}"
-                     f"{r['stopped_early']:>7}{r['trial_steps']:>13}")
+        conf = (f"{r['confirmed']:>9.4f} [{r['confirmed_lo'] or float('nan'):.4f}, "
+                f"{r['confirmed_hi'] or float('nan'):.4f}]" if confirmed else "")
+        test = f"{r['test']:>8.4f}" if confirmed else ""
+        lines.append(f"{r['method']:<{width}}{conf}{r['score']:>10.4f}{test}{r['stored_pct']:>10.3f}"
+                     f"{r['trials']:>8}{r['stopped_early']:>7}{r['trial_steps']:>13}")
+    if report.verdict:
+        lines.append(report.verdict.replace("**", ""))
     lines.append(f"Pareto front (score vs % params): {len(report.pareto)} trials: " + "; ".join(
         f"{r[0]} {r[1]} at {r[2]}%" for r in report.pareto))
     lines += [f"note: {w}" for w in report.warnings]

@@ -1,0 +1,226 @@
+"""Confirmation, validation carved from train, and a test split selection never reads.
+
+Unit tests on the pieces (carving, candidates, the winner, flags); integration: a real search
+with ``--confirm`` on task files that name a labelled test split, with every open of the test
+file recorded by an audit hook in the driver and in every Ray worker.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from searchkit import ENV, cli, mlflow_runs, run
+
+from search.settings import Settings, confirm_budget, parse_confirm
+from search.stats import Outputs
+from trainers import demo
+from trainers.config import TrainConfig
+from trainers.data import prepare_data, split_examples
+from trainers.splits import carve, has_test_split, source
+from trainers.tasks import CS224N
+
+
+# ---- validation carved from train ---------------------------------------------------------
+def test_carve_is_stratified_disjoint_and_fixed():
+    spec = CS224N["sst"]
+    labels = np.repeat(np.arange(5), [100, 300, 200, 50, 350]).astype(np.float32)
+    train, val = carve(spec, labels, 0.1)
+    assert len(np.intersect1d(train, val)) == 0 and len(train) + len(val) == len(labels)
+    counts = np.bincount(labels[val].astype(int), minlength=5)
+    np.testing.assert_array_equal(counts, [10, 30, 20, 5, 35])  # each class's share
+    again = carve(spec, labels, 0.1)
+    np.testing.assert_array_equal(val, again[1])  # a constant seed: every run holds out these rows
+    with pytest.raises(ValueError, match="leaves no training rows"):
+        carve(spec, labels[:1], 0.99)
+
+
+def test_val_from_train_reads_validation_from_train_and_test_from_dev():
+    assert [source(CS224N["sst"], s, 0.1) for s in ("train", "dev", "test")] == ["train", "train", "dev"]
+    cfg = TrainConfig(val_from_train=0.2, tasks=("sst",))
+    files: dict = {}
+    train = split_examples(CS224N["sst"], "train", cfg, log=lambda _: None, files=files)
+    val = split_examples(CS224N["sst"], "dev", cfg, log=lambda _: None, files=files)
+    test = split_examples(CS224N["sst"], "test", cfg, log=lambda _: None)
+    whole = demo.demo_examples("sst", "train")
+    assert len(train) + len(val) == len(whole) and abs(len(val) - 0.2 * len(whole)) <= 5
+    assert not set(train) & set(val) or len(set(train) & set(val)) < 3  # generated rows may repeat
+    assert test == demo.demo_examples("sst", "dev")
+    assert has_test_split([CS224N["sst"]], 0.1) and not has_test_split([CS224N["sst"]], None)
+    with pytest.raises(ValueError, match="no test split"):
+        split_examples(CS224N["sst"], "test", TrainConfig(tasks=("sst",)))
+
+
+def test_training_refuses_the_test_split(tiny_tokenizer):
+    from trainers.loop import train
+
+    cfg = TrainConfig(method="lora", tasks=("sst",), val_from_train=0.2, max_steps=1)
+    data = prepare_data(cfg, tiny_tokenizer, log=lambda _: None, splits=("train", "test"))
+    assert data.eval_split == "test"
+    with pytest.raises(ValueError, match="not the test split"):
+        train(cfg, data=data, backbone=object(), tokenizer=tiny_tokenizer, log=lambda _: None)
+
+
+# ---- flags and candidates -----------------------------------------------------------------
+def test_confirm_flag_and_its_defaults():
+    assert parse_confirm("3:2") == (3, 2) and parse_confirm("0") == (0, 0)
+    for bad in ("3", "a:b", "0:3", "2:0"):
+        with pytest.raises(ValueError, match="--confirm"):
+            parse_confirm(bad)
+    assert confirm_budget(Settings(methods=["lora"])) == (0, 0)
+    assert confirm_budget(Settings(methods=["lora", "adapter"])) == (2, 3)
+    assert confirm_budget(Settings(methods=["lora", "adapter"], confirm="0")) == (0, 0)
+
+
+def _result(tid: str, lr: float, score: float, iters: int, failure: str | None = None):
+    metrics = {"trial_id": tid, "score": score, "training_iteration": iters}
+    if failure:
+        metrics["failure"] = failure
+    return SimpleNamespace(metrics=metrics, error=None, config={"method": "lora", "lr": lr})
+
+
+def test_candidates_are_the_furthest_best_distinct_configs_then_the_defaults():
+    from search.confirm import pick_candidates
+
+    results = [_result("a", 1e-3, 0.70, 1),  # stopped at the first rung: a subset score
+               _result("b", 2e-4, 0.60, 3), _result("c", 3e-4, 0.65, 3),
+               _result("d", 3e-4, 0.64, 3),  # the same config as c: confirmed once
+               _result("e", 5e-4, float("nan"), 3, failure="non-finite loss")]
+    default = TrainConfig(method="lora").to_flat()
+    got = pick_candidates(results, 2, default)
+    assert [c.label for c in got] == ["trial_c", "trial_b", "default"]
+    assert got[-1].is_default and got[0].search_score == 0.65
+    # the defaults among the top configs are confirmed once, marked
+    twin = TrainConfig.from_flat({"method": "lora", "lr": 2e-4}).to_flat()
+    got = pick_candidates(results, 2, twin)
+    assert [(c.label, c.is_default) for c in got] == [("trial_c", False), ("trial_b", True)]
+
+
+def test_winner_is_the_best_seed_mean_and_a_failed_seed_disqualifies():
+    from search.confirm import Candidate, summary, winner
+
+    def cand(label, scores, default=False):
+        c = Candidate(label, {}, 0.7, is_default=default, seed_scores=scores)
+        rng = np.random.default_rng(len(label))
+        c.outputs = Outputs({"b": "binary"}, {"b": np.ones(200)},
+                            {"b": (rng.random((len(scores), 200)) < np.array(scores)[:, None]).astype(float)})
+        return c
+
+    a, b = cand("a", [0.70, 0.72, 0.71]), cand("b", [0.75, float("nan"), 0.80])
+    d = cand("default", [0.60, 0.61, 0.62], default=True)
+    assert winner([a, b, d]) is a and math.isinf(b.mean)
+    numbers = summary([a, b, d], a)
+    assert numbers["confirmed_score"] == pytest.approx(0.71)
+    assert numbers["default_score"] == pytest.approx(0.61)
+    assert numbers["gain_lo"] <= numbers["gain_over_default"] <= numbers["gain_hi"]
+
+
+# ---- a real search: confirmation, MLflow, and the test file never read while selecting --------
+AUDIT = '''
+import os, sys, time
+_path = os.environ.get("PEFT_TEST_AUDIT")
+_watch = os.environ.get("PEFT_TEST_WATCH")
+if _path and _watch:
+    def _hook(event, args):
+        if event != "open" or not args:  # the hook sees every audited event: be quick, never raise
+            return
+        path = args[0]
+        if isinstance(path, (str, bytes, os.PathLike)) and _watch in os.fsdecode(path):
+            with open(_path, "a") as f:
+                f.write(f"{time.time()} {os.getpid()}\\n")
+    sys.addaudithook(_hook)
+'''
+
+
+def _write(path: Path, rows: list[tuple]) -> None:
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["sentence", "label"])
+        w.writerows(rows)
+
+
+@pytest.fixture(scope="module")
+def confirmed(tiny_model_dir, tmp_path_factory):
+    base = tmp_path_factory.mktemp("confirm")
+    data = base / "data"
+    data.mkdir()
+    for split, name, n in (("train", "train", 120), ("dev", "dev", 120), ("test", "heldout", 80)):
+        _write(data / f"pos-{name}.csv", [(t, int(y)) for t, _, y in demo.demo_examples("sst", split)][:n])
+    tasks = {"tasks": [{"name": "pos", "kind": "classification", "num_labels": 5, "text": "sentence",
+                        "label": "label", "format": "csv", "train": "data/pos-train.csv",
+                        "dev": "data/pos-dev.csv", "test": "data/pos-heldout.csv"}]}
+    (base / "tasks.json").write_text(json.dumps(tasks))
+    hook = base / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(AUDIT)
+    audit = base / "opens.log"
+    env = {**ENV, "PEFT_TEST_AUDIT": str(audit), "PEFT_TEST_WATCH": "pos-heldout.csv",
+           "PYTHONPATH": os.pathsep.join(p for p in [str(hook), ENV.get("PYTHONPATH")] if p)}
+    cmd = cli(tiny_model_dir, base / "out", "--method", "lora", "--tasks", "pos", "--task-file",
+              str(base / "tasks.json"), "--num-samples", "3", "--max-steps", "20", "--eval-every", "10",
+              "--confirm", "1:2", "--experiment", "cf")
+    proc = run(cmd, base, env=env)
+    return base, proc.stdout, audit
+
+
+@pytest.mark.integration
+def test_confirmation_picks_records_and_scores_the_test_split_once_after_selection(confirmed):
+    base, stdout, audit = confirmed
+    out = base / "out"
+    record = json.loads((out / "lora" / "confirm.json").read_text())
+    cands = record["candidates"]
+    assert len(cands) in (1, 2) and any(c["is_default"] for c in cands)  # the top 1 and the defaults
+    assert all(len(c["seed_scores"]) == 2 for c in cands)
+    pick = next(c for c in cands if c["label"] == record["winner"])
+    assert pick["mean"] == max(c["mean"] for c in cands)
+    assert json.loads((out / "lora" / "best_config.json").read_text()) == pick["config"]
+    assert pick["interval"]["lo"] <= pick["mean"] <= pick["interval"]["hi"]
+    row = json.loads((out / "results.json").read_text())["methods"][0]
+    assert row["confirmed_score"] == pytest.approx(pick["mean"]) and math.isfinite(row["test_score"])
+    assert Outputs.load(out / "lora" / "confirm_outputs.npz").seeds == 2
+    assert Outputs.load(out / "lora" / "test_outputs.npz").rows == 80
+    # MLflow: confirmation runs nested under the parent, kind confirm; the parent holds the pick
+    _, runs = mlflow_runs(f"sqlite:///{base / 'mlflow.db'}", "cf")
+    (parent,) = [r for r in runs if r.data.tags.get("kind") == "method"]
+    confirms = [r for r in runs if r.data.tags.get("kind") == "confirm"]
+    assert len(confirms) == 2 * len(cands)
+    assert {r.data.tags["mlflow.parentRunId"] for r in confirms} == {parent.info.run_id}
+    assert sorted({r.data.tags["seed"] for r in confirms}) == ["1000", "1001"]
+    assert parent.data.metrics["confirmed_score"] == pytest.approx(pick["mean"])
+    assert "test_score" in parent.data.metrics
+    assert "confirmation (mean of 2 new seeds" in stdout and "test score of the pick" in stdout
+    # the test file: opened, only by the driver, and only after the confirmation was decided
+    opens = [line.split() for line in audit.read_text().splitlines()]
+    assert opens, "the test split was never scored"
+    decided = (out / "lora" / "confirm.json").stat().st_mtime
+    assert all(float(t) >= decided for t, _ in opens), "the test file was read before the pick was made"
+    assert len({pid for _, pid in opens}) == 1
+    # the report ranks by the confirmed score and says whether the search beat the defaults
+    md = (out / "report" / "report.md").read_text()
+    assert "confirmed [95%]" in md and ("defaults" in md)
+
+
+def test_a_search_prepares_no_test_rows(tmp_path, monkeypatch):
+    """What a search tokenizes (and ships to every trial) holds training and validation rows
+    only: with --val-from-train one read of each train file, never a dev or test file."""
+    import trainers.data as data_module
+    from search.plan import make_plan, prepare
+    from search.settings import settings_from
+
+    seen: list[str] = []
+    real = data_module.load_split
+    def spy(spec, split, data_dir, log):
+        seen.append(split)
+        return real(spec, split, data_dir, log)
+
+    monkeypatch.setattr(data_module, "load_split", spy)
+    s = settings_from({"method": "lora", "tasks": "sst,sts", "val_from_train": 0.1, "out": str(tmp_path),
+                       "experiment": "x", "mlflow_uri": f"sqlite:///{tmp_path / 'm.db'}"})
+    data = prepare(make_plan(s))
+    assert seen == ["train", "train"] and data.eval_split == "dev"
