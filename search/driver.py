@@ -197,7 +197,9 @@ def run_method(method: str, plan: Plan, data, tracker: Tracker, concurrency: int
         candidates = pick_candidates(list(grid), top, default)
         if candidates and not run_confirmation(method, plan, data, tracker, parent, concurrency, resuming,
                                                candidates, confirm_seeds(s.seed, seeds)):
-            tracker.retrying("closing runs", lambda: tracker.end_run(parent, "KILLED"))
+            tracker.retrying("closing runs", lambda: (tracker.close_stale_runs(method, {}, kind="confirm"),
+                                                      tracker.end_run(parent, "KILLED")))
+            print(f"[{method}] confirmation interrupted; --resume goes on with it", flush=True)
             return None
         confirmed = (candidates, winner(candidates)) if candidates else None
         if confirmed is not None:

@@ -181,12 +181,13 @@ class Tracker:
         self.client.set_tag(run_id, "design_best", "true")
         return True
 
-    def close_stale_runs(self, method: str, statuses: dict[str, str], default: str = "KILLED") -> int:
+    def close_stale_runs(self, method: str, statuses: dict[str, str], default: str = "KILLED",
+                         kind: str = "trial") -> int:
         """Close the method's trial runs still marked RUNNING: ``statuses[trial_id]`` when the
         trial's fate is known (a driver killed before it could record it), else ``default``.
         Returns how many were closed."""
         stale = self.client.search_runs(
-            [self.experiment_id], f"tags.kind = 'trial' and tags.method = '{method}' "
+            [self.experiment_id], f"tags.kind = '{kind}' and tags.method = '{method}' "
             "and attributes.status = 'RUNNING'", max_results=10000)
         for run in stale:
             self.client.set_terminated(run.info.run_id, statuses.get(run.data.tags.get("trial_id"), default))

@@ -78,6 +78,14 @@ def test_confirm_flag_and_its_defaults():
     assert confirm_budget(Settings(methods=["lora", "adapter"], confirm="0")) == (0, 0)
 
 
+def test_a_bad_confirm_flag_exits_2_before_ray(tmp_path):
+    from search.cli import main
+
+    assert main(["--method", "lora", "--confirm", "3", "--out", str(tmp_path / "o"),
+                 "--mlflow-uri", f"sqlite:///{tmp_path / 'm.db'}"]) == 2
+    assert not (tmp_path / "o" / "search.json").exists()
+
+
 def _result(tid: str, lr: float, score: float, iters: int, failure: str | None = None):
     metrics = {"trial_id": tid, "score": score, "training_iteration": iters}
     if failure:
