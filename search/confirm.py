@@ -114,7 +114,7 @@ def run_confirmation(method: str, plan, data, tracker, parent: str, concurrency:
     runs = [run_config(c, seed) for c in candidates for seed in seeds]
     resources = {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial}
     trainable = tune.with_resources(tune.with_parameters(run_confirm, data=data), resources)
-    print(f"[{method}] confirming {len(candidates)} config(s) ({', '.join(c.label for c in candidates)}) "
+    print(f"[{method}] confirming {len(candidates)} config(s) ({', '.join(map(_name, candidates))}) "
           f"with seeds {', '.join(map(str, seeds))}: {len(runs)} runs of {s.max_steps} steps", flush=True)
     if tune.Tuner.can_restore(path):
         if not resuming:
@@ -201,6 +201,10 @@ def summary(candidates: list[Candidate], best: Candidate) -> dict[str, float]:
     return out
 
 
+def _name(c: Candidate) -> str:
+    return f"{c.label} (= {DEFAULT})" if c.is_default and c.label != DEFAULT else c.label
+
+
 def table(method: str, candidates: list[Candidate], best: Candidate | None) -> str:
     """What the terminal shows after a method's confirmation."""
     lines = [f"[{method}] confirmation (mean of {len(candidates[0].seed_scores)} new seeds, whole "
@@ -211,6 +215,5 @@ def table(method: str, candidates: list[Candidate], best: Candidate | None) -> s
         search = f"search {c.search_score:.4f}" if c.search_score is not None else "not a trial"
         mark = "  <- confirmed best" if c is best else ""
         mean = f"{c.mean:.4f}" if math.isfinite(c.mean) else "failed"
-        label = f"{c.label} (= {DEFAULT})" if c.is_default and c.label != DEFAULT else c.label
-        lines.append(f"  {label:<28} {mean} {span}  ({search}){mark}")
+        lines.append(f"  {_name(c):<28} {mean} {span}  ({search}){mark}")
     return "\n".join(lines)
