@@ -21,7 +21,15 @@ from ray import tune
 
 from search import stats
 from search.callbacks import MlflowCallback, Progress
-from search.results import failed, numeric_metrics, resolved_config
+from search.results import (
+    CONFIRM_JSON,
+    CONFIRM_OUTPUTS,
+    failed,
+    is_table_metric,
+    numeric_metrics,
+    resolved_config,
+    write_json_atomic,
+)
 from search.stats import Interval, Outputs
 
 OUTPUTS = "outputs.npz"
@@ -178,7 +186,7 @@ def winner(candidates: list[Candidate]) -> Candidate | None:
     return best if best is not None and math.isfinite(best.mean) else None
 
 
-def summary(candidates: list[Candidate], best: Candidate) -> dict[str, float]:
+def summary_numbers(candidates: list[Candidate], best: Candidate) -> dict[str, float]:
     """The parent run's confirmation metrics: the winner's confirmed score and intervals, its
     search score, and (when the defaults were confirmed) the gain over them with its interval."""
     out: dict[str, float] = {"confirmed_score": best.mean, "confirmed_seeds": float(len(best.seed_scores))}
@@ -217,3 +225,42 @@ def table(method: str, candidates: list[Candidate], best: Candidate | None) -> s
         mean = f"{c.mean:.4f}" if math.isfinite(c.mean) else "failed"
         lines.append(f"  {_name(c):<28} {mean} {span}  ({search}){mark}")
     return "\n".join(lines)
+
+
+def default_config(plan, method: str) -> dict[str, Any] | None:
+    """The resolved config of the method's defaults (with the search's fixed values), which
+    confirmation retrains beside the top configs; None without a default trial."""
+    from search.warm import default_point
+
+    if method == "auto" or not plan.settings.default_trial:
+        return None
+    space = plan.spaces[method]
+    point = default_point(space, method, lambda _: None)
+    if point is None:
+        return None
+    fixed = {d.name: d.value for d in space.dims if d.kind == "fixed"}  # as every trial has them
+    return resolved_config({**plan.constants[method], **fixed, **point})
+
+
+def record_pick(out: Path, candidates: list[Candidate], pick: Candidate, row: dict[str, Any],
+                summary: dict[str, float]) -> dict[str, Any]:
+    """The confirmed pick as the method's best record (config, metrics; the parent run's best):
+    its numbers go into the table ``row`` and the parent run's ``summary``, every candidate into
+    ``out/confirm.json``, its per-row validation outputs into ``out/confirm_outputs.npz``."""
+    numbers = summary_numbers(candidates, pick)
+    summary.update(numbers)
+    row.update({k: numbers[k] for k in ("confirmed_score", "confirmed_lo", "confirmed_hi",
+                                         "default_score", "gain_over_default") if k in numbers})
+    # the task metrics and parameter shares of the pick, not of the search best
+    row.update({k: v for k, v in pick.metrics.items() if is_table_metric(k)})
+    write_json_atomic(out / CONFIRM_JSON, {
+        "winner": pick.label, "seeds": len(pick.seed_scores),
+        "candidates": [{"label": c.label, "is_default": c.is_default, "search_score": c.search_score,
+                        "seed_scores": c.seed_scores, "mean": c.mean if math.isfinite(c.mean) else None,
+                        "interval": c.interval.to_dict() if c.interval else None,
+                        "checkpoints": [str(getattr(k, "path", k)) for k in c.checkpoints],
+                        "config": c.config} for c in candidates]})
+    if pick.outputs is not None:
+        pick.outputs.save(out / CONFIRM_OUTPUTS)
+    return {"config": pick.config, "trial_id": pick.trial_id or pick.label, "run_id": None,
+            "metrics": {**pick.metrics, "score": pick.mean}}

@@ -20,13 +20,14 @@ from search.callbacks import MlflowCallback, Progress
 from search.confirm import (
     Candidate,
     confirm_seeds,
+    default_config,
     pick_candidates,
+    record_pick,
     run_confirmation,
     winner,
 )
-from search.confirm import summary as confirm_summary
 from search.confirm import table as confirm_table
-from search.heldout import score_test
+from search.heldout import test_pick
 from search.plan import Plan, space_record
 from search.report.pareto import pareto_front
 from search.results import (
@@ -36,7 +37,6 @@ from search.results import (
     best_record,
     checkpoint_files,
     failed,
-    is_table_metric,
     pick_best,
     resolved_config,
     summarize,
@@ -50,7 +50,7 @@ from search.searchers import METRIC, make_searcher, objective_metrics
 from search.settings import confirm_budget
 from search.tracking import Tracker, ui_hint
 from search.trainable import run_trial
-from search.warm import default_point, start_points
+from search.warm import start_points
 from spaces.auto import design_name
 from trainers.splits import has_test_split
 
@@ -193,7 +193,7 @@ def run_method(method: str, plan: Plan, data, tracker: Tracker, concurrency: int
     confirmed = None
     top, seeds = confirm_budget(s)
     if top:
-        default = _default_config(plan, method)
+        default = default_config(plan, method)
         candidates = pick_candidates(list(grid), top, default)
         if candidates and not run_confirmation(method, plan, data, tracker, parent, concurrency, resuming,
                                                candidates, confirm_seeds(s.seed, seeds)):
@@ -213,19 +213,6 @@ def run_method(method: str, plan: Plan, data, tracker: Tracker, concurrency: int
 def _score(grid) -> str:
     best = pick_best(list(grid))
     return "none" if best is None else f"{best.metrics.get(METRIC, math.nan):.4f}"
-
-
-def _default_config(plan: Plan, method: str) -> dict[str, Any] | None:
-    """The resolved config of the method's defaults (with the search's fixed values), which
-    confirmation retrains beside the top configs; None without a default trial."""
-    if method == "auto" or not plan.settings.default_trial:
-        return None
-    space = plan.spaces[method]
-    point = default_point(space, method, lambda _: None)
-    if point is None:
-        return None
-    fixed = {d.name: d.value for d in space.dims if d.kind == "fixed"}  # as every trial has them
-    return resolved_config({**plan.constants[method], **fixed, **point})
 
 
 def _tuner(method: str, plan: Plan, data, tracker: Tracker, parent: str, concurrency: int,
@@ -292,10 +279,10 @@ def _record(method: str, plan: Plan, grid, tracker: Tracker, parent: str, wall: 
         if record is not None and ckpt and record["metrics"].get("eval_full") == 0.0 and pick is None:
             _rescore(record, row, ckpt, data, method)
         if pick is not None:
-            record = _confirmed_record(method, plan, confirmed[0], pick, row, summary)
+            record = record_pick(Path(s.out) / method, confirmed[0], pick, row, summary)
         if record is not None and has_test_split(data.specs, s.val_from_train):
-            _test(method, Path(s.out) / method, pick.checkpoints if pick is not None else [ckpt], row,
-                  summary)
+            test_pick(method, Path(s.out) / method, pick.checkpoints if pick is not None else [ckpt],
+                      row, summary)
         if record is not None:  # the files first: they do not depend on MLflow being up
             write_best(Path(s.out), method, record, ckpt)
 
@@ -312,45 +299,6 @@ def _record(method: str, plan: Plan, grid, tracker: Tracker, parent: str, wall: 
 
         row["mlflow_recorded"] = tracker.retrying("recording the best config", record_in_mlflow)
     return row
-
-
-def _confirmed_record(method: str, plan: Plan, candidates: list[Candidate], pick: Candidate,
-                      row: dict[str, Any], summary: dict[str, float]) -> dict[str, Any]:
-    """The confirmed winner as the method's best: its config, its confirmed metrics in the row
-    and the parent run's summary, every candidate in ``confirm.json`` and the winner's per-row
-    validation outputs in ``confirm_outputs.npz`` (the report's paired comparisons read them)."""
-    out = Path(plan.settings.out) / method
-    numbers = confirm_summary(candidates, pick)
-    summary.update(numbers)
-    row.update({k: numbers[k] for k in ("confirmed_score", "confirmed_lo", "confirmed_hi",
-                                         "default_score", "gain_over_default") if k in numbers})
-    # the task metrics and parameter shares of the pick, not of the search best
-    row.update({k: v for k, v in pick.metrics.items() if is_table_metric(k)})
-    write_json_atomic(out / CONFIRM_JSON, {
-        "winner": pick.label, "seeds": len(pick.seed_scores),
-        "candidates": [{"label": c.label, "is_default": c.is_default, "search_score": c.search_score,
-                        "seed_scores": c.seed_scores, "mean": c.mean if math.isfinite(c.mean) else None,
-                        "interval": c.interval.to_dict() if c.interval else None,
-                        "checkpoints": [str(getattr(k, "path", k)) for k in c.checkpoints],
-                        "config": c.config} for c in candidates]})
-    if pick.outputs is not None:
-        pick.outputs.save(out / CONFIRM_OUTPUTS)
-    return {"config": pick.config, "trial_id": pick.trial_id or pick.label, "run_id": None,
-            "metrics": {**pick.metrics, "score": pick.mean}}
-
-
-def _test(method: str, out: Path, checkpoints: list, row: dict[str, Any],
-          summary: dict[str, float]) -> None:
-    """Score the pick's checkpoints on the test split (the only read of it in the search);
-    its per-row outputs go to ``<method>/test_outputs.npz``."""
-    outputs, iv, tasks = score_test([c for c in checkpoints if c is not None],
-                                    log=lambda m: print(m, flush=True))
-    outputs.save(out / TEST_OUTPUTS)
-    numbers = {"test_score": iv.mean, "test_lo": iv.lo, "test_hi": iv.hi, **tasks}
-    summary.update(numbers)
-    row.update({k: numbers[k] for k in ("test_score", "test_lo", "test_hi")})
-    print(f"[{method}] test score of the pick: {iv.mean:.4f} [{iv.lo:.4f}, {iv.hi:.4f}] "
-          f"({iv.seeds} seed(s), {iv.rows} rows)", flush=True)
 
 
 def _rescore(record: dict[str, Any], row: dict[str, Any], ckpt: str, data, method: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from search import stats
@@ -19,8 +20,6 @@ from search.stats import Interval, Outputs
 def score_test(checkpoints: list[Any], log: Callable[[str], None] = print) -> tuple[Outputs, Interval, dict]:
     """Each checkpoint (a Tune ``Checkpoint`` or a folder path) scored on the test split:
     ``(outputs, interval, mean task metrics)``."""
-    from pathlib import Path
-
     from trainers.checkpoint import load_checkpoint
     from trainers.data import prepare_data
     from trainers.loop import evaluate, pick_device
@@ -67,3 +66,20 @@ def _folder(ckpt: Any):
     from contextlib import nullcontext
 
     return ckpt.as_directory() if hasattr(ckpt, "as_directory") else nullcontext(str(ckpt))
+
+
+def test_pick(method: str, out: Path, checkpoints: list[Any], row: dict[str, Any],
+              summary: dict[str, float]) -> None:
+    """Score a method's pick (its checkpoints, one per seed) on the test split, the only read of
+    it in a search: the numbers go into the table ``row`` and the parent run's ``summary``, the
+    per-row outputs into ``out/test_outputs.npz``."""
+    from search.results import TEST_OUTPUTS
+
+    outputs, iv, tasks = score_test([c for c in checkpoints if c is not None],
+                                    log=lambda m: print(m, flush=True))
+    outputs.save(out / TEST_OUTPUTS)
+    numbers = {"test_score": iv.mean, "test_lo": iv.lo, "test_hi": iv.hi, **tasks}
+    summary.update(numbers)
+    row.update({k: numbers[k] for k in ("test_score", "test_lo", "test_hi")})
+    print(f"[{method}] test score of the pick: {iv.mean:.4f} [{iv.lo:.4f}, {iv.hi:.4f}] "
+          f"({iv.seeds} seed(s), {iv.rows} rows)", flush=True)

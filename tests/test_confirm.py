@@ -111,7 +111,7 @@ def test_candidates_are_the_furthest_best_distinct_configs_then_the_defaults():
 
 
 def test_winner_is_the_best_seed_mean_and_a_failed_seed_disqualifies():
-    from search.confirm import Candidate, summary, winner
+    from search.confirm import Candidate, summary_numbers, winner
 
     def cand(label, scores, default=False):
         c = Candidate(label, {}, 0.7, is_default=default, seed_scores=scores)
@@ -123,7 +123,7 @@ def test_winner_is_the_best_seed_mean_and_a_failed_seed_disqualifies():
     a, b = cand("a", [0.70, 0.72, 0.71]), cand("b", [0.75, float("nan"), 0.80])
     d = cand("default", [0.60, 0.61, 0.62], default=True)
     assert winner([a, b, d]) is a and math.isinf(b.mean)
-    numbers = summary([a, b, d], a)
+    numbers = summary_numbers([a, b, d], a)
     assert numbers["confirmed_score"] == pytest.approx(0.71)
     assert numbers["default_score"] == pytest.approx(0.61)
     assert numbers["gain_lo"] <= numbers["gain_over_default"] <= numbers["gain_hi"]
