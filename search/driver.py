@@ -168,11 +168,12 @@ def run_method(method: str, plan: Plan, data, tracker: Tracker, concurrency: int
                resuming: bool) -> dict | None:
     """One Tune experiment; returns the method's table row, or None when interrupted."""
     s = plan.settings
-    parent = tracker.parent_run(method, {k: getattr(s, k) for k in (
+    settings = {k: getattr(s, k) for k in (
         "num_samples", "max_steps", "eval_every", "scheduler", "searcher", "grace_period",
         "reduction_factor", "tasks", "data_dir", "model", "seed", "objective", "max_params",
-        "default_trial", "warm_start", "eval_rows", "eval_growth", "eval_full")},
-        space=space_record(plan, method))
+        "default_trial", "warm_start", "eval_rows", "eval_growth", "eval_full", "val_from_train")}
+    settings["confirm"] = "{}:{}".format(*confirm_budget(s))  # the effective K:N (0:0 = none)
+    parent = tracker.parent_run(method, settings, space=space_record(plan, method))
     tuner, progress = _tuner(method, plan, data, tracker, parent, concurrency, resuming)
     start = time.time()
     try:
