@@ -31,11 +31,8 @@ from search.results import (
     write_json_atomic,
 )
 from search.stats import Interval, Outputs
+from search.trainable import OUTPUTS, RUN_KEY, run_confirm
 
-OUTPUTS = "outputs.npz"
-"""Per-row validation predictions a confirmation run leaves beside its checkpoint."""
-RUN_KEY = "run"
-"""The key of a confirmation trial's config: ``{"run": <flat train config>}``."""
 DEFAULT = "default"
 
 
@@ -114,8 +111,6 @@ def run_confirmation(method: str, plan, data, tracker, parent: str, concurrency:
                      resuming: bool, candidates: list[Candidate], seeds: list[int]) -> bool:
     """Train every candidate with every seed (one Tune experiment) and fill in each candidate's
     seed scores, checkpoints, outputs and interval. False when interrupted."""
-    from search.trainable import run_confirm
-
     s = plan.settings
     name = f"{s.experiment}-{method}-confirm"
     path = f"{plan.storage_path.rstrip('/')}/{name}"

@@ -239,7 +239,9 @@ class TrialRuns:
         tags = {"mlflow.parentRunId": self.parent_run_id, "kind": self.kind, "method": self.method,
                 "trial_id": trial_id}
         if self.kind == "confirm":
-            trial_config = trial_config["run"]
+            from search.trainable import RUN_KEY
+
+            trial_config = trial_config[RUN_KEY]
             tags["seed"] = str(trial_config["seed"])
         flat = to_train_config(trial_config).to_flat()
         if is_auto(trial_config):  # --method auto: the concrete design, compared like a method

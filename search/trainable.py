@@ -13,6 +13,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+OUTPUTS = "outputs.npz"
+"""Per-row validation predictions a confirmation run leaves beside its checkpoint."""
+RUN_KEY = "run"
+"""The key of a confirmation run's Tune config: ``{"run": <flat train config>}``."""
+
 
 def run_trial(config: dict[str, Any], data=None) -> None:
     """Tune function trainable. ``data`` is the driver's ``PreparedData`` (object store)."""
@@ -61,7 +66,6 @@ def run_confirm(config: dict[str, Any], data=None) -> None:
     import torch
     from ray import tune
 
-    from search.confirm import OUTPUTS, RUN_KEY
     from search.stats import Outputs
     from trainers.config import TrainConfig
     from trainers.loop import TrainingFailure, train
