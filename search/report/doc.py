@@ -73,8 +73,8 @@ def edge_warnings(m: MethodRecord) -> list[str]:
         log = d.kind.startswith("log")
         lo, hi, x = (math.log(d.low), math.log(d.high), math.log(v)) if log and v > 0 else (d.low, d.high, v)
         pos = (x - lo) / (hi - lo)
-        if pos <= EDGE and not log and d.low == 0:  # nothing below 0 to search
-            continue
+        if pos <= EDGE and (d.low == 0 or (d.kind in ("int", "logint") and d.low <= 1)):
+            continue  # the low end is the least there is (no decay, no dropout, rank 1)
         if pos <= EDGE or pos >= 1 - EDGE:
             side = "low" if pos <= EDGE else "high"
             how = f"spaces/{m.method.split('[')[0]}.py" if m.from_auto else f"--range {d.name}=LOW:HIGH"
