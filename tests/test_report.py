@@ -13,6 +13,7 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from search.report import build
@@ -223,3 +224,66 @@ def test_report_ranks_methods_draws_every_figure_and_embeds_them(tmp_path):
     for ref in re.findall(r"!\[[^]]*\]\(([^)]+)\)", md):
         assert (tmp_path / ref).stat().st_size > 1000
     assert "| 1 | adapter | 0.7000 |" in md
+
+
+# ---- the confirmed leaderboard and its verdict ------------------------------------------------
+def _confirmed(name, correct, search, gain=None, lo=None, hi=None, trial_score=0.5):
+    """A method whose pick was confirmed: ``correct`` (seeds, rows) on one binary task."""
+    from search.stats import Outputs, interval
+
+    out = Outputs({"b": "binary"}, {"b": np.ones(correct.shape[1])}, {"b": correct.astype(float)})
+    iv = interval(out, resamples=300)
+    summary = {"wall_s": 60.0, "confirmed_score": iv.mean, "confirmed_lo": iv.lo, "confirmed_hi": iv.hi,
+               "search_score": search, "test_score": iv.mean - 0.01, "test_lo": iv.lo, "test_hi": iv.hi,
+               "stored_pct": 1.0, "amortised_pct": 0.4, "over_adapter": 1.0 if name == "hyper" else 0.0}
+    if gain is not None:
+        summary["gain_over_default"] = gain
+        if lo is not None:
+            summary.update(gain_lo=lo, gain_hi=hi)
+    m = _method(name, trials=[_trial(name, 0, trial_score, 1.0, {"lr": 1e-4})])
+    m.summary, m.confirm_outputs = summary, out
+    return m
+
+
+def test_confirmed_leaderboard_ranks_by_the_confirmed_mean_and_says_what_it_supports():
+    from search.report.board import leaderboard, verdict
+
+    rng = np.random.default_rng(0)
+    easy = rng.random(400) < 0.7
+    weaker = [easy ^ (rng.random(400) < 0.02) for _ in range(3)]
+    # the search's best-of-N ranks "lucky" first; the confirmed mean ranks "steady" first
+    steady = _confirmed("steady", np.array(weaker) | (rng.random((3, 400)) < 0.05), search=0.70,
+                        gain=0.03, lo=0.01, hi=0.05)
+    lucky = _confirmed("lucky", np.array(weaker), search=0.80, gain=0.0)
+    hyper = _confirmed("hyper", np.array(weaker) & (rng.random((3, 400)) < 0.9), search=0.75,
+                       gain=0.01, lo=-0.02, hi=0.04)
+    exp = ExperimentRecord("x", "1", "sqlite:///x.db", [lucky, hyper, steady])
+    header, rows, records = leaderboard(exp)
+    assert [r["method"] for r in records] == ["steady", "lucky", "hyper"]
+    assert header[2] == "confirmed [95%]" and "test [95%]" in header and "% amortised" in header
+    assert rows[0][3] == "0.7000" and rows[1][3] == "0.8000"  # best-of-N kept beside it
+    assert "more than plain per-task adapters" in rows[2][-1]
+    text = verdict(exp, records)
+    lead = text.splitlines()[0]
+    assert lead.startswith("**steady** leads **lucky** by +") and "separable at this budget" in lead
+    assert "Not separable" not in lead  # 5% of rows fixed on every seed: a real lead
+    assert "- steady: the search beat the method's defaults by +3.00 [+1.00, +5.00]" in text
+    assert "- lucky: the method's defaults scored best" in text
+    assert "- hyper: the search's pick vs the method's defaults: +1.00 [-2.00, +4.00] points, not a " \
+           "separable gain" in text
+    # two methods that differ by noise only: not separable, said plainly
+    twin = _confirmed("twin", np.array([easy ^ (rng.random(400) < 0.02) for _ in range(3)]), search=0.7)
+    exp = ExperimentRecord("y", "1", "sqlite:///x.db", [lucky, twin])
+    assert "**Not separable at this budget**" in verdict(exp, leaderboard(exp)[2])
+
+
+def test_unconfirmed_leaderboard_says_its_ranks_rest_on_one_seed():
+    from search.report.board import leaderboard, verdict
+
+    exp = ExperimentRecord("x", "1", "sqlite:///x.db", [
+        _method("lora", trials=[_trial("lora", 0, 0.6, 0.5, {"lr": 1e-4})]),
+        _method("adapter", trials=[_trial("adapter", 0, 0.7, 3.0, {"lr": 1e-4})])])
+    header, _, records = leaderboard(exp)
+    assert "confirmed [95%]" not in header and [r["method"] for r in records] == ["adapter", "lora"]
+    assert verdict(exp, records).startswith("**Not confirmed**")
+    assert verdict(ExperimentRecord("x", "1", "u", exp.methods[:1]), records[:1]) == ""
