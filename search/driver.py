@@ -193,7 +193,9 @@ def run_method(method: str, plan: Plan, data, tracker: Tracker, concurrency: int
           flush=True)
     confirmed = None
     top, seeds = confirm_budget(s)
-    if top:
+    if top and pick_best(list(grid)) is None:
+        print(f"[{method}] no trial reported a finite score: nothing to confirm", flush=True)
+    elif top:
         default = default_config(plan, method)
         candidates = pick_candidates(list(grid), top, default)
         if candidates and not run_confirmation(method, plan, data, tracker, parent, concurrency, resuming,

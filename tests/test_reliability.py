@@ -167,7 +167,8 @@ def test_nan_trials_stop_at_once_are_marked_and_never_best(tiny_model_dir, tmp_p
     out = tmp_path / "nan"
     # alpha/r = 1e300 overflows float32: LoRA's output is NaN at once; adapters have no alpha.
     proc = run(cli(tiny_model_dir, out, "--method", "lora,adapter", "--num-samples", "2",
-                   "--experiment", "nan", "--scheduler", "fifo", "--set", "alpha=1e300"), tmp_path, rc=1)
+                   "--experiment", "nan", "--scheduler", "fifo", "--set", "alpha=1e300", "--confirm", "0"),
+               tmp_path, rc=1)
     assert "no trial of lora reported a finite score" in proc.stdout
     assert not (out / "lora" / "best_config.json").exists()
     assert (out / "adapter" / "best_config.json").exists()
@@ -334,7 +335,8 @@ def test_out_of_memory_trial_fails_alone_with_a_clear_message(tiny_model_dir, tm
     out = tmp_path / "oom"
     # A bottleneck of 10^10 units needs ~2.5 TB: the allocator refuses it on any machine.
     proc = run(cli(tiny_model_dir, out, "--method", "adapter,lora", "--num-samples", "2",
-                   "--experiment", "oom", "--scheduler", "fifo", "--set", "adapter_size=10000000000"),
+                   "--experiment", "oom", "--scheduler", "fifo", "--set", "adapter_size=10000000000",
+                   "--confirm", "0"),
                tmp_path, rc=1)
     assert "out of memory" in proc.stdout and "no trial of adapter reported a finite score" in proc.stdout
     for rows in trial_results(out, "oom", "adapter").values():

@@ -30,8 +30,10 @@ def mlflow_runs(out: Path, experiment: str):
 def search(tiny_model_dir, tmp_path_factory):
     base = tmp_path_factory.mktemp("search")
     out = base / "it"
+    # --confirm 0: the search's own record (confirmation: tests/test_confirm.py)
     proc = run(cli(tiny_model_dir, out, "--method", "lora,adapter", "--num-samples", "6",
-                   "--experiment", "it", "--grace-period", "1", "--reduction-factor", "2"), base)
+                   "--experiment", "it", "--grace-period", "1", "--reduction-factor", "2",
+                   "--confirm", "0"), base)
     return out, proc.stdout, json.loads((out / "results.json").read_text())
 
 
@@ -70,7 +72,8 @@ def test_best_config_of_each_method_is_read_back_from_mlflow(search):
         best_file = json.loads((out / method / "best_config.json").read_text())
         assert parent.data.params == {k: str(v) for k, v in best_file.items()}
         assert best_file["method"] == method and parent.info.status == "FINISHED"
-        trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+        trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+                  and r.data.tags.get("kind") == "trial"]
         assert len(trials) == 6 and all(r.info.status == "FINISHED" for r in trials)
         # The parent holds the best trial: the highest last score of the nested runs that ran
         # furthest (evaluations logged).
