@@ -208,7 +208,9 @@ def run_method(method: str, plan: Plan, data, tracker: Tracker, concurrency: int
         if confirmed is not None:
             print(confirm_table(method, *confirmed), flush=True)
     row = _record(method, plan, grid, tracker, parent, wall, data, confirmed)
-    print(f"[{method}] best score {row['best_score']}, {row['trials']} trials, "
+    best = "none" if row["best_score"] is None else f"{row['best_score']:.4f}"
+    pick = f" (confirmed pick {row['confirmed_score']:.4f})" if row.get("confirmed_score") is not None else ""
+    print(f"[{method}] best score {best}{pick}, {row['trials']} trials, "
           f"{row['stopped_early']} stopped early, {row['failed']} failed", flush=True)
     return row
 
