@@ -67,7 +67,8 @@ class Settings:
     eval_every: int = field(default=50, metadata=flag(
         "steps between evaluations; one evaluation is ASHA's time unit", BUDGET))
     max_train_samples: int | None = field(default=None, metadata=flag(
-        "cap training examples per task (quick demos)", BUDGET))
+        "train on K rows per task: a seeded, class-stratified K-shot sample (the same rows in every "
+        "trial; --set sample_seed=S draws another)", BUDGET, metavar="K"))
     max_eval_samples: int | None = field(default=None, metadata=flag(
         "cap validation examples per task (never the test split)", BUDGET))
     val_from_train: float | None = field(default=None, metadata=flag(

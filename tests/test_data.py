@@ -316,3 +316,41 @@ def test_bad_task_file_entries_are_one_line_naming_file_and_task(tmp_path, extra
     with pytest.raises(DataError, match=r"tasks.json: task #0") as e:
         load_task_file(tmp_path / "tasks.json")
     assert re.search(match, str(e.value)) and "\n" not in str(e.value), str(e.value)
+
+
+# ---- K-shot training samples (max_train_samples) ------------------------------------------------
+def test_k_shot_sample_is_stratified_nested_and_seeded():
+    import numpy as np
+
+    from trainers.splits import k_shot
+    from trainers.tasks import CS224N
+
+    labels = np.repeat([0.0, 1.0], [700, 300])  # quora-like: 70% negatives
+    spec = CS224N["quora"]
+    for k in (16, 64, 256):
+        rows = k_shot(spec, labels, k)
+        assert len(rows) == k and len(set(rows)) == k and np.all(np.diff(rows) > 0)
+        assert abs(labels[rows].mean() - 0.3) <= 1.5 / k  # the class share, give or take one row
+    small, large = set(k_shot(spec, labels, 16)), set(k_shot(spec, labels, 64))
+    assert small <= large  # the rows of K = 16 are among K = 64's
+    np.testing.assert_array_equal(k_shot(spec, labels, 64), k_shot(spec, labels, 64))
+    assert set(k_shot(spec, labels, 64, sample_seed=1)) != large  # another sample seed, other rows
+    assert len(k_shot(spec, labels, 5000)) == 1000  # K above the rows: all of them
+
+
+def test_max_train_samples_draws_the_k_shot_sample_and_keys_the_data():
+    from trainers.config import TrainConfig
+    from trainers.data import data_key, split_examples
+    from trainers.demo import demo_examples
+    from trainers.tasks import CS224N
+
+    cfg = TrainConfig(tasks=("sst",), max_train_samples=50)
+    rows = split_examples(CS224N["sst"], "train", cfg, log=lambda _: None)
+    whole = demo_examples("sst", "train")
+    assert len(rows) == 50 and all(r in whole for r in rows)
+    counts = {c: sum(r[2] == c for r in rows) for c in range(5)}
+    share = {c: sum(r[2] == c for r in whole) / len(whole) for c in range(5)}
+    assert all(abs(counts[c] - 50 * share[c]) <= 1 for c in range(5)), (counts, share)
+    other = TrainConfig(tasks=("sst",), max_train_samples=50, sample_seed=3)
+    assert split_examples(CS224N["sst"], "train", other, log=lambda _: None) != rows
+    assert data_key(other) != data_key(cfg)

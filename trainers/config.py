@@ -46,6 +46,11 @@ class TrainConfig:
     sampler: str = "temperature"
     temperature: float = 10.0
     max_train_samples: int | None = None
+    """K-shot training: a seeded, class-stratified sample of K train rows per task (nested: the
+    rows of a smaller K are among a larger K's)."""
+    sample_seed: int = 0
+    """Which K-shot sample ``max_train_samples`` draws (not the training seed: every run of a
+    search, confirmation included, trains on the same rows)."""
     max_eval_samples: int | None = None
     val_from_train: float | None = None
     """Carve this fraction of each task's train rows (seeded, stratified) as the validation set

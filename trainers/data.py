@@ -16,7 +16,7 @@ import numpy as np
 
 from trainers import demo
 from trainers.readers import DataError, Example, hf_examples, read_examples
-from trainers.splits import carve, source
+from trainers.splits import carve, k_shot, source
 from trainers.tasks import CS224N, TaskSpec
 
 __all__ = ["DataError", "Example", "read_examples"]  # re-exported: callers import them from here
@@ -161,8 +161,8 @@ class PreparedData:
 def data_key(cfg) -> dict:
     return {"tasks": list(cfg.tasks), "data_dir": cfg.data_dir, "task_file": cfg.task_file,
             "model": cfg.model, "max_length": cfg.max_length,
-            "max_train_samples": cfg.max_train_samples, "max_eval_samples": cfg.max_eval_samples,
-            "val_from_train": cfg.val_from_train}
+            "max_train_samples": cfg.max_train_samples, "sample_seed": cfg.sample_seed,
+            "max_eval_samples": cfg.max_eval_samples, "val_from_train": cfg.val_from_train}
 
 
 def _subsample(examples: list[Example], limit: int | None, seed: int) -> list[Example]:
@@ -176,8 +176,9 @@ def split_examples(spec: TaskSpec, split: str, cfg, log=print,
                    files: dict[str, list[Example]] | None = None) -> list[Example]:
     """One task's ``train``, ``dev`` (validation) or ``test`` rows as the run sees them
     (``trainers.splits``): with ``cfg.val_from_train`` a stratified share of the train file is
-    the validation set and the dev file is the test set. Train and validation rows are capped
-    by ``max_train_samples`` / ``max_eval_samples``; test rows never are. ``files`` keeps the
+    the validation set and the dev file is the test set. ``max_train_samples`` draws a seeded,
+    class-stratified K-shot sample of the train rows (``trainers.splits.k_shot``),
+    ``max_eval_samples`` caps the validation rows; test rows are never capped. ``files`` keeps the
     files read so far (train and validation come from one read of the train file)."""
     vft = cfg.val_from_train
     if split == "test" and vft is None and getattr(spec, "test", None) is None:
@@ -192,8 +193,10 @@ def split_examples(spec: TaskSpec, split: str, cfg, log=print,
         labels = np.array([e[2] for e in examples], dtype=np.float32)
         rows = carve(spec, labels, vft)[0 if split == "train" else 1]
         examples = [examples[i] for i in rows]
-    limit = {"train": cfg.max_train_samples, "dev": cfg.max_eval_samples}.get(split)
-    return _subsample(examples, limit, seed=0)
+    if split == "train" and cfg.max_train_samples is not None:
+        labels = np.array([e[2] for e in examples], dtype=np.float32)
+        return [examples[i] for i in k_shot(spec, labels, cfg.max_train_samples, cfg.sample_seed)]
+    return _subsample(examples, cfg.max_eval_samples if split == "dev" else None, seed=0)
 
 
 def prepare_data(cfg, tokenizer, log=print, splits: tuple[str, ...] = ("train", "dev")) -> PreparedData:

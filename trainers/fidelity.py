@@ -33,14 +33,15 @@ def strata(spec: TaskSpec, labels: np.ndarray) -> np.ndarray:
     return np.searchsorted(edges, labels, side="right").astype(np.int64)
 
 
-def subset_order(spec: TaskSpec, labels: np.ndarray) -> np.ndarray:
-    """A permutation of the dev rows whose every prefix is a stratified sample.
+def subset_order(spec: TaskSpec, labels: np.ndarray, seed: int = SUBSET_SEED) -> np.ndarray:
+    """A permutation of the rows whose every prefix is a stratified sample (``seed`` and the
+    task's name fix it).
 
     Row ``j`` of stratum ``c`` (after a seeded shuffle within ``c``) gets the key
     ``(j + u) / n_c`` with ``u`` uniform in [0, 1): sorting by the key interleaves the strata in
     proportion, so a prefix of ``n`` rows holds ``n * n_c / N`` rows of ``c`` give or take one.
     """
-    rng = np.random.default_rng([SUBSET_SEED, zlib.crc32(spec.name.encode())])
+    rng = np.random.default_rng([seed, zlib.crc32(spec.name.encode())])
     groups = strata(spec, labels)
     keys = np.empty(len(labels), dtype=np.float64)
     for c in np.unique(groups):

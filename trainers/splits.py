@@ -14,7 +14,7 @@ import zlib
 
 import numpy as np
 
-from trainers.fidelity import strata
+from trainers.fidelity import strata, subset_order
 from trainers.tasks import TaskSpec
 
 SPLITS = ("train", "dev", "test")
@@ -42,6 +42,19 @@ def carve(spec: TaskSpec, labels: np.ndarray, fraction: float) -> tuple[np.ndarr
                          f"of its {n}")
     train = np.setdiff1d(np.arange(n), val)
     return train, val
+
+
+SHOT_SEED = 104729
+"""Mixed with ``sample_seed`` into the K-shot order (not the subset order of evaluations)."""
+
+
+def k_shot(spec: TaskSpec, labels: np.ndarray, k: int, sample_seed: int = 0) -> np.ndarray:
+    """A seeded, class-stratified sample of ``k`` train rows (label quintiles for regression),
+    in file order: the first ``k`` of a stratified order, so a smaller K's rows are part of a
+    larger K's and every run with the same ``sample_seed`` trains on the same rows."""
+    if k >= len(labels):
+        return np.arange(len(labels))
+    return np.sort(subset_order(spec, labels, seed=SHOT_SEED + sample_seed)[:k])
 
 
 def source(spec: TaskSpec, split: str, val_from_train: float | None) -> str:
