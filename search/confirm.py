@@ -123,6 +123,7 @@ def run_confirmation(method: str, plan, data, tracker, parent: str, concurrency:
         if not resuming:
             raise FileExistsError(f"a Tune experiment already exists at {path}; pass --resume to "
                                   "continue it, or another --experiment or --storage-path")
+        print(f"[{method}] resuming the confirmation {path}", flush=True)
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
     else:
         callbacks = [MlflowCallback(plan.mlflow_uri, tracker.experiment_id, parent, method, 1,

@@ -134,7 +134,7 @@ def summary_text(report: Report) -> str:
     for r in report.leaderboard:
         conf = (f"{r['confirmed']:>9.4f} [{r['confirmed_lo'] or float('nan'):.4f}, "
                 f"{r['confirmed_hi'] or float('nan'):.4f}]" if confirmed else "")
-        test = f"{r['test']:>8.4f}" if confirmed else ""
+        test = (f"{r['test']:>8.4f}" if r["test"] == r["test"] else f"{'-':>8}") if confirmed else ""
         lines.append(f"{r['method']:<{width}}{conf}{r['score']:>10.4f}{test}{r['stored_pct']:>10.3f}"
                      f"{r['trials']:>8}{r['stopped_early']:>7}{r['trial_steps']:>13}")
     if report.verdict:
