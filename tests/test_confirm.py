@@ -232,3 +232,35 @@ def test_a_search_prepares_no_test_rows(tmp_path, monkeypatch):
                        "experiment": "x", "mlflow_uri": f"sqlite:///{tmp_path / 'm.db'}"})
     data = prepare(make_plan(s))
     assert seen == ["train", "train"] and data.eval_split == "dev"
+
+
+@pytest.mark.integration
+def test_an_interrupted_confirmation_resumes_without_rerunning_finished_runs(tiny_model_dir, tmp_path):
+    import re
+    import signal
+
+    from searchkit import Background, wait_for
+
+    out = tmp_path / "ci"
+    cmd = cli(tiny_model_dir, out, "--method", "lora", "--num-samples", "2", "--max-steps", "20",
+              "--confirm", "1:3", "--max-concurrent", "1", "--experiment", "ci")
+    done = re.compile(r"confirm .*trial (\w+) finished at eval")
+    search = Background(cmd, tmp_path)
+    try:
+        wait_for(lambda: done.search(search.output), 300, "a finished confirmation run")
+        os.kill(search.proc.pid, signal.SIGINT)  # Ctrl-C to the driver: Tune saves its state
+        assert search.wait(timeout=120) == 130
+    finally:
+        search.stop()
+    assert "confirmation interrupted; --resume goes on with it" in search.output
+    first = set(done.findall(search.output))
+    resumed = run(cmd + ["--resume"], tmp_path, timeout=600)
+    assert "resuming the confirmation" in resumed.stdout
+    again = set(done.findall(resumed.stdout))
+    assert first and not first & again, "a finished confirmation run ran again"
+    record = json.loads((out / "lora" / "confirm.json").read_text())
+    assert all(len(c["seed_scores"]) == 3 for c in record["candidates"])
+    _, runs = mlflow_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "ci")
+    confirms = [r for r in runs if r.data.tags.get("kind") == "confirm"]
+    assert len(confirms) == 3 * len(record["candidates"])  # reattached, not duplicated
+    assert all(r.info.status == "FINISHED" for r in confirms)
