@@ -189,11 +189,12 @@ def run_method(method: str, plan: Plan, data, tracker: Tracker, concurrency: int
         tracker.retrying("closing runs", lambda: (tracker.close_stale_runs(method, {}),
                                                   tracker.end_run(parent, "KILLED")))
         return None
-    print(f"[{method}] search best {_score(grid)}, {grid.num_terminated + grid.num_errors} trials",
-          flush=True)
+    best = pick_best(list(grid))
+    score = "none" if best is None else f"{best.metrics.get(METRIC, math.nan):.4f}"
+    print(f"[{method}] search best {score}, {grid.num_terminated + grid.num_errors} trials", flush=True)
     confirmed = None
     top, seeds = confirm_budget(s)
-    if top and pick_best(list(grid)) is None:
+    if top and best is None:
         print(f"[{method}] no trial reported a finite score: nothing to confirm", flush=True)
     elif top:
         default = default_config(plan, method)
@@ -208,16 +209,11 @@ def run_method(method: str, plan: Plan, data, tracker: Tracker, concurrency: int
         if confirmed is not None:
             print(confirm_table(method, *confirmed), flush=True)
     row = _record(method, plan, grid, tracker, parent, wall, data, confirmed)
-    best = "none" if row["best_score"] is None else f"{row['best_score']:.4f}"
+    score = "none" if row["best_score"] is None else f"{row['best_score']:.4f}"
     pick = f" (confirmed pick {row['confirmed_score']:.4f})" if row.get("confirmed_score") is not None else ""
-    print(f"[{method}] best score {best}{pick}, {row['trials']} trials, "
+    print(f"[{method}] best score {score}{pick}, {row['trials']} trials, "
           f"{row['stopped_early']} stopped early, {row['failed']} failed", flush=True)
     return row
-
-
-def _score(grid) -> str:
-    best = pick_best(list(grid))
-    return "none" if best is None else f"{best.metrics.get(METRIC, math.nan):.4f}"
 
 
 def _tuner(method: str, plan: Plan, data, tracker: Tracker, parent: str, concurrency: int,

@@ -34,8 +34,7 @@ def score_test(checkpoints: list[Any], log: Callable[[str], None] = print) -> tu
         device = pick_device(cfg)
         rows: dict = {}
         metrics = evaluate(model.to(device), test, cfg, device, outputs=rows)
-        kinds = {s.name: s.kind for s in test.specs}
-        runs.append(Outputs(kinds, {t: rows[t][0] for t in kinds}, {t: rows[t][1][None, :] for t in kinds}))
+        runs.append(Outputs.from_evaluation(test.specs, rows))
         tasks.append({f"test_{s.name}_{s.metric}": metrics[s.name] for s in test.specs})
     outputs = Outputs.stack(runs)
     mean = {k: sum(t[k] for t in tasks) / len(tasks) for k in tasks[0]}

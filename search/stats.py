@@ -60,6 +60,12 @@ class Outputs:
                        {t: z[f"{t}.preds"] for t in tasks})
 
     @classmethod
+    def from_evaluation(cls, specs, rows: dict[str, tuple[np.ndarray, np.ndarray]]) -> Outputs:
+        """One run's outputs from what ``trainers.loop.evaluate(outputs=rows)`` filled in."""
+        kinds = {spec.name: spec.kind for spec in specs}
+        return cls(kinds, {t: rows[t][0] for t in kinds}, {t: rows[t][1][None, :] for t in kinds})
+
+    @classmethod
     def stack(cls, runs: list[Outputs]) -> Outputs:
         """The seeds of several runs of one config on the same rows, as one ``Outputs``."""
         first = runs[0]

@@ -13,11 +13,8 @@ from __future__ import annotations
 import math
 
 from search.report.data import TASK_METRICS, ExperimentRecord, MethodRecord
+from search.report.doc import number
 from search.stats import difference, separable
-
-
-def _f(v: float | None, fmt: str = "{:.4f}") -> str:
-    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else fmt.format(v)
 
 
 def _span(lo: float | None, hi: float | None) -> str:
@@ -56,15 +53,15 @@ def leaderboard(exp: ExperimentRecord) -> tuple[list[str], list[list[str]], list
     for i, r in enumerate(records, 1):
         cells = [str(i), r["method"]]
         if by_confirmed:
-            cells.append(_f(r["confirmed"]) + _span(r["confirmed_lo"], r["confirmed_hi"]))
-        cells.append(_f(r["score"]))
+            cells.append(number(r["confirmed"]) + _span(r["confirmed_lo"], r["confirmed_hi"]))
+        cells.append(number(r["score"]))
         if by_confirmed:
-            cells += [_f(r["test"]) + _span(r["test_lo"], r["test_hi"]),
+            cells += [number(r["test"]) + _span(r["test_lo"], r["test_hi"]),
                       _points(r["gain"], r["gain_lo"], r["gain_hi"]) if math.isfinite(r["gain"]) else "-"]
-        cells += [_f(r[t], "{:.3f}") for t in tasks] + [_f(r[f"{t}_pct"], "{:.3f}") for t in tasks]
-        cells += [_f(r["amortised_pct"], "{:.3f}"), _f(r["stored_pct"], "{:.3f}"), str(r["trials"]),
+        cells += [number(r[t], "{:.3f}") for t in tasks] + [number(r[f"{t}_pct"], "{:.3f}") for t in tasks]
+        cells += [number(r["amortised_pct"], "{:.3f}"), number(r["stored_pct"], "{:.3f}"), str(r["trials"]),
                   str(r["stopped_early"]), str(r["failed"]), str(r["trial_steps"]),
-                  _f(r["trial_min"], "{:.1f}"), _f(r["wall_min"], "{:.1f}"), r["notes"]]
+                  number(r["trial_min"], "{:.1f}"), number(r["wall_min"], "{:.1f}"), r["notes"]]
         rows.append(cells)
     return header, rows, records
 

@@ -31,7 +31,8 @@ class Section:
     images: list[Path] = field(default_factory=list)
 
 
-def _f(v: float | None, fmt: str = "{:.4f}") -> str:
+def number(v: float | None, fmt: str = "{:.4f}") -> str:
+    """A table cell: ``fmt`` of ``v``, '-' for none or a non-finite value."""
     return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else fmt.format(v)
 
 
@@ -44,7 +45,7 @@ def pareto_rows(trials: list[TrialRecord], dims: dict[str, list[Dim]]) -> tuple[
     for t in front:
         name = t.design or t.method
         values = ", ".join(f"{d.name}={_short(t.params.get(d.name))}" for d in by_role(dims.get(name, [])))
-        rows.append([name, _f(t.score), _f(t.stored_pct, "{:.3f}"), str(t.steps), t.trial_id, values])
+        rows.append([name, number(t.score), number(t.stored_pct, "{:.3f}"), str(t.steps), t.trial_id, values])
     return ["method", "score", "% params", "steps", "trial", "config"], rows
 
 

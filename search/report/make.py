@@ -4,6 +4,7 @@ folder, then (``make_report``) logged to MLflow."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from search.report.doc import (
     importance_text,
     importances,
     markdown,
+    number,
     pareto_rows,
     ranked_importances,
     roles_text,
@@ -127,14 +129,14 @@ def file_stem(name: str) -> str:
 def summary_text(report: Report) -> str:
     """The leaderboard and the Pareto front in a few lines for the terminal."""
     width = max([16] + [len(r["method"]) + 2 for r in report.leaderboard])
-    confirmed = any(r["confirmed"] == r["confirmed"] for r in report.leaderboard)  # not all NaN
+    confirmed = any(math.isfinite(r["confirmed"]) for r in report.leaderboard)
     lines = [f"{'method':<{width}}" + (f"{'confirmed [95%]':>27}" if confirmed else "")
              + f"{'best-of-N':>10}" + (f"{'test':>8}" if confirmed else "")
              + f"{'% stored':>10}{'trials':>8}{'early':>7}{'trial-steps':>13}"]
     for r in report.leaderboard:
         conf = (f"{r['confirmed']:>9.4f} [{r['confirmed_lo'] or float('nan'):.4f}, "
                 f"{r['confirmed_hi'] or float('nan'):.4f}]" if confirmed else "")
-        test = (f"{r['test']:>8.4f}" if r["test"] == r["test"] else f"{'-':>8}") if confirmed else ""
+        test = f"{number(r['test']):>8}" if confirmed else ""
         lines.append(f"{r['method']:<{width}}{conf}{r['score']:>10.4f}{test}{r['stored_pct']:>10.3f}"
                      f"{r['trials']:>8}{r['stopped_early']:>7}{r['trial_steps']:>13}")
     if report.verdict:
