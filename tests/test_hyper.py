@@ -14,6 +14,7 @@ from torch import nn
 
 from trainers.config import TrainConfig
 from trainers.methods import hyperformer, pha
+from trainers.methods._base import TaskEmbeddings
 from trainers.methods._bottleneck import GeneratedAdapterOutput
 from trainers.model import MultitaskModel
 from trainers.params import count_params
@@ -55,7 +56,11 @@ def test_wrappers_injected_and_params_registered_once(method, tmp_path):
     assert {n for n in trainable if not n.startswith(("extra.", "heads."))} == set()
     counts = count_params(model)
     heads = sum(p.numel() for p in model.heads.parameters())
-    assert counts.shared == counts.trainable - heads
+    # Each task's embedding (prototype) is its own; everything else in the generator is shared.
+    rows = model.extra.task_emb if method == "hyperformer" else model.extra.prototype
+    own = sum(p.numel() for p in rows.parameters())
+    assert own == 2 * SMALL["task_emb_dim"]
+    assert counts.shared == counts.trainable - heads - own
     from safetensors.torch import save_file
 
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "m.st")
@@ -84,12 +89,12 @@ def test_training_step_reaches_hypernet_and_keeps_backbone(method):
         assert not p.requires_grad and torch.equal(p, frozen[n]), n
     m = model.extra
     if method == "hyperformer":
-        emb = m.task_emb.weight.grad
-        assert emb[0].abs().sum() > 0 and emb[1].abs().sum() == 0  # only task a's row
+        rows = m.task_emb.by_task
+        assert rows["a"].grad.abs().sum() > 0 and rows["b"].grad is None  # only task a's row
         for mod in (m.projector[0], m.adapter.down_w, m.adapter.up_w, m.ln_gamma):
             assert mod.weight.grad.abs().sum() > 0
     else:
-        assert m.prototypes.grad[0].abs().sum() > 0
+        assert m.prototype.by_task["a"].grad.abs().sum() > 0
         for mod in (m.retriever[0], m.hyper[0], m.heads.down_w, m.heads.up_w):
             assert mod.weight.grad.abs().sum() > 0
     assert not torch.allclose(first_up(model, method), before_up)
@@ -168,7 +173,7 @@ def test_pha_aux_loss_and_grads():
     assert aux is not None and torch.isfinite(aux) and aux > 0
     torch.testing.assert_close(aux, 0.5 * (m.last_ir + m.last_pro))
     aux.backward()
-    assert m.prototypes.grad.abs().sum() > 0
+    assert all(p.grad.abs().sum() > 0 for p in m.prototype.by_task.values())
     assert m.retriever[0].weight.grad.abs().sum() > 0
     model.eval()
     with torch.no_grad():
@@ -257,7 +262,8 @@ def test_pha_losses_in_training_match_their_formulas():
     model = build("pha", pha_temperature=0.3).train()
     m = model.extra
     with torch.no_grad():
-        m.prototypes.normal_()
+        for p in m.prototype.by_task.values():
+            p.normal_()
         model("a", **tiny_batch(0))
         model("b", **tiny_batch(1, b=3))
         bank_z, bank_task = m.bank_z.clone(), m.bank_task.clone()
@@ -278,7 +284,10 @@ def test_pha_nearest_task_is_the_cosine_nearest_prototype():
     protos = torch.randn(5, 8, generator=g)
     # A long prototype between the others: the largest dot product, not always the nearest.
     protos[3] = 50.0 * nn.functional.normalize(protos.sum(0), dim=0)
-    m.prototypes = nn.Parameter(protos)  # five tasks' prototypes
+    m.prototype = TaskEmbeddings(list("abcde"), 8)  # five tasks' prototypes
+    with torch.no_grad():
+        for row, p in zip(protos, m.prototype.by_task.values(), strict=True):
+            p.copy_(row)
     unit = [_unit(p) for p in _rows(protos)]
     # Near prototype k but leaning towards the long one: cosine picks k, a plain dot product 3.
     queries = [[7.0 * (u + 0.3 * v) for u, v in zip(unit[k], unit[3], strict=True)] for k in (0, 1, 2, 4)]

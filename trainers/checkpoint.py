@@ -31,7 +31,7 @@ def save_checkpoint(path: str | os.PathLike, model: MultitaskModel, cfg: TrainCo
     tensors = {n: t.detach().to("cpu").contiguous() for n, t in model.trainable_state().items()}
     save_file(tensors, str(path / WEIGHTS))
     meta = {"config": cfg.to_flat(), "tasks": [asdict(s) for s in model.specs.values()],
-            "step": step, "format": 1}
+            "step": step, "format": 2}
     tmp = path / (CONFIG + ".tmp")
     tmp.write_text(json.dumps(meta, indent=2))
     os.replace(tmp, path / CONFIG)
@@ -52,9 +52,26 @@ def read_meta(path: str | os.PathLike) -> dict:
     return json.loads(file.read_text())
 
 
+_TABLES = {".task_emb.weight": ".task_emb.by_task.", ".prototypes": ".prototype.by_task."}
+"""Format-1 checkpoints stored Hyperformer's task embeddings and PHA's prototypes as one
+``[n_tasks, t]`` table each; since format 2 each task's row is its own parameter."""
+
+
+def _upgrade(tensors: dict[str, torch.Tensor], tasks: list[str]) -> dict[str, torch.Tensor]:
+    out = {}
+    for name, value in tensors.items():
+        suffix = next((s for s in _TABLES if name.endswith(s)), None)
+        if suffix is None or value.ndim != 2 or value.shape[0] != len(tasks):
+            out[name] = value
+            continue
+        stem = name[: -len(suffix)] + _TABLES[suffix]
+        out.update({stem + task: value[i] for i, task in enumerate(tasks)})
+    return out
+
+
 def load_weights(model: MultitaskModel, path: str | os.PathLike) -> None:
     """Load trainable weights into a freshly built model; every key must match."""
-    tensors = load_file(str(Path(path) / WEIGHTS))
+    tensors = _upgrade(load_file(str(Path(path) / WEIGHTS)), model.router.tasks)
     expected = set(model.trainable_state())
     missing, unexpected = expected - set(tensors), set(tensors) - expected
     if missing or unexpected:

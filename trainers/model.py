@@ -80,10 +80,10 @@ class MultitaskModel(nn.Module):
     ) -> torch.Tensor:
         """Return the head output for ``task``: [B, num_labels] or [B] for one-output heads."""
         self.router.set(task)
-        self.router.context = {"input_ids": input_ids, "attention_mask": attention_mask}
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None and self.applied.token_type_ids:
             kwargs["token_type_ids"] = token_type_ids
+        self.router.context = dict(kwargs)
         hidden = self.backbone(**kwargs).last_hidden_state
         hidden = hidden[:, self.applied.virtual_tokens:]
         out = self.heads[task](_pool(hidden, attention_mask, self.pooling))

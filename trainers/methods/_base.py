@@ -46,6 +46,25 @@ class TaskRouter:
                 listener(task)
 
 
+class TaskEmbeddings(nn.Module):
+    """One learned vector per task (a hypernetwork's task embedding, PHA's prototype), each its
+    own parameter ``by_task.<task>``: the name the parameter accounting attributes to the task,
+    and what a transfer adds for a new task while every trained task's vector stays frozen."""
+
+    def __init__(self, tasks: list[str], dim: int) -> None:
+        super().__init__()
+        self.tasks = list(tasks)
+        self.by_task = nn.ParameterDict({t: nn.Parameter(torch.randn(dim)) for t in self.tasks})
+
+    def row(self, task_id: int) -> torch.Tensor:
+        """The vector of the task with index ``task_id`` (the router's order)."""
+        return self.by_task[self.tasks[task_id]]
+
+    def table(self) -> torch.Tensor:
+        """Every task's vector stacked in task order, ``[n_tasks, dim]``."""
+        return torch.stack([self.by_task[t] for t in self.tasks])
+
+
 def task_of_by_name(name: str, tasks: list[str]) -> str | None:
     """Default ownership rule: a parameter under ``by_task.<task>.`` belongs to that task."""
     parts = name.split(".")

@@ -2,9 +2,10 @@
 
 Instead of storing an adapter per task and layer, a single shared hypernetwork *generates*
 the weights of each bottleneck adapter (and of a task-conditional layer norm) from a small
-embedding of (task, layer, position). Tasks share what they can through the generator; in
-the paper this is what lets a new task cost only a new task embedding (no code path here adds
-a task to a trained model). Adapters sit where Houlsby puts them: after the attention output
+embedding of (task, layer, position). Tasks share what they can through the generator, so a
+new task costs one new task embedding: ``trainers/transfer.py`` adds it to a trained model,
+starting from the embedding of the trained task that fits the new task's examples best, with
+the hypernetwork frozen. Adapters sit where Houlsby puts them: after the attention output
 projection and after the feed-forward output projection of every layer, with GELU in the
 bottleneck as in the paper.
 
@@ -14,9 +15,9 @@ generated values are *offsets* on top of the frozen pretrained LayerNorm of the 
 at initialisation, the model computes exactly what the pretrained backbone computes.
 
 Parameter accounting: the whole hypernetwork lives in ``Applied.extra`` and counts as shared,
-so every task's figure includes all of it ("shared + head"); only one row of ``task_emb`` is
-truly task-specific. The paper tabulates something else: the hypernetwork amortised over the
-tasks (total / T), which is smaller by about a factor T.
+so every task's figure includes all of it ("shared + head"); only the task's embedding
+(``task_emb.by_task.<task>``) is its own. The paper tabulates something else: the
+hypernetwork amortised over the tasks (total / T), which is smaller by about a factor T.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from trainers.methods._base import Applied, TaskRouter
+from trainers.methods._base import Applied, TaskEmbeddings, TaskRouter
 from trainers.methods._bottleneck import (
     FFN_OUTPUT,
     SELF_OUTPUT,
@@ -82,10 +83,10 @@ class LayerWeights(NamedTuple):
 class HyperNet(nn.Module):
     """The shared generator: (task, layer, position) -> adapter + layer-norm offsets."""
 
-    def __init__(self, n_tasks: int, n_layers: int, hidden_size: int, cfg: Config) -> None:
+    def __init__(self, tasks: list[str], n_layers: int, hidden_size: int, cfg: Config) -> None:
         super().__init__()
         t = cfg.task_emb_dim
-        self.task_emb = nn.Embedding(n_tasks, t)
+        self.task_emb = TaskEmbeddings(tasks, t)
         self.layer_emb = nn.Embedding(n_layers, t)
         self.pos_emb = nn.Embedding(2, t)
         # Paper's "task projector": mixes the three embeddings into one conditioning vector.
@@ -98,7 +99,7 @@ class HyperNet(nn.Module):
 
     def embed(self, task_id: int, layer: int, pos: int) -> torch.Tensor:
         """The conditioning vector [t]; plain row indexing avoids building index tensors."""
-        parts = (self.task_emb.weight[task_id], self.layer_emb.weight[layer],
+        parts = (self.task_emb.row(task_id), self.layer_emb.weight[layer],
                  self.pos_emb.weight[pos])
         return self.projector(torch.cat(parts))
 
@@ -115,7 +116,7 @@ class HyperNet(nn.Module):
 
 def apply(backbone: nn.Module, cfg: Config, tasks: list[str], router: TaskRouter) -> Applied:
     layers = encoder_layers(backbone, "hyperformer")
-    hyper = HyperNet(len(tasks), len(layers), hidden_size(backbone, "hyperformer"), cfg)
+    hyper = HyperNet(tasks, len(layers), hidden_size(backbone, "hyperformer"), cfg)
 
     def wrap(block: nn.Module, layer: int, path: str) -> GeneratedAdapterOutput:
         pos = ATTENTION if path == SELF_OUTPUT else FFN

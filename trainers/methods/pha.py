@@ -14,16 +14,23 @@ an unseen input can be routed to the prototype nearest to its ``z``:
 
 ``Applied.aux_loss`` returns ``pha_lambda * (L_IR + L_Pro)`` of the last training forward.
 
-Departure from the paper: the paper's retriever reads the encoder's hidden states ``h_i`` of
-the instance; here ``z`` is an MLP over the masked mean of the *frozen input word embeddings*
-(no second encoder pass, and nothing contextual), computed from ``router.context``.
+The instance embedding: as in the paper, the retriever reads the encoder's hidden states
+``h_i`` of the instance: the masked mean of the last hidden state of the *pretrained* encoder
+(a second, gradient-free pass with every generated adapter bypassed and dropout off; about a
+third more compute per training step). ``retriever_input="words"`` is the cheaper variant of
+earlier versions (the masked mean of the frozen input word embeddings, no second pass, nothing
+contextual), kept for the measured comparison in BENCHMARKS.md §12.
+
+A new task (``trainers/transfer.py``): its prototype starts from the prototype its training
+examples retrieve (each example votes for the nearest prototype, ``nearest_task``), and the
+hypernetwork generates its adapters; only the new prototype (and the new head) is trained.
 
 Other choices made here:
 
 - the generated adapter sits in parallel to each layer's FFN with GELU in its bottleneck,
   ``LN(dropout(dense(h)) + A(x) + x)`` with ``x`` the FFN input (no scale);
 - training uses the true task's prototype to generate adapters (the batch's task is
-  known); ``nearest_task(z)`` gives the routing to use when it is not;
+  known); ``nearest_task(z)`` is the retrieval a new task starts from;
 - the memory bank is a plain tensor attribute, not a buffer: it is scratch state of the
   current run, not something to checkpoint or to count;
 - losses are computed (and the bank updated) only in training mode, so evaluation batches
@@ -38,7 +45,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.methods._base import Applied, TaskRouter, check_min, check_positive
+from trainers.methods._base import (
+    Applied,
+    TaskEmbeddings,
+    TaskRouter,
+    check_min,
+    check_positive,
+)
 from trainers.methods._bottleneck import (
     FFN_OUTPUT,
     PARALLEL,
@@ -60,6 +73,7 @@ ACTIVATION = "gelu"
 """The generated bottleneck's nonlinearity: GELU, as in the paper."""
 BANK_SIZE = 256
 """Instance embeddings kept as negatives for L_IR (FIFO, all tasks; filtered at use)."""
+RETRIEVER_INPUTS = ("hidden", "words")
 
 
 @dataclass
@@ -75,12 +89,18 @@ class Config:
     pha_temperature: float = 0.1
     """Temperature of both contrastive losses (cosine similarities / temperature)."""
     adapter_dropout: float = 0.0
+    retriever_input: str = "hidden"
+    """What the retriever reads: hidden (the pretrained encoder's mean last hidden state, as in
+    the paper) or words (the mean of the input word embeddings: no second pass)."""
 
     def __post_init__(self) -> None:
         check_adapter(self.adapter_size, self.adapter_dropout)
         check_hypernet(self.task_emb_dim, self.hyper_hidden)
         check_min("pha_lambda", self.pha_lambda, 0)
         check_positive("pha_temperature", self.pha_temperature)
+        if self.retriever_input not in RETRIEVER_INPUTS:
+            raise ValueError(f"retriever_input must be one of {', '.join(RETRIEVER_INPUTS)}, "
+                             f"got {self.retriever_input!r}")
 
 
 def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
@@ -105,18 +125,24 @@ def info_nce(z: torch.Tensor, negatives: torch.Tensor, temperature: float) -> to
 class PHANet(nn.Module):
     """Retriever, prototypes and the adapter hypernetwork, shared by all tasks."""
 
-    def __init__(self, n_tasks: int, n_layers: int, hidden_size: int, cfg: Config,
-                 word_embeddings: nn.Embedding) -> None:
+    def __init__(self, tasks: list[str], n_layers: int, hidden_size: int, cfg: Config,
+                 backbone: nn.Module) -> None:
         super().__init__()
         t = cfg.task_emb_dim
         self.cfg = cfg
-        self.retriever = _mlp(word_embeddings.embedding_dim, cfg.hyper_hidden, t)
-        self.prototypes = nn.Parameter(torch.randn(n_tasks, t))
+        words = backbone.get_input_embeddings()
+        width = hidden_size if cfg.retriever_input == "hidden" else words.embedding_dim
+        self.retriever = _mlp(width, cfg.hyper_hidden, t)
+        self.prototype = TaskEmbeddings(tasks, t)
         self.layer_emb = nn.Embedding(n_layers, t)
         self.hyper = _mlp(2 * t, cfg.hyper_hidden, t)
         self.heads = AdapterHeads(t, hidden_size, cfg.adapter_size)
-        # The backbone owns (and freezes) the word embeddings: unregistered reference.
-        object.__setattr__(self, "_words", word_embeddings)
+        # The backbone owns (and freezes) the encoder and its word embeddings: unregistered
+        # references, so neither is saved or counted twice.
+        object.__setattr__(self, "_words", words)
+        object.__setattr__(self, "_encoder", backbone)
+        self.bypass = False
+        """True during the retriever's own pass: the generated adapters step aside."""
         self.bank_z = torch.empty(0, t)
         self.bank_task = torch.empty(0, dtype=torch.long)
         self.last_ir: torch.Tensor | None = None
@@ -128,9 +154,14 @@ class PHANet(nn.Module):
         state.update(last_ir=None, last_pro=None)
         return state
 
+    @property
+    def prototypes(self) -> torch.Tensor:
+        """Every task's prototype, ``[n_tasks, t]`` in the router's task order."""
+        return self.prototype.table()
+
     # ---- adapters --------------------------------------------------------------------------
     def generate(self, task_id: int, layer: int) -> BottleneckWeights:
-        cond = torch.cat([self.prototypes[task_id], self.layer_emb.weight[layer]])
+        cond = torch.cat([self.prototype.row(task_id), self.layer_emb.weight[layer]])
         return self.heads(self.hyper(cond))
 
     def adapter_weights(self, task_id: int, layer: int,
@@ -139,14 +170,36 @@ class PHANet(nn.Module):
         return self.generate(task_id, layer), None
 
     # ---- retrieval -------------------------------------------------------------------------
-    def instance_embedding(self, input_ids: torch.Tensor,
-                           attention_mask: torch.Tensor) -> torch.Tensor:
-        """``z`` [B, t]: the retriever over the masked mean of frozen word embeddings."""
+    def instance_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                          token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """What the retriever reads, without gradient: the masked mean of the pretrained
+        encoder's last hidden state (``hidden``; adapters bypassed, dropout off) or of the
+        input word embeddings (``words``)."""
         with torch.no_grad():
-            emb = self._words(input_ids)
+            if self.cfg.retriever_input == "words":
+                emb = self._words(input_ids)
+            else:
+                emb = self._encoder_pass(input_ids, attention_mask, token_type_ids)
             m = attention_mask.unsqueeze(-1).to(emb.dtype)
-            mean = (emb * m).sum(1) / m.sum(1).clamp_min(1.0)
-        return self.retriever(mean.detach())
+            return (emb * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+    def _encoder_pass(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                      token_type_ids: torch.Tensor | None) -> torch.Tensor:
+        encoder, was_training = self._encoder, self._encoder.training
+        kwargs = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        self.bypass = True
+        encoder.eval()
+        try:
+            return encoder(input_ids=input_ids, attention_mask=attention_mask,
+                           **kwargs).last_hidden_state
+        finally:
+            self.bypass = False
+            encoder.train(was_training)
+
+    def instance_embedding(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                           token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """``z`` [B, t]: the retriever over ``instance_features``."""
+        return self.retriever(self.instance_features(input_ids, attention_mask, token_type_ids))
 
     def nearest_task(self, z: torch.Tensor) -> torch.Tensor:
         """Index of the prototype closest (cosine) to each row of ``z``: routing at inference."""
@@ -159,8 +212,8 @@ class PHANet(nn.Module):
             return
         if "input_ids" not in context or "attention_mask" not in context:
             raise RuntimeError("pha needs router.context with input_ids and attention_mask")
-        z = F.normalize(self.instance_embedding(context["input_ids"],
-                                                context["attention_mask"]).float(), dim=-1)
+        z = F.normalize(self.instance_embedding(context["input_ids"], context["attention_mask"],
+                                                context.get("token_type_ids")).float(), dim=-1)
         tau = self.cfg.pha_temperature
         bank_z, bank_task = self.bank_z.to(z.device), self.bank_task.to(z.device)
         self.last_ir = info_nce(z, bank_z[bank_task != task_id], tau)
@@ -185,6 +238,11 @@ class PHAOutput(GeneratedAdapterOutput):
     """The generated parallel adapter of one layer's FFN; the first layer's wrapper also runs
     the retriever losses, once per backbone call."""
 
+    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
+        if self._net.bypass:  # the retriever's pass reads the pretrained encoder
+            return self.base(hidden_states, input_tensor)
+        return super().forward(hidden_states, input_tensor)
+
     def delta(self, z: torch.Tensor) -> tuple[torch.Tensor, NormOffsets | None]:
         if self.layer == 0:
             self._net.observe(self.router.task_id, self.router.context)
@@ -193,8 +251,7 @@ class PHAOutput(GeneratedAdapterOutput):
 
 def apply(backbone: nn.Module, cfg: Config, tasks: list[str], router: TaskRouter) -> Applied:
     layers = encoder_layers(backbone, "pha")
-    net = PHANet(len(tasks), len(layers), hidden_size(backbone, "pha"), cfg,
-                 backbone.get_input_embeddings())
+    net = PHANet(tasks, len(layers), hidden_size(backbone, "pha"), cfg, backbone)
 
     def wrap(block: nn.Module, layer: int, path: str) -> PHAOutput:
         return PHAOutput(block, PARALLEL, net, router, layer, 0, ACTIVATION, cfg.adapter_dropout)
