@@ -113,7 +113,7 @@ def test_table_covers_every_method():
 def test_step_changes_only_method_and_heads(method):
     model = build(method)
     before_frozen = snapshot({n: p for n, p in model.named_parameters() if not p.requires_grad})
-    before_trainable = snapshot(model.trainable_state())
+    before_trainable = snapshot(model.stored_state())
     train_steps(model, "a")
     after = dict(model.named_parameters())
     for name, value in before_frozen.items():

@@ -1,7 +1,10 @@
-"""Checkpoints: trainable parameters and heads (safetensors) plus the resolved config (JSON).
+"""Checkpoints: the method's parameters and the heads (safetensors) plus the resolved config
+and the task specs (JSON).
 
-Never the backbone: a checkpoint is kilobytes to megabytes and is applied on top of the
-pretrained weights named in its config. ``trainer_state.pt`` (optimizer, scheduler, step) is
+Never the frozen backbone: a checkpoint is kilobytes to megabytes and is applied on top of the
+pretrained weights named in its config. ``tasks`` in ``config.json`` lists every task the model
+has a head for (the tasks it was trained on, with a transfer's added ones); a transfer also
+writes where it came from (``transfer``). ``trainer_state.pt`` (optimizer, scheduler, step) is
 written only for resumable checkpoints.
 """
 
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,13 +29,15 @@ STATE = "trainer_state.pt"
 
 
 def save_checkpoint(path: str | os.PathLike, model: MultitaskModel, cfg: TrainConfig,
-                    step: int, optimizer=None, scheduler=None) -> Path:
+                    step: int, optimizer=None, scheduler=None, transfer: dict | None = None) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    tensors = {n: t.detach().to("cpu").contiguous() for n, t in model.trainable_state().items()}
+    tensors = {n: t.detach().to("cpu").contiguous() for n, t in model.stored_state().items()}
     save_file(tensors, str(path / WEIGHTS))
     meta = {"config": cfg.to_flat(), "tasks": [asdict(s) for s in model.specs.values()],
             "step": step, "format": 2}
+    if transfer is not None:
+        meta["transfer"] = transfer
     tmp = path / (CONFIG + ".tmp")
     tmp.write_text(json.dumps(meta, indent=2))
     os.replace(tmp, path / CONFIG)
@@ -69,11 +75,15 @@ def _upgrade(tensors: dict[str, torch.Tensor], tasks: list[str]) -> dict[str, to
     return out
 
 
-def load_weights(model: MultitaskModel, path: str | os.PathLike) -> None:
-    """Load trainable weights into a freshly built model; every key must match."""
+def load_weights(model: MultitaskModel, path: str | os.PathLike,
+                 new: Callable[[str], bool] | None = None) -> None:
+    """Load a checkpoint's weights into a freshly built model; every key must match, except the
+    model's keys ``new(key)`` accepts (a transfer's added tasks), which keep their init."""
     tensors = _upgrade(load_file(str(Path(path) / WEIGHTS)), model.router.tasks)
-    expected = set(model.trainable_state())
+    expected = set(model.stored_state())
     missing, unexpected = expected - set(tensors), set(tensors) - expected
+    if new is not None:
+        missing = {k for k in missing if not new(k)}
     if missing or unexpected:
         raise ValueError(f"{path}: checkpoint does not fit the model: missing {sorted(missing)[:3]}, "
                          f"unexpected {sorted(unexpected)[:3]}")
@@ -83,9 +93,26 @@ def load_weights(model: MultitaskModel, path: str | os.PathLike) -> None:
             params[name].copy_(value.to(params[name].device, params[name].dtype))
 
 
+def trained_tasks(meta: dict) -> list[str]:
+    """The tasks a checkpoint has heads for (in the model's task order)."""
+    return [s["name"] for s in meta["tasks"]]
+
+
 def load_checkpoint(path: str | os.PathLike, **overrides) -> tuple[MultitaskModel, TrainConfig, object]:
-    """Rebuild model (pretrained backbone + method + heads), config and tokenizer."""
+    """Rebuild model (pretrained backbone + method + heads), config and tokenizer. ``tasks`` in
+    ``overrides`` picks which of the checkpoint's tasks the config names (what evaluation
+    scores); a task the checkpoint was not trained on is refused with a pointer to transfer."""
     meta = read_meta(path)
+    known = trained_tasks(meta)
+    tasks = overrides.get("tasks")
+    if isinstance(tasks, str):
+        tasks = [t for t in tasks.split(",") if t]
+    unknown = [t for t in tasks or () if t not in known]
+    if unknown:
+        raise ValueError(
+            f"{path}: the checkpoint was trained on {', '.join(known)} and has no head for "
+            f"{', '.join(unknown)}; add a new task with python -m trainers.train --init-from "
+            f"{path} --tasks {','.join(unknown)} (README: New task, few labels)")
     cfg = TrainConfig.from_flat({**meta["config"], **overrides})
     specs = [TaskSpec(**s) for s in meta["tasks"]]
     backbone, tokenizer = load_backbone(cfg.model)

@@ -182,6 +182,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             raise ValueError(f"--config {args.config}: {e}") from e
         flat.update(raw.get("config", raw) if isinstance(raw, dict) else {})
     flat.update({k: v for k, v in vars(args).items() if k not in ("config", "out") and v is not None})
+    if flat.get("init_from"):  # a transfer: model, method and its options come from there
+        from trainers.transfer import inherit
+
+        flat = inherit(flat)
     return TrainConfig.from_flat(flat)
 
 
@@ -196,13 +200,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from trainers.data import DataError
     from trainers.loop import train
+    from trainers.transfer import TransferError
 
-    out = args.out or Path("runs") / cfg.method
+    out = args.out or Path("runs") / (cfg.method if cfg.init_from is None
+                                      else f"{cfg.method}-{'-'.join(cfg.tasks)}")
     try:
         result = train(cfg, out=out)
-    except (DataError, RuntimeError) as e:
+    except (DataError, RuntimeError, TransferError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(json.dumps({k: result[k] for k in ("method", "score", "metrics", "steps")}))
+    if "transfer" in result:
+        params = result["params"]["per_task_pct"]
+        print("transfer: " + "; ".join(
+            f"{t} started from {i['from'] or 'scratch'} ({i['rule']}), trains "
+            f"{params[t]:.3f}% of the backbone" for t, i in result["transfer"]["init"].items()))
     print(f"wrote {out / 'result.json'} and {out / 'checkpoint'}")
     return 0

@@ -14,6 +14,8 @@ from trainers.methods import get_method
 
 SAMPLERS = ("round_robin", "proportional", "temperature")
 LR_SCHEDULES = ("linear", "cosine", "constant")
+TRANSFER_INITS = ("nearest", "scratch")
+UNFREEZE = ("none", "shared")
 POOLINGS = ("mean", "cls")
 
 
@@ -56,6 +58,17 @@ class TrainConfig:
     """Carve this fraction of each task's train rows (seeded, stratified) as the validation set
     that evaluation scores; the task's dev file then becomes its test split, which training and
     selection never read. None = evaluate on the dev files."""
+    init_from: str | None = None
+    """Transfer: a multitask checkpoint directory to start from. Its model, method and method
+    options are used; tasks names the new task(s) it adds and trains (README: New task, few
+    labels)."""
+    transfer_init: str = "nearest"
+    """Transfer: a new task's own parameters start from the trained task that fits its training
+    examples best (nearest) or from a fresh initialisation (scratch)."""
+    unfreeze: str = "none"
+    """Transfer: train only what the new tasks own, their heads and task-specific parameters
+    (none), or also the checkpoint's shared trainable parameters (shared: the trained tasks'
+    outputs then change too)."""
     eval_rows: int | None = None
     """Evaluation as a fidelity: rows per task scored at the first evaluation (a fixed,
     stratified subset of each dev set); each later one scores eval_growth times more, the last
@@ -94,6 +107,9 @@ class TrainConfig:
                f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         _check(self.val_from_train is None or 0 < self.val_from_train < 1,
                f"val_from_train must be a fraction in (0, 1), got {self.val_from_train}")
+        _check(self.transfer_init in TRANSFER_INITS,
+               f"transfer_init must be one of {TRANSFER_INITS}, got {self.transfer_init!r}")
+        _check(self.unfreeze in UNFREEZE, f"unfreeze must be one of {UNFREEZE}, got {self.unfreeze!r}")
         _check(self.sampler in SAMPLERS, f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
         _check(self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")

@@ -28,12 +28,16 @@ def main(argv: list[str] | None = None) -> int:
                         "split (the dev files when the run used --val-from-train)")
     p.add_argument("--out", type=Path, default=None, help="where to write the JSON result")
     p.add_argument("--max-eval-samples", type=int, default=None)
+    p.add_argument("--tasks", default=None,
+                   help="comma list of the checkpoint's tasks to score (default: the tasks its run "
+                        "trained); a task it has no head for is refused")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     try:
         step = read_meta(args.checkpoint)["step"]
+        tasks = {} if args.tasks is None else {"tasks": args.tasks}
         model, cfg, tokenizer = load_checkpoint(args.checkpoint, data_dir=args.data_dir,
-                                                max_eval_samples=args.max_eval_samples)
+                                                max_eval_samples=args.max_eval_samples, **tasks)
         data = prepare_data(cfg, tokenizer, splits=(args.split,))
     except (FileNotFoundError, ValueError, RuntimeError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from trainers import transfer
 from trainers.checkpoint import STATE, load_weights, save_checkpoint
 from trainers.config import TrainConfig
 from trainers.data import (
@@ -261,8 +262,12 @@ def train(cfg: TrainConfig, report: Report | None = None, *, data: PreparedData 
     if data.eval_split == "test":  # selection must never see the test rows
         raise ValueError("train() evaluates on validation rows, not the test split: score a "
                          "finished model on test with trainers.loop.evaluate")
+    transfer_record = None
     with oom_guard(cfg, device, lambda: "building the model", lambda: 0):
-        model = MultitaskModel(backbone, data.specs, cfg).to(device)
+        if cfg.init_from is None:
+            model = MultitaskModel(backbone, data.specs, cfg).to(device)
+        else:  # the checkpoint's tasks plus the new ones (trainers/transfer.py)
+            model, transfer_record = transfer.build(cfg, backbone, data, device, log)
     model.train()
     params = count_params(model)
     log(f"[train] method={cfg.method} tasks={','.join(cfg.tasks)} device={device} "
@@ -284,7 +289,7 @@ def train(cfg: TrainConfig, report: Report | None = None, *, data: PreparedData 
                for s in data.specs}
 
     def save(path: Path) -> None:
-        save_checkpoint(path, model, cfg, step, optimizer, scheduler)
+        save_checkpoint(path, model, cfg, step, optimizer, scheduler, transfer=transfer_record)
 
     # -- loop
     metrics: dict[str, float] = {}
@@ -368,8 +373,10 @@ def train(cfg: TrainConfig, report: Report | None = None, *, data: PreparedData 
         "synthetic_data": data.synthetic,
         "config": cfg.to_flat(),
     }
+    if transfer_record is not None:
+        result["transfer"] = transfer_record
     if out is not None:
-        write_result(Path(out), result, model, cfg, step)
+        write_result(Path(out), result, model, cfg, step, transfer_record)
     return result
 
 
@@ -382,9 +389,10 @@ def _restore(model, optimizer, scheduler, path: Path, device: torch.device) -> i
     return int(state["step"])
 
 
-def write_result(out: Path, result: dict, model: MultitaskModel, cfg: TrainConfig, step: int) -> None:
+def write_result(out: Path, result: dict, model: MultitaskModel, cfg: TrainConfig, step: int,
+                 transfer_record: dict | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(out / "checkpoint", model, cfg, step)
+    save_checkpoint(out / "checkpoint", model, cfg, step, transfer=transfer_record)
     tmp = out / "result.json.tmp"
     tmp.write_text(json.dumps(result, indent=2))
     os.replace(tmp, out / "result.json")

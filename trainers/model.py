@@ -70,6 +70,9 @@ class MultitaskModel(nn.Module):
             {s.name: nn.Sequential(nn.Dropout(cfg.head_dropout), nn.Linear(hidden, s.out_dim))
              for s in specs}
         )
+        # What a checkpoint stores: everything the method made trainable, and the heads. A
+        # transfer later freezes some of it (trainers/transfer.py); it is still stored.
+        self.stored = frozenset(n for n, p in self.named_parameters() if p.requires_grad)
 
     def forward(
         self,
@@ -79,6 +82,17 @@ class MultitaskModel(nn.Module):
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Return the head output for ``task``: [B, num_labels] or [B] for one-output heads."""
+        out = self.heads[task](self.features(task, input_ids, attention_mask, token_type_ids))
+        return out.squeeze(-1) if out.shape[-1] == 1 else out
+
+    def features(
+        self,
+        task: str,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The pooled encoder output [B, hidden] for ``task``: what its head reads."""
         self.router.set(task)
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None and self.applied.token_type_ids:
@@ -86,15 +100,15 @@ class MultitaskModel(nn.Module):
         self.router.context = dict(kwargs)
         hidden = self.backbone(**kwargs).last_hidden_state
         hidden = hidden[:, self.applied.virtual_tokens:]
-        out = self.heads[task](_pool(hidden, attention_mask, self.pooling))
-        return out.squeeze(-1) if out.shape[-1] == 1 else out
+        return _pool(hidden, attention_mask, self.pooling)
 
     def aux_loss(self) -> torch.Tensor | None:
         return self.applied.aux_loss() if self.applied.aux_loss is not None else None
 
-    def trainable_state(self) -> dict[str, torch.Tensor]:
-        """Only what training changed: trainable parameters (method, heads, extras)."""
-        return {n: p.detach() for n, p in self.named_parameters() if p.requires_grad}
+    def stored_state(self) -> dict[str, torch.Tensor]:
+        """What a checkpoint holds: the parameters the method added or unfroze and the heads
+        (``stored``), never the pretrained weights the method left frozen."""
+        return {n: p.detach() for n, p in self.named_parameters() if n in self.stored}
 
 
 def load_tokenizer(name: str | None):

@@ -201,9 +201,16 @@ class PHANet(nn.Module):
         """``z`` [B, t]: the retriever over ``instance_features``."""
         return self.retriever(self.instance_features(input_ids, attention_mask, token_type_ids))
 
-    def nearest_task(self, z: torch.Tensor) -> torch.Tensor:
-        """Index of the prototype closest (cosine) to each row of ``z``: routing at inference."""
-        return (F.normalize(z.float(), dim=-1) @ F.normalize(self.prototypes, dim=-1).T).argmax(-1)
+    def similarities(self, z: torch.Tensor, among: list[int] | None = None) -> torch.Tensor:
+        """Cosine similarity [B, k] of each row of ``z`` to the prototypes of the task ids
+        ``among`` (all tasks when None)."""
+        protos = self.prototypes if among is None else self.prototypes[among]
+        return F.normalize(z.float(), dim=-1) @ F.normalize(protos.float(), dim=-1).T
+
+    def nearest_task(self, z: torch.Tensor, among: list[int] | None = None) -> torch.Tensor:
+        """Index (into ``among``, or the task id) of the prototype closest (cosine) to each row
+        of ``z``: the retrieval a new task's prototype starts from."""
+        return self.similarities(z, among).argmax(-1)
 
     def observe(self, task_id: int, context: dict[str, torch.Tensor]) -> None:
         """Compute L_IR and L_Pro for the current batch, then push it into the memory bank."""
