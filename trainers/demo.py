@@ -1,9 +1,12 @@
-"""The embedded demo suite: small, deterministic, SYNTHETIC versions of sst, quora and sts.
+"""The embedded demo suite: small, deterministic, SYNTHETIC versions of sst, quora, sts and
+cfimdb.
 
 Used when no ``--data-dir`` is given, so the first command of the README runs on a fresh
 machine with no download. The examples are generated from word lists with a fixed seed; the
 labels follow simple rules (word polarity, word overlap) that a model can learn. Scores on
-them say nothing about real-language quality.
+them say nothing about real-language quality. ``cfimdb`` (binary polarity of longer reviews
+written with sst's words) is the demo's new task for transfer: sst is its nearest task by
+construction.
 """
 
 from __future__ import annotations
@@ -63,7 +66,15 @@ def _similarity(rng: random.Random) -> Example:
     return " ".join(s1), " ".join(s2), float(keep)
 
 
-GENERATORS = {"sst": _sentiment, "quora": _paraphrase, "sts": _similarity}
+def _review(rng: random.Random) -> Example:
+    pos = rng.randint(0, 4)
+    neg = rng.choice([n for n in range(5) if n != pos])  # never a tie: the label is defined
+    words = rng.sample(NEUTRAL, 8) + rng.choices(POSITIVE, k=pos) + rng.choices(NEGATIVE, k=neg)
+    rng.shuffle(words)
+    return " ".join(words), None, float(pos > neg)
+
+
+GENERATORS = {"sst": _sentiment, "quora": _paraphrase, "sts": _similarity, "cfimdb": _review}
 
 
 def demo_examples(task: str, split: str) -> list[Example]:

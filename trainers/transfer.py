@@ -154,24 +154,26 @@ def targets(spec: TaskSpec, labels: np.ndarray) -> np.ndarray:
     return (y - y.mean()) / (y.std() + 1e-8) if spec.kind == "regression" else y
 
 
-def ridge_loo(x: np.ndarray, y: np.ndarray) -> float:
-    """Leave-one-out mean squared error of a ridge regression of ``y`` on ``x`` (with an
-    intercept), the best over the penalties ``RIDGE``; closed form through the hat matrix
-    (kernel form, ``n`` rows), so nothing is trained."""
+def loo_mse(x: np.ndarray, y: np.ndarray, penalty: float) -> float:
+    """Leave-one-out mean squared error of a ridge regression of ``y`` [n, k] on ``x`` [n, p]
+    with an (unpenalised) intercept and ridge ``penalty`` times the mean squared centred feature
+    norm; closed form through the hat matrix (kernel form: ``n`` rows), nothing refitted."""
     n = len(x)
-    if n < 3:
-        raise TransferError(f"the nearest task needs at least 3 training examples, got {n}")
     xc, yc = x - x.mean(0), y - y.mean(0)
-    values, vectors = np.linalg.eigh(xc @ xc.T)
-    values = np.clip(values, 0.0, None)
-    scale = max(float(np.trace(xc @ xc.T)) / n, 1e-12)
-    best = np.inf
-    for penalty in RIDGE:
-        shrink = values / (values + penalty * scale)
-        hat = (vectors * shrink) @ vectors.T + 1.0 / n  # + the intercept's share
-        residual = (yc - (vectors * shrink) @ (vectors.T @ yc)) / (1.0 - np.diag(hat))[:, None]
-        best = min(best, float(np.mean(residual ** 2)))
-    return best
+    gram = xc @ xc.T
+    values, vectors = np.linalg.eigh(gram)
+    scale = max(float(np.trace(gram)) / n, 1e-12)
+    shrink = np.clip(values, 0.0, None) / (np.clip(values, 0.0, None) + penalty * scale)
+    fitted = vectors @ (shrink[:, None] * (vectors.T @ yc))
+    leverage = (vectors ** 2) @ shrink + 1.0 / n  # diag of the hat matrix, intercept included
+    return float(np.mean(((yc - fitted) / (1.0 - leverage)[:, None]) ** 2))
+
+
+def ridge_loo(x: np.ndarray, y: np.ndarray) -> float:
+    """The probe's loss: ``loo_mse`` at the best of the penalties ``RIDGE``."""
+    if len(x) < 3:
+        raise TransferError(f"the nearest task needs at least 3 training examples, got {len(x)}")
+    return min(loo_mse(x, y, penalty) for penalty in RIDGE)
 
 
 @torch.no_grad()
