@@ -144,7 +144,8 @@ def tables(runs: list[dict], retrieval: dict) -> tuple[str, dict]:
     ks = [k for k in STEPS if any(r["k"] == k for r in runs)]
     for k in ks:
         steps = sorted({r["steps"] for r in runs if r["k"] == k})
-        lines += [f"\n**K = {k}** ({", ".join(map(str, steps))} steps)\n",
+        label = ", ".join(map(str, steps))
+        lines += [f"\n**K = {k}** ({label} steps)\n",
                   "| arm | kind | val acc % (mean ± sd) | test acc % | seeds | % params trained | "
                   "s / run | started from |", "|---|---|---|---|---|---|---|---|"]
         for arm in ARMS:
