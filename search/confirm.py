@@ -231,7 +231,7 @@ def default_config(plan, method: str) -> dict[str, Any] | None:
     if method == "auto" or not plan.settings.default_trial:
         return None
     space = plan.spaces[method]
-    point = default_point(space, method, lambda _: None)
+    point = default_point(space, method, lambda _: None, plan.constants[method])
     if point is None:
         return None
     fixed = {d.name: d.value for d in space.dims if d.kind == "fixed"}  # as every trial has them

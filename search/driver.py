@@ -173,6 +173,8 @@ def run_method(method: str, plan: Plan, data, tracker: Tracker, concurrency: int
         "reduction_factor", "tasks", "data_dir", "model", "seed", "objective", "max_params",
         "default_trial", "warm_start", "eval_rows", "eval_growth", "eval_full", "val_from_train")}
     settings["confirm"] = "{}:{}".format(*confirm_budget(s))  # the effective K:N (0:0 = none)
+    if plan.source is not None:  # a transfer search names its source (tags search.transfer_from, ...)
+        settings.update(plan.source)
     parent = tracker.parent_run(method, settings, space=space_record(plan, method))
     tuner, progress = _tuner(method, plan, data, tracker, parent, concurrency, resuming)
     start = time.time()

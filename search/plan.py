@@ -13,6 +13,7 @@ from search.settings import Settings, confirm_budget
 from search.warm import check_experiments, experiments
 from spaces import Space, check_space, get_space
 from spaces.auto import searched_dims as auto_dims
+from trainers.transfer import inherit
 
 
 @dataclass
@@ -25,6 +26,8 @@ class Plan:
     mlflow_uri: str
     auto: dict[str, Space] | None = None
     """``--method auto``: the design branches (method -> its space with structural dims)."""
+    source: dict[str, str] | None = None
+    """``--transfer-from``: the source as given, its local checkpoint, method and tasks."""
 
 
 def make_plan(s: Settings) -> Plan:
@@ -38,8 +41,17 @@ def make_plan(s: Settings) -> Plan:
         auto, pins = _auto_plan(s)
         used |= set(pins)
         spaces["auto"], constants["auto"] = Space("auto", tuple(auto_dims(auto))), _constants(s)
+    source = None
+    if s.transfer_from:
+        source = _transfer_source(s)
     for method in s.methods:
-        if method != "auto":
+        if source is not None:
+            spaces[method], keys = _transfer_space(s, method)
+            constants[method] = inherit({"init_from": source["source_checkpoint"], "method": method,
+                                         **_constants(s)})
+            _first_corner(constants[method], spaces[method])
+            used |= keys
+        elif method != "auto":
             spaces[method], keys = _method_space(s, method)
             constants[method] = {"method": method, **_constants(s)}
             _first_corner(constants[method], spaces[method])
@@ -53,9 +65,9 @@ def make_plan(s: Settings) -> Plan:
         raise ValueError(f"--range {', '.join(unused)}: not a searched dim of {', '.join(s.methods)} "
                          f"(dims: {', '.join(d.name for d in spaces[s.methods[0]].searched())})")
     storage = s.storage_path or str(Path(s.out) / "tune")
-    uri = s.mlflow_uri or _default_uri()
+    uri = s.mlflow_uri or default_uri()
     check_experiments(uri, experiments(s.warm_start))  # --warm-start names known experiments
-    return Plan(s, spaces, constants, storage, uri, auto)
+    return Plan(s, spaces, constants, storage, uri, auto, source)
 
 
 def check_settings(s: Settings) -> None:
@@ -96,6 +108,46 @@ def _constants(s: Settings) -> dict[str, Any]:
             "max_train_samples": s.max_train_samples, "max_eval_samples": s.max_eval_samples,
             "eval_rows": s.eval_rows or None, "eval_growth": s.eval_growth, "eval_full": s.eval_full,
             "val_from_train": s.val_from_train}
+
+
+def _transfer_source(s: Settings) -> dict[str, str]:
+    """The checked source of a transfer search (its method is the search's one method)."""
+    from search.transfer import resolve_source, source_record
+
+    if "auto" in s.methods or len(s.methods) != 1:
+        raise ValueError("--transfer-from searches one method, the checkpoint's (drop --method)")
+    source = source_record(resolve_source(s.transfer_from, s.mlflow_uri or default_uri(), s.out),
+                           s.transfer_from)
+    if s.methods != [source["source_method"]]:
+        raise ValueError(f"--method {s.methods[0]}: --transfer-from {s.transfer_from} holds a "
+                         f"checkpoint of method {source['source_method']}")
+    known = source["source_tasks"].split(",")
+    again = [t for t in s.tasks.split(",") if t in known]
+    if again:
+        raise ValueError(f"--tasks {','.join(again)}: the checkpoint was trained on {', '.join(known)} "
+                         "already; a transfer search adds tasks it has not seen")
+    return source
+
+
+def _transfer_space(s: Settings, method: str) -> tuple[Space, set[str]]:
+    """The transfer space (``spaces/transfer.py``) with the user's --set/--range on common keys;
+    a method option cannot be set: it is the checkpoint's."""
+    from spaces.transfer import transfer_space
+    from trainers.config import common_fields, method_fields
+
+    taken = sorted(k for k in {*s.set, *s.range} if k in method_fields(method))
+    if taken:
+        raise ValueError(f"--set/--range {', '.join(taken)}: a transfer keeps the checkpoint's "
+                         f"{method} options")
+    space = transfer_space(method, s.max_steps).pin({k: v for k, v in s.set.items()
+                                                     if k in common_fields()})
+    used = {k for k in s.set if k in common_fields()}
+    for key, (low, high) in s.range.items():
+        if key in space.names() and space[key].searched and space[key].kind != "choice":
+            space = space.reranged(key, low, high)
+            used.add(key)
+    check_space(space, method, "spaces/transfer.py with --set")
+    return space, used
 
 
 def _first_corner(constants: dict[str, Any], space: Space):
@@ -164,7 +216,7 @@ def space_record(plan: Plan, method: str) -> dict[str, Any]:
     return record
 
 
-def _default_uri() -> str:
+def default_uri() -> str:
     return f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
 
 

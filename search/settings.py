@@ -48,6 +48,11 @@ class Settings:
         "JSON file defining extra tasks (CSV/TSV/JSONL or HF datasets) for --tasks", WHAT))
     model: str | None = field(default=None, metadata=flag(
         "encoder: hub id or local dir (unset = the packaged all-MiniLM-L6-v2)", WHAT))
+    transfer_from: str | None = field(default=None, metadata=flag(
+        "search how a trained multitask checkpoint takes the --tasks it has not seen: a checkpoint "
+        "folder or the MLflow run id of a finished search's method run; the method is the "
+        "checkpoint's, the search tunes lr, steps, what to unfreeze and the new task's start "
+        "(README: New task, few labels)", WHAT, metavar="CHECKPOINT_OR_RUN"))
     set: dict[str, Any] = field(default_factory=dict, metadata=flag(
         "hold a config key fixed in every trial, e.g. --set batch_size=16 --set "
         "target_modules=query,value (repeatable; JSON values)", WHAT, action="append", metavar="KEY=VALUE"))
@@ -233,6 +238,8 @@ def resolve_settings(typed: dict[str, Any], resume: bool) -> Settings:
         if (Path(s.out) / "search.json").exists():
             raise ValueError(f"a search already exists in {s.out}; add --resume to continue it, "
                              "or pass another --experiment")
+        if s.transfer_from:
+            _transfer_method(s, "methods" in typed)
         return s
     out = Path(typed["out"]) if "out" in typed else _resume_dir(typed.get("experiment"))
     saved_file = out / "search.json"
@@ -246,6 +253,20 @@ def resolve_settings(typed: dict[str, Any], resume: bool) -> Settings:
         raise ValueError("--resume continues the saved search; these flags differ from it:\n  "
                          + "\n  ".join(clashes))
     return saved
+
+
+def _transfer_method(s: Settings, typed_method: bool) -> None:
+    """A transfer search's method is its checkpoint's: set it (a typed --method must agree)."""
+    from search.plan import default_uri
+    from search.transfer import resolve_source, source_record
+
+    source = source_record(resolve_source(s.transfer_from, s.mlflow_uri or default_uri(), s.out),
+                           s.transfer_from)
+    method = source["source_method"]
+    if typed_method and s.methods != [method]:
+        raise ValueError(f"--method {','.join(s.methods)}: --transfer-from {s.transfer_from} holds a "
+                         f"checkpoint of method {method}; a transfer search keeps its method (drop --method)")
+    s.methods = [method]
 
 
 def _resume_dir(experiment: str | None) -> Path:

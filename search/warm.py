@@ -109,17 +109,19 @@ def same_point(a: Point, b: dict[str, Any]) -> bool:
 
 
 # ---- the default trial --------------------------------------------------------------------------
-def method_defaults(method: str) -> dict[str, Any]:
-    """The flat config a user gets without searching (``lr`` = the method's ``DEFAULT_LR``)."""
+def method_defaults(method: str, constants: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The flat config a user gets without searching (``lr`` = the method's ``DEFAULT_LR``),
+    with the search's ``constants`` (e.g. a transfer search's ``max_steps``: its budget)."""
     from trainers.config import TrainConfig
 
-    return TrainConfig(method=method).to_flat()
+    return TrainConfig.from_flat({**(constants or {}), "method": method}).to_flat()
 
 
-def default_point(space: Space, method: str, say: Say = _say) -> Point | None:
-    """The method's defaults on the searched dims of ``space``; None (said in one line) when
-    one of them lies outside the space."""
-    point, why = fit_point(space.searched(), method_defaults(method))
+def default_point(space: Space, method: str, say: Say = _say,
+                  constants: dict[str, Any] | None = None) -> Point | None:
+    """The method's defaults (with the search's ``constants``) on the searched dims of
+    ``space``; None (said in one line) when one of them lies outside the space."""
+    point, why = fit_point(space.searched(), method_defaults(method, constants))
     if point is None:
         say(f"[{method}] no default trial: {why}; the search starts from the searcher's own "
             "proposals")
@@ -258,7 +260,7 @@ def start_points(plan, method: str, say: Say = _say) -> list[Start]:
         if method == "auto":
             say("[auto] no default trial: --method auto searches designs of several methods, "
                 "which have no one default")
-        elif (point := default_point(space, method, say)) is not None:
+        elif (point := default_point(space, method, say, plan.constants[method])) is not None:
             starts.append((DEFAULT, point))
     for origin, point in warm_points(plan.mlflow_uri, experiments(s.warm_start), method, space, say):
         twin = next((o for o, p in starts if same_point(p, point) and len(p) == len(point)), None)

@@ -74,6 +74,7 @@ class _Plan:
         self.spaces = {} if method == "auto" else {method: get_space(method)}
         self.auto = branches(["lora", "adapter"]) if method == "auto" else None
         self.mlflow_uri = uri
+        self.constants = {method: {"method": method}}
 
 
 def test_no_default_trial_and_auto_enqueue_nothing():
