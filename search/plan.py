@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from search.searchers import objective_metrics
-from search.settings import Settings, confirm_budget
+from search.settings import Settings, confirm_budget, default_uri
 from search.warm import check_experiments, experiments
 from spaces import Space, check_space, get_space
 from spaces.auto import searched_dims as auto_dims
@@ -214,10 +214,6 @@ def space_record(plan: Plan, method: str) -> dict[str, Any]:
     if method == "auto":
         record["branches"] = {m: dims_to_json(list(sp.dims)) for m, sp in plan.auto.items()}
     return record
-
-
-def default_uri() -> str:
-    return f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
 
 
 def prepare(plan: Plan):

@@ -257,7 +257,6 @@ def resolve_settings(typed: dict[str, Any], resume: bool) -> Settings:
 
 def _transfer_method(s: Settings, typed_method: bool) -> None:
     """A transfer search's method is its checkpoint's: set it (a typed --method must agree)."""
-    from search.plan import default_uri
     from search.transfer import resolve_source, source_record
 
     source = source_record(resolve_source(s.transfer_from, s.mlflow_uri or default_uri(), s.out),
@@ -267,6 +266,11 @@ def _transfer_method(s: Settings, typed_method: bool) -> None:
         raise ValueError(f"--method {','.join(s.methods)}: --transfer-from {s.transfer_from} holds a "
                          f"checkpoint of method {method}; a transfer search keeps its method (drop --method)")
     s.methods = [method]
+
+
+def default_uri() -> str:
+    """The MLflow store of a search without --mlflow-uri: ``mlflow.db`` in the working folder."""
+    return f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
 
 
 def _resume_dir(experiment: str | None) -> Path:
