@@ -10,7 +10,7 @@ trains 57% of MiniLM and 24% of BERT-base (``python -m benchmarks.param_accounti
 from __future__ import annotations
 
 from spaces.adapter import ADAPTER_DIMS
-from spaces.common import COMMON, Space, logint, loguniform
+from spaces.common import COMMON, Space, fixed, logint, loguniform
 
 SPACE = Space("pha", COMMON + ADAPTER_DIMS + [
     logint("task_emb_dim", 16, 64, role="scientific",
@@ -21,4 +21,7 @@ SPACE = Space("pha", COMMON + ADAPTER_DIMS + [
                 "no cap needed"),
     loguniform("pha_lambda", 0.01, 1.0, note="weight of the contrastive losses"),
     loguniform("pha_temperature", 0.05, 1.0, note="contrastive softmax temperature"),
+    fixed("retriever_input", "hidden",
+          note="the paper's retriever input, the pretrained encoder's hidden states; the word-"
+               "embedding variant trained worse in BENCHMARKS.md §12"),
 ])
