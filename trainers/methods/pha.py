@@ -16,8 +16,8 @@ an unseen input can be routed to the prototype nearest to its ``z``:
 
 The instance embedding: as in the paper, the retriever reads the encoder's hidden states
 ``h_i`` of the instance: the masked mean of the last hidden state of the *pretrained* encoder
-(a second, gradient-free pass with every generated adapter bypassed and dropout off; about a
-third more compute per training step). ``retriever_input="words"`` is the cheaper variant of
+(a second, gradient-free pass with every generated adapter bypassed and dropout off: one more
+forward pass per training step, none at evaluation). ``retriever_input="words"`` is the cheaper variant of
 earlier versions (the masked mean of the frozen input word embeddings, no second pass, nothing
 contextual), kept for the measured comparison in BENCHMARKS.md §12.
 
