@@ -147,6 +147,10 @@ def _mean(rows: list[dict], key: str) -> float:
 
 
 def tables(runs: list[dict], retrieval: dict) -> tuple[str, dict]:
+    unique: dict[tuple, dict] = {}
+    for r in runs:  # a run logged twice (an interrupted resume) counts once: its last line
+        unique[(r["arm"], r["k"], r["seed"])] = r
+    runs = list(unique.values())
     lines, summary = [], {"cells": {}, "targets": {}, "retrieval": retrieval}
     ks = [k for k in STEPS if any(r["k"] == k for r in runs)]
     for k in ks:
@@ -154,7 +158,7 @@ def tables(runs: list[dict], retrieval: dict) -> tuple[str, dict]:
         label = ", ".join(map(str, steps))
         lines += [f"\n**K = {k}** ({label} steps)\n",
                   "| arm | kind | val acc % (mean ± sd) | test acc % | seeds | % params trained | "
-                  "s / run | started from |", "|---|---|---|---|---|---|---|---|"]
+                  "median s / run | started from |", "|---|---|---|---|---|---|---|---|"]
         for arm in ARMS:
             rows = [r for r in runs if r["arm"] == arm and r["k"] == k]
             if not rows:
@@ -162,7 +166,8 @@ def tables(runs: list[dict], retrieval: dict) -> tuple[str, dict]:
             froms = [r["from"] for r in rows if r["from"]]
             started = ", ".join(f"{t} {froms.count(t)}/{len(rows)}" for t in sorted(set(froms))) or "-"
             cell = {"val": [r["val"] for r in rows], "test": [r["test"] for r in rows],
-                    "pct": _mean(rows, "pct"), "wall_s": _mean(rows, "wall_s"), "from": froms}
+                    "pct": _mean(rows, "pct"), "wall_s": statistics.median(r["wall_s"] for r in rows),
+                    "from": froms}
             summary["cells"][f"{arm}@{k}"] = cell
             lines.append(f"| {arm} | {ARMS[arm][0]} | {_ms(cell['val'])} | {_ms(cell['test'])} | "
                          f"{len(rows)} | {cell['pct']:.3f} | {cell['wall_s']:.0f} | {started} |")

@@ -29,6 +29,7 @@ from search.confirm import (
 from search.confirm import table as confirm_table
 from search.heldout import test_pick
 from search.plan import Plan, space_record
+from search.pruning import CheckpointPruner
 from search.report.pareto import pareto_front
 from search.results import (
     CONFIRM_JSON,
@@ -245,7 +246,7 @@ def _tuner(method: str, plan: Plan, data, tracker: Tracker, parent: str, concurr
                                reduction_factor=s.reduction_factor)
     progress = Progress(method, s.num_samples, s.max_t)
     callbacks = [MlflowCallback(plan.mlflow_uri, tracker.experiment_id, parent, method, s.max_t,
-                                starts=starts), progress]
+                                starts=starts), progress, CheckpointPruner(s.keep_checkpoints, method)]
     tuner = tune.Tuner(
         trainable, param_space=param_space,
         tune_config=tune.TuneConfig(

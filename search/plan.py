@@ -91,6 +91,12 @@ def check_settings(s: Settings) -> None:
         raise ValueError(f"--reduction-factor must be > 1, got {s.reduction_factor}")
     if s.cpus_per_trial <= 0 or s.gpus_per_trial < 0:
         raise ValueError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    if s.gpus_per_trial > 1 and s.gpus_per_trial != int(s.gpus_per_trial):
+        raise ValueError(f"--gpus-per-trial {s.gpus_per_trial:g}: above 1 it must be a whole number "
+                         "(Ray shares a GPU only in fractions below 1)")
+    if s.keep_checkpoints < 1:
+        raise ValueError(f"--keep-checkpoints must be at least 1 (the search's pick), "
+                         f"got {s.keep_checkpoints}")
     if s.data_dir is not None and not Path(s.data_dir).is_dir():
         raise ValueError(f"--data-dir {s.data_dir}: not a directory")
     if s.task_file is not None and not Path(s.task_file).is_file():

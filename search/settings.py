@@ -128,6 +128,9 @@ class Settings:
     max_concurrent: int | None = field(default=None, metadata=flag(
         "trials running at once (unset: as many as the cluster fits when the search starts; set "
         "it on an autoscaling cluster)", RESOURCES))
+    keep_checkpoints: int = field(default=3, metadata=flag(
+        "checkpoints kept of the search's ended trials: the best N (the others are deleted as "
+        "trials end; running trials keep theirs for --resume)", RESOURCES))
     storage_path: str | None = field(default=None, metadata=flag(
         "Tune experiment storage: a local dir or a cloud URI such as s3://bucket/path "
         "(unset = runs/<experiment>/tune)", RESOURCES))

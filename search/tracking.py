@@ -25,6 +25,8 @@ SPACE_ARTIFACT = "space.json"
 BATCH = 100  # MLflow's limit of params per log_batch call
 DRAIN_S = 300.0  # how long queued MLflow writes are retried at the end of a method
 RETRY_S = 5.0
+PLACEMENT = ("node_id", "gpu_ids", "cuda_visible_devices", "device")
+"""Where a trial ran: the report keys its MLflow run is tagged with when it ends."""
 
 
 def ui_hint(uri: str) -> str:
@@ -279,8 +281,9 @@ class TrialRuns:
         tags = [RunTag("stopped_early", str(fate == STOPPED_EARLY).lower())]
         if last.get("failure"):
             tags.append(RunTag("failure", str(last["failure"])))
-        if "node_id" in last:
-            tags.append(RunTag("node_id", str(last["node_id"])))
+        for key in PLACEMENT:  # where the trial ran (search.trainable)
+            if key in last:
+                tags.append(RunTag(key, str(last[key])))
         run_id = self.runs[trial_id]
         self.client.log_batch(run_id, tags=tags)
         self.client.set_terminated(run_id, "FAILED" if fate == FAILED else "FINISHED")

@@ -9,6 +9,7 @@ trial (after a failure or ``--resume``) passes Tune's checkpoint back as ``resum
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -43,12 +44,16 @@ def _run(cfg, data, kind: str, keep_outputs: bool = False) -> None:
     from ray import tune
 
     from search.stats import Outputs
-    from trainers.loop import TrainingFailure, train
+    from trainers.loop import TrainingFailure, pick_device, train
 
     # Torch would otherwise start one thread per core of the node in every concurrent trial.
     cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
     torch.set_num_threads(max(1, int(cfg.num_threads or cpus)))
-    node_id = ray.get_runtime_context().get_node_id()
+    # Where the trial runs, in every report (MLflow tags the trial's run with them).
+    placement = {"node_id": ray.get_runtime_context().get_node_id(),
+                 "gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
+                 "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+                 "device": str(pick_device(cfg))}
     outputs: dict | None = {} if keep_outputs else None
 
     def report(metrics: dict[str, float], save) -> None:
@@ -57,7 +62,7 @@ def _run(cfg, data, kind: str, keep_outputs: bool = False) -> None:
             save(Path(tmp))  # tune.report copies it to the storage path before returning
             if outputs:  # filled by the last evaluation only
                 Outputs.from_evaluation(data.specs, outputs).save(Path(tmp) / OUTPUTS)
-            tune.report({**metrics, "node_id": node_id},
+            tune.report({**metrics, **placement},
                         checkpoint=tune.Checkpoint.from_directory(tmp))
 
     checkpoint = tune.get_checkpoint()
@@ -73,4 +78,4 @@ def _run(cfg, data, kind: str, keep_outputs: bool = False) -> None:
         # best; MLflow marks its run FAILED with the reason.
         print(f"[{kind}] stopped: {e}", flush=True)
         tune.report({"score": float("nan"), "step": e.step, "failure": e.kind, "error": str(e),
-                     "node_id": node_id})
+                     **placement})

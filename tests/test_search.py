@@ -51,6 +51,24 @@ def test_asha_stops_some_trials_early(search):
 
 
 @pytest.mark.integration
+def test_ended_trials_keep_their_checkpoint_only_among_the_best_three(search):
+    from search.pruning import rank
+
+    out, stdout, results = search
+    for row in results["methods"]:
+        method = row["method"]
+        rows = trial_results(out, "it", method)
+        folder = out / "tune" / f"it-{method}"
+        kept = {t for t in rows if any((folder / t).glob("checkpoint_*"))}
+        assert len(kept) == 3, kept  # --keep-checkpoints 3 (the default) of 6 ended trials
+        deleted = set(rows) - kept
+        assert min(rank(rows[t][-1]) for t in kept) >= max(rank(rows[t][-1]) for t in deleted)
+        best = json.loads((out / method / "best_config.json").read_text())
+        assert (out / method / "best_checkpoint").is_dir() and best
+        assert f"[{method}] disk: deleted the checkpoints of 3 ended trials" in stdout
+
+
+@pytest.mark.integration
 def test_trial_clock_is_written_per_method(search):
     out, _, results = search
     for row in results["methods"]:

@@ -227,6 +227,17 @@ def pick_device(cfg: TrainConfig) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def cpu_fallback_note(device: torch.device) -> str | None:
+    """A line saying why a process that was given GPUs trains on the CPU (a scheduler set
+    ``CUDA_VISIBLE_DEVICES`` but this torch sees no CUDA device: a CPU build, no driver, a
+    node that only declares GPUs); None otherwise."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+    if device.type != "cpu" or not visible or visible in ("-1", "NoDevFiles"):
+        return None
+    why = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA device is usable"
+    return f"[train] CUDA_VISIBLE_DEVICES={visible} but {why}: training on the CPU"
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -251,6 +262,8 @@ def train(cfg: TrainConfig, report: Report | None = None, *, data: PreparedData 
         torch.set_num_threads(cfg.num_threads)
     seed_everything(cfg.seed)
     device = pick_device(cfg)
+    if cfg.device == "auto" and (note := cpu_fallback_note(device)):
+        log(note)
 
     # -- data and model
     if backbone is None:
