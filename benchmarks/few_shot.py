@@ -151,7 +151,17 @@ def tables(runs: list[dict], retrieval: dict) -> tuple[str, dict]:
     for r in runs:  # a run logged twice (an interrupted resume) counts once: its last line
         unique[(r["arm"], r["k"], r["seed"])] = r
     runs = list(unique.values())
-    lines, summary = [], {"cells": {}, "targets": {}, "retrieval": retrieval}
+    lines, summary = [], {"cells": {}, "targets": {}, "retrieval": retrieval, "sources": {}}
+    sources = sorted((ROOT / "sources").glob("*/result.json"))
+    if sources:
+        lines += ["**Sources** (sst, quora, sts; 1000 steps; dev score)\n",
+                  "| source | score | sst acc | quora acc | sts r | s |", "|---|---|---|---|---|---|"]
+        for path in sources:
+            r = json.loads(path.read_text())
+            m = r["metrics"]
+            summary["sources"][path.parent.name] = {"score": r["score"], **m, "wall_s": r["wall_s"]}
+            lines.append(f"| {path.parent.name} | {r['score']:.4f} | {m['sst']:.3f} | {m['quora']:.3f} | "
+                         f"{m['sts']:.3f} | {r['wall_s']:.0f} |")
     ks = [k for k in STEPS if any(r["k"] == k for r in runs)]
     for k in ks:
         steps = sorted({r["steps"] for r in runs if r["k"] == k})

@@ -120,6 +120,55 @@ def test_removed_node_trials_resume_on_the_other_node(tiny_model_dir, tmp_path):
     recovery("worker node removed -> next report of its trial on the head", moved["timestamp"] - removed_at)
 
 
+# ---- 2b. spot preemption at size: a worker running several trials is removed -----------------
+def test_preempted_worker_with_three_trials_they_resume_elsewhere_recorded_once(tiny_model_dir, tmp_path):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+    out = tmp_path / "spot"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    search = None
+    try:
+        worker = cluster.add_node(num_cpus=3)
+        ray.init(address=cluster.address)
+        cluster.wait_for_nodes()
+        ray.shutdown()
+        search = Background(cli(tiny_model_dir, out, "--method", "lora", "--num-samples", "5",
+                                "--experiment", "spot", "--scheduler", "fifo", "--searcher", "random",
+                                "--max-concurrent", "5", "--confirm", "0", "--address", cluster.address,
+                                *SLOW, mlflow_uri=uri), tmp_path)
+
+        def three_on_worker():
+            found = partial_trials(out, "spot", "lora", 1, MAX_T)
+            mine = {t: r for t, r in found.items() if r[-1]["node_id"] == worker.node_id}
+            return mine if len(mine) == 3 else None
+
+        hit = wait_for(three_on_worker, 400, "three trials midway on the worker node")
+        cluster.remove_node(worker)  # no notice, like a reclaimed spot machine
+        assert search.wait(timeout=900) == 0, search.output[-3000:]
+    finally:
+        if search is not None:
+            search.stop()
+        ray.shutdown()
+        cluster.shutdown()
+    after = trial_results(out, "spot", "lora")
+    assert len(after) == 5
+    for trial, rows in after.items():
+        assert_went_on(rows, trial)
+    for trial, before in hit.items():
+        rows = after[trial]
+        assert rows[-1]["node_id"] != worker.node_id, "the preempted trial finished on the other node"
+        moved = [r for r in rows if r["node_id"] != worker.node_id]
+        assert moved[0]["step"] > EVERY  # resumed from its checkpoint, not from the start
+    _, runs = mlflow_runs(uri, "spot")
+    trial_runs = [r for r in runs if r.data.tags.get("kind") == "trial"]
+    ids = [r.data.tags["trial_id"] for r in trial_runs]
+    assert len(ids) == len(set(ids)) == 5, ids  # every trial recorded once
+    assert all(r.info.status == "FINISHED" for r in trial_runs)
+    assert {"trial_" + i for i in ids} == set(after)
+
+
 # ---- 3. the driver is SIGKILLed, then resumed ---------------------------------------------------
 ENDED = re.compile(r"trial (\w+) (?:finished|stopped early) at eval")
 
