@@ -53,7 +53,14 @@ def tiny_model(folder: Path) -> str:
 
 
 def du(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+    """Bytes of the files under ``path`` (files deleted while it walks count 0)."""
+    total = 0
+    for p in path.rglob("*") if path.exists() else ():
+        try:
+            total += p.stat().st_size if p.is_file() else 0
+        except OSError:
+            continue
+    return total
 
 
 def search_command(model: str, out: Path, trials: int, steps: int, address: str | None,

@@ -63,6 +63,7 @@ def test_autoscaler_launches_gpu_workers_packs_four_trials_per_gpu_and_removes_i
 
     config = fake_config(yaml.safe_load((ROOT / "cluster.yaml").read_text()), idle_minutes=0.2,
                          max_workers=2)
+    ray.shutdown()  # a Ray an earlier test left connected in this process: down() stops it
     rehearse.down()
     address = rehearse.up(config, port=6390)
     out = tmp_path / "as"
