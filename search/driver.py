@@ -255,10 +255,8 @@ def _tuner(method: str, plan: Plan, data, tracker: Tracker, parent: str, concurr
             reuse_actors=True, trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
         run_config=tune.RunConfig(
             name=name, storage_path=plan.storage_path, callbacks=callbacks, verbose=0, log_to_file=True,
-            # Every checkpoint is registered with Tune; search.pruning deletes the superseded
-            # ones and those of ended trials outside the best --keep-checkpoints (Tune's
-            # num_to_keep would save the whole experiment state after every trial checkpoint).
-            checkpoint_config=tune.CheckpointConfig(),
+            # The latest small trainer checkpoint per trial: enough to resume and to keep.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=2)))
     return tuner, progress
 

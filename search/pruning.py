@@ -1,35 +1,24 @@
-"""Bounded disk: a search's storage grows with the trials kept, not with trials x evaluations.
+"""Bounded disk: the checkpoints of ended trials that can no longer be the search's pick are
+deleted as trials end, so a search's storage grows with the trials kept, not with the trials
+run.
 
-Two kinds of checkpoint are deleted:
-
-- superseded: a trial's earlier checkpoints once it has saved a newer one (a trial resumes
-  from its latest);
-- pushed out: every checkpoint of an ended trial (finished, or stopped by the scheduler:
-  ASHA's and PASHA's stops are final) that is no longer among the best ``keep`` ended trials,
-  ranked as ``search.results.pick_best`` ranks them: further evaluations first, then the better
-  last score. The pick is one of the kept (and the whole-dev rescoring of a pick stopped early
-  reads its checkpoint).
-
-Tune's own ``CheckpointConfig(num_to_keep)`` would do the first, but it saves the whole
-experiment state after every trial checkpoint, a cost that grows with the number of trials (the
-driver slows down as a search grows). Here the experiment state is saved on Tune's own period,
-and a checkpoint is deleted only after two saves of the experiment state have happened since it
-became deletable, so the state a ``--resume`` (or a restart after a crashed driver) reads never
-points at a deleted checkpoint. Running, paused and errored trials keep their latest checkpoint.
-The kept set is part of the experiment state, so a resumed search goes on with it.
+A trial that ended (finished, or stopped by the scheduler: ASHA's and PASHA's stops are final)
+is ranked as ``search.results.pick_best`` ranks the search's trials: further evaluations first,
+then the better last score. The best ``keep`` ended trials keep their checkpoint (the pick is
+one of them, and the whole-dev rescoring of a pick stopped early reads it); each trial pushed
+out of that set loses its checkpoint at once. Running, paused and errored trials are never
+touched: ``--resume`` restarts them from their checkpoints. The kept set is part of the Tune
+experiment's state, so a resumed search goes on with it.
 """
 
 from __future__ import annotations
 
 import math
-import posixpath
 from typing import Any
 
 from ray import tune
 
 from search.searchers import METRIC
-
-PREFIX = "checkpoint_"  # Tune's checkpoint folder names inside a trial's folder
 
 
 def rank(last: dict[str, Any]) -> tuple[int, float]:
@@ -39,23 +28,14 @@ def rank(last: dict[str, Any]) -> tuple[int, float]:
     return int(last.get("training_iteration", 0)), score if math.isfinite(score) else -math.inf
 
 
-def checkpoint_folders(checkpoint) -> list[str]:
-    """Every checkpoint folder of the trial that ``checkpoint`` (a Tune ``Checkpoint``)
-    belongs to, on its filesystem (local or cloud)."""
+def delete_checkpoint(checkpoint) -> int:
+    """Delete a Tune ``Checkpoint``'s folder on its filesystem (local or cloud); its bytes
+    (0 when it was already gone)."""
     import pyarrow.fs as pafs
 
-    fs = checkpoint.filesystem
-    parent = posixpath.dirname(checkpoint.path.rstrip("/"))
-    entries = fs.get_file_info(pafs.FileSelector(parent, allow_not_found=True))
-    return [e.path for e in entries
-            if e.type == pafs.FileType.Directory and posixpath.basename(e.path).startswith(PREFIX)]
-
-
-def delete_folder(fs, path: str) -> int:
-    """Delete a folder on ``fs``; its bytes (0 when it was already gone)."""
-    import pyarrow.fs as pafs
-
-    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+    fs, path = checkpoint.filesystem, checkpoint.path
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
         return 0
     size = sum(f.size or 0 for f in fs.get_file_info(pafs.FileSelector(path, recursive=True))
                if f.type == pafs.FileType.File)
@@ -64,34 +44,25 @@ def delete_folder(fs, path: str) -> int:
 
 
 class CheckpointPruner(tune.Callback):
-    """Keeps the latest checkpoint of each trial while it runs and, once trials end, only
-    those of the ``keep`` best; deletes the rest (see the module docstring for when)."""
+    """Keeps the checkpoints of the ``keep`` best ended trials and deletes the others'."""
 
     def __init__(self, keep: int, method: str = "") -> None:
         if keep < 1:
             raise ValueError(f"keep must be at least 1 (the search's pick), not {keep}")
         self.keep = keep
         self.method = method
-        self.kept: dict[str, tuple[int, float]] = {}  # ended trial id -> rank
-        self.pushed_out = 0  # ended trials whose checkpoints were deleted
-        self.deleted = 0  # checkpoint folders deleted
-        self.freed = 0  # their bytes
-        self._pending: dict[str, Any] = {}  # path -> filesystem: deletable since the last save
-        self._ready: dict[str, Any] = {}  # deletable since before the last save: the next one deletes
+        self.kept: dict[str, tuple[int, float]] = {}  # trial id -> rank
+        self.deleted = 0
+        self.freed = 0
 
-    def _queue(self, checkpoint, keep_latest: bool) -> None:
-        for path in checkpoint_folders(checkpoint):
-            if not (keep_latest and path.rstrip("/") == checkpoint.path.rstrip("/")):
-                self._pending[path] = checkpoint.filesystem
+    def get_state(self) -> dict:
+        return {"kept": {t: list(r) for t, r in self.kept.items()}, "deleted": self.deleted,
+                "freed": self.freed}
 
-    def _delete(self, folders: dict[str, Any]) -> None:
-        for path, fs in folders.items():
-            size = delete_folder(fs, path)
-            self.freed += size
-            self.deleted += 1 if size else 0
-
-    def on_checkpoint(self, iteration: int, trials: list, trial, checkpoint, **info) -> None:
-        self._queue(checkpoint, keep_latest=True)  # the trial's earlier checkpoints
+    def set_state(self, state: dict) -> None:
+        self.kept = {t: (int(r[0]), float(r[1])) for t, r in state.get("kept", {}).items()}
+        self.deleted = int(state.get("deleted", 0))
+        self.freed = int(state.get("freed", 0))
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         self.kept[trial.trial_id] = rank(trial.last_result or {})
@@ -99,31 +70,13 @@ class CheckpointPruner(tune.Callback):
             return
         worst = min(self.kept, key=lambda t: (self.kept[t], t))
         del self.kept[worst]
-        self.pushed_out += 1
         checkpoint = next((t.checkpoint for t in trials if t.trial_id == worst), None)
         if checkpoint is not None:
-            self._queue(checkpoint, keep_latest=False)
-
-    def get_state(self) -> dict:
-        # Tune asks for this state while it saves the experiment state: what was deletable
-        # before the previous save is not referenced by either save.
-        ready, self._ready, self._pending = self._ready, self._pending, {}
-        self._delete({p: fs for p, fs in ready.items() if p not in self._ready})
-        return {"kept": {t: list(r) for t, r in self.kept.items()}, "pushed_out": self.pushed_out,
-                "deleted": self.deleted, "freed": self.freed}
-
-    def set_state(self, state: dict) -> None:
-        self.kept = {t: (int(r[0]), float(r[1])) for t, r in state.get("kept", {}).items()}
-        self.pushed_out = int(state.get("pushed_out", 0))
-        self.deleted = int(state.get("deleted", 0))
-        self.freed = int(state.get("freed", 0))
+            self.freed += delete_checkpoint(checkpoint)
+            self.deleted += 1
 
     def on_experiment_end(self, trials: list, **info) -> None:
-        # Every trial has ended: none will be restored from a checkpoint that is not kept.
-        self._delete({**self._ready, **self._pending})
-        self._ready, self._pending = {}, {}
         if self.deleted:
             name = f"[{self.method}] " if self.method else ""
-            print(f"{name}disk: deleted the checkpoints of {self.pushed_out} ended trials and the "
-                  f"superseded ones ({self.deleted} folders, {self.freed / 2**20:.1f} MiB); kept the "
-                  f"best {len(self.kept)}", flush=True)
+            print(f"{name}disk: deleted the checkpoints of {self.deleted} ended trials "
+                  f"({self.freed / 2**20:.1f} MiB), kept the best {len(self.kept)}", flush=True)

@@ -98,7 +98,10 @@ def up(config: dict[str, Any], *, port: int = 6379) -> str:
            "--include-dashboard=false", "--disable-usage-stats"]
     if head:
         cmd.append(f"--resources={json.dumps(head)}")
-    env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
+    # Local raylets only: no token authentication (Ray turns it on for `ray start` when a
+    # ~/.ray/auth_token exists, and a client without the token could not join).
+    env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1",
+           "RAY_AUTH_MODE": "disabled"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]

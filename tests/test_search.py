@@ -66,7 +66,7 @@ def test_ended_trials_keep_their_checkpoint_only_among_the_best_three(search):
         assert min(rank(rows[t][-1]) for t in kept) >= max(rank(rows[t][-1]) for t in deleted)
         best = json.loads((out / method / "best_config.json").read_text())
         assert (out / method / "best_checkpoint").is_dir() and best
-        assert f"[{method}] disk: deleted the checkpoints of 3 ended trials and the superseded" in stdout
+        assert f"[{method}] disk: deleted the checkpoints of 3 ended trials" in stdout
 
 
 @pytest.mark.integration
