@@ -101,11 +101,10 @@ class Watch:
                 m = COUNTS.search(line)
                 if m:
                     ended = sum(int(x) for x in m.groups())
-                    while ended >= self.ended + self.every or (ended > self.ended and ended % self.every == 0):
+                    if ended // self.every > self.ended // self.every:  # crossed a multiple of every
                         self.ended = (ended // self.every) * self.every
                         self.marks.append({"ended": self.ended, "t_s": time.time() - self.t0,
                                            "rss_mb": self._rss_mb(), "storage_bytes": du(storage)})
-                        break
             self.rc = self.proc.wait()
         self.wall = time.time() - self.t0
 
