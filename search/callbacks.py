@@ -3,7 +3,8 @@
 ``Progress`` prints what a person watches (one line per finished trial, a status line every
 30 s: how many trials run, were stopped early, are done, and the best score so far) in place of
 Tune's own tables. ``MlflowCallback`` turns Tune's trial events into writes of
-``tracking.TrialRuns`` through ``tracking.WriteQueue`` (queued and retried when MLflow fails).
+``tracking.TrialRuns``, made by a writer thread (``tracking.BackgroundWrites``: queued, in
+order, and retried when MLflow fails) so the Tune loop never waits on the tracking store.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from ray import tune
 
 from search.results import numeric_metrics
-from search.tracking import DRAIN_S, RETRY_S, TrialRuns, WriteQueue
+from search.tracking import DRAIN_S, RETRY_S, BackgroundWrites, TrialRuns, WriteQueue
 from search.trial_outcome import FAILED, FINISHED, STOPPED_EARLY, furthest_best, outcome
 
 
@@ -98,9 +99,10 @@ class Progress(tune.Callback):
 class MlflowCallback(tune.Callback):
     """Nested MLflow run per trial: params at start, a batch of metrics per report.
 
-    Every write is queued and the queue is drained in order; when the tracking store fails
-    (a server restarting, a network blip) the writes stay queued, training goes on, and the
-    queue is retried every few seconds and at the end of the experiment.
+    Every write is queued and a writer thread makes them in order, so the Tune loop never
+    waits on the tracking store; when the store fails (a server restarting, a network blip) the
+    writes stay queued, training goes on, and the queue is retried every few seconds and at the
+    end of the experiment.
     """
 
     def __init__(self, uri: str, experiment_id: str, parent_run_id: str, method: str, max_t: int,
@@ -109,45 +111,40 @@ class MlflowCallback(tune.Callback):
         # starts: the enqueued (origin, point)s; a trial running one gets the tag warm_start.
         # kind: "confirm" records confirmation runs (search.confirm), not search trials.
         self.trial_runs = TrialRuns(uri, experiment_id, parent_run_id, method, max_t, starts, kind)
-        self.queue = WriteQueue(uri, retry_s)
-
-    # The Tuner pickles its callbacks with the experiment; the queue is rebuilt empty.
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "queue": WriteQueue(self.queue.uri, self.queue.retry_s)}
+        self.writes = BackgroundWrites(WriteQueue(uri, retry_s))
 
     def get_state(self) -> dict:
-        return {"runs": dict(self.trial_runs.runs), "started": sorted(self.trial_runs.started)}
+        with self.writes.lock:  # the writer thread adds runs
+            return {"runs": dict(self.trial_runs.runs), "started": sorted(self.trial_runs.started)}
 
     def set_state(self, state: dict) -> None:
-        self.trial_runs.runs.update(state.get("runs", {}))
-        self.trial_runs.started.update(state.get("started", []))
-
-    def on_step_end(self, iteration, trials, **info) -> None:
-        if self.queue.due():
-            self.queue.flush()
+        with self.writes.lock:
+            self.trial_runs.runs.update(state.get("runs", {}))
+            self.trial_runs.started.update(state.get("started", []))
+            self.trial_runs.resumed = True
 
     def on_experiment_end(self, trials, **info) -> None:
-        if not self.queue.drain(DRAIN_S):
+        if not self.writes.drain(DRAIN_S):
             print("[mlflow] those writes are lost from MLflow; every result is still in the Tune "
                   "experiment folder and the search's results.json", flush=True)
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         config = dict(trial.config)
-        self.queue.put(f"start of trial {trial.trial_id}",
-                       lambda: self.trial_runs.start(trial.trial_id, config))
+        self.writes.add(f"start of trial {trial.trial_id}",
+                        lambda: self.trial_runs.start(trial.trial_id, config))
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         step = int(result.get("step", result.get("training_iteration", 0)))
         metrics, ts = numeric_metrics(result), float(result.get("timestamp", time.time()))
-        self.queue.put(f"metrics of trial {trial.trial_id} at step {step}",
-                       lambda: self.trial_runs.log(trial.trial_id, metrics, step, ts))
+        self.writes.add(f"metrics of trial {trial.trial_id} at step {step}",
+                        lambda: self.trial_runs.log(trial.trial_id, metrics, step, ts))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         last = dict(trial.last_result or {})
-        self.queue.put(f"end of trial {trial.trial_id}",
-                       lambda: self.trial_runs.close(trial.trial_id, last, errored=False))
+        self.writes.add(f"end of trial {trial.trial_id}",
+                        lambda: self.trial_runs.close(trial.trial_id, last, errored=False))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         last = dict(trial.last_result or {})
-        self.queue.put(f"end of trial {trial.trial_id}",
-                       lambda: self.trial_runs.close(trial.trial_id, last, errored=True))
+        self.writes.add(f"end of trial {trial.trial_id}",
+                        lambda: self.trial_runs.close(trial.trial_id, last, errored=True))

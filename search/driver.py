@@ -66,7 +66,8 @@ def start_ray(address: str | None, verbose: bool = False) -> None:
     """Start local Ray or join ``address``, shipping this checkout to every node. Unless
     ``verbose``, Ray's start-up messages and Tune's status tables stay off the terminal (the
     search prints its own progress); warnings while the search runs still show."""
-    # Tune warns on every forced experiment snapshot that num_to_keep=1 causes: not actionable.
+    # Confirmation runs (a handful) keep Tune's num_to_keep=1, whose forced experiment
+    # snapshots Tune warns about: not actionable there.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if not verbose:
         # The legacy reporter honours verbose=0 (Tune's new one prints its config table anyway).
@@ -255,8 +256,10 @@ def _tuner(method: str, plan: Plan, data, tracker: Tracker, parent: str, concurr
             reuse_actors=True, trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
         run_config=tune.RunConfig(
             name=name, storage_path=plan.storage_path, callbacks=callbacks, verbose=0, log_to_file=True,
-            # The latest small trainer checkpoint per trial: enough to resume and to keep.
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            # Every checkpoint is registered with Tune; search.pruning deletes the superseded
+            # ones and those of ended trials outside the best --keep-checkpoints (Tune's
+            # num_to_keep would save the whole experiment state after every trial checkpoint).
+            checkpoint_config=tune.CheckpointConfig(),
             failure_config=tune.FailureConfig(max_failures=2)))
     return tuner, progress
 

@@ -12,6 +12,7 @@ No Ray import: the Tune callback that feeds ``TrialRuns`` lives in ``search/call
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -54,8 +55,12 @@ class WriteQueue:
 
     def put(self, what: str, write: Callable[[], None]) -> bool:
         """Queue ``write`` (``what`` names it in messages) and try the queue now."""
-        self._pending.append((what, write))
+        self.add(what, write)
         return self.flush()
+
+    def add(self, what: str, write: Callable[[], None]) -> None:
+        """Queue ``write`` without trying it (a ``BackgroundWrites`` thread runs the queue)."""
+        self._pending.append((what, write))
 
     def flush(self) -> bool:
         """Run queued writes in order; stop at the first failure. True when none is left."""
@@ -78,10 +83,6 @@ class WriteQueue:
             self._failing_since = None
         return True
 
-    def due(self) -> bool:
-        """Writes are waiting and the last try is ``retry_s`` old."""
-        return bool(self._pending) and time.time() - self.last_try >= self.retry_s
-
     def drain(self, timeout_s: float = DRAIN_S) -> bool:
         """Retry the queue until it is empty or ``timeout_s`` has passed; False (said once,
         with what is lost) when writes are left."""
@@ -92,6 +93,52 @@ class WriteQueue:
             print(f"[mlflow] {len(self._pending)} write(s) to {self.uri} could not be made in "
                   f"{timeout_s:.0f}s (first: {self._pending[0][0]})", flush=True)
         return not self._pending
+
+
+class BackgroundWrites:
+    """A ``WriteQueue`` run by one writer thread, so the Tune loop never waits on the tracking
+    store: ``add`` returns at once; the thread makes the writes in order as they come, and
+    retries failed ones every ``retry_s`` seconds. ``drain`` stops the thread and makes what is
+    left in the caller's thread. ``lock`` is held while writes run (read what they change under
+    it)."""
+
+    def __init__(self, queue: WriteQueue) -> None:
+        self.queue = queue
+        self.lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+
+    def __len__(self) -> int:
+        return len(self.queue)
+
+    def __reduce__(self):  # pickled (with a Tune callback) as an empty queue to the same store
+        return BackgroundWrites, (WriteQueue(self.queue.uri, self.queue.retry_s),)
+
+    def add(self, what: str, write: Callable[[], None]) -> None:
+        self.queue.add(what, write)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="mlflow-writes", daemon=True)
+            self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop:
+            self._wake.wait(self.queue.retry_s)
+            self._wake.clear()
+            with self.lock:
+                self.queue.flush()
+
+    def drain(self, timeout_s: float = DRAIN_S) -> bool:
+        """Stop the thread after the writes it is making; retry what is left until it is made
+        or ``timeout_s`` has passed (said once, with what is lost, as ``WriteQueue.drain``)."""
+        if self._thread is not None:
+            self._stop = True
+            self._wake.set()
+            self._thread.join()
+            self._thread, self._stop = None, False
+        with self.lock:
+            return self.queue.drain(timeout_s)
 
 
 class Tracker:
@@ -211,13 +258,15 @@ class TrialRuns:
         self.starts = list(starts or [])
         """The enqueued (origin, point)s (``search.warm``): the trial running one is tagged."""
         self.started: set[int] = set()  # indices of starts whose trial has its run, saved too
+        self.resumed = False
+        """Set on a resumed search: a trial may have a run the saved state does not name."""
         self._client = None
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_client": None}
 
     def __setstate__(self, state: dict) -> None:  # a state saved before warm starts lacks them
-        self.__dict__.update({"starts": [], "started": set(), "kind": "trial", **state})
+        self.__dict__.update({"starts": [], "started": set(), "kind": "trial", "resumed": False, **state})
 
     @property
     def client(self):
@@ -233,7 +282,7 @@ class TrialRuns:
         from search.warm import origin_of
         from spaces.auto import design_name, is_auto, to_train_config
 
-        run_id = self.runs.get(trial_id) or self._find_run(trial_id)
+        run_id = self.runs.get(trial_id) or (self._find_run(trial_id) if self.resumed else None)
         if run_id is not None:  # a restored trial goes on in its run
             self.runs[trial_id] = run_id
             self.client.update_run(run_id, status="RUNNING")

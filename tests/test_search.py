@@ -62,11 +62,12 @@ def test_ended_trials_keep_their_checkpoint_only_among_the_best_three(search):
         kept = {t for t in rows if any((folder / t).glob("checkpoint_*"))}
         assert len(kept) == 3, kept  # --keep-checkpoints 3 (the default) of 6 ended trials
         assert all(len(list((folder / t).glob("checkpoint_*"))) == 1 for t in kept)  # the latest
+        assert all(len(list((folder / t).glob("checkpoint_*"))) == 1 for t in kept)  # the latest
         deleted = set(rows) - kept
         assert min(rank(rows[t][-1]) for t in kept) >= max(rank(rows[t][-1]) for t in deleted)
         best = json.loads((out / method / "best_config.json").read_text())
         assert (out / method / "best_checkpoint").is_dir() and best
-        assert f"[{method}] disk: deleted the checkpoints of 3 ended trials" in stdout
+        assert f"[{method}] disk: deleted the checkpoints of 3 ended trials and the superseded" in stdout
 
 
 @pytest.mark.integration

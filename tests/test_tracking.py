@@ -3,11 +3,12 @@ without a run, and the one definition of a trial's outcome. Real SQLite MLflow s
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 
-from search.tracking import Tracker, TrialRuns, WriteQueue
+from search.tracking import BackgroundWrites, Tracker, TrialRuns, WriteQueue
 from search.trial_outcome import FAILED, FINISHED, STOPPED_EARLY, outcome
 
 
@@ -43,6 +44,29 @@ def test_drain_gives_up_after_its_timeout_and_says_what_is_left(capsys):
     assert not queue.drain(timeout_s=0.2)
     assert time.time() - start < 5
     assert "1 write(s) to http://example.invalid could not be made" in capsys.readouterr().out
+
+
+def test_background_writes_never_hold_up_the_caller_and_keep_their_order(capsys):
+    done: list[str] = []
+    gate = threading.Event()
+
+    def slow() -> None:  # a tracking store taking its time
+        assert gate.wait(10)
+        done.append("slow")
+
+    writes = BackgroundWrites(WriteQueue("http://example.invalid", retry_s=0.01))
+    start = time.time()
+    writes.add("slow", slow)
+    writes.add("first", Flaky("a", done, failures=3))  # fails, then is retried by the thread
+    writes.add("second", Flaky("b", done))
+    assert time.time() - start < 1 and done == []  # the caller went on; nothing was written yet
+    gate.set()
+    deadline = time.time() + 10
+    while len(writes) and time.time() < deadline:  # the thread retries on its own
+        time.sleep(0.01)
+    assert done == ["slow", "a", "b"] and len(writes) == 0
+    assert writes.drain(timeout_s=1)
+    assert "failed at first" in capsys.readouterr().out
 
 
 @pytest.fixture
