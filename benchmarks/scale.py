@@ -2,6 +2,7 @@
 
     python -m benchmarks.scale                      # every part, 1,000 trials
     python -m benchmarks.scale --parts optuna,report --trials 1000
+    python -m benchmarks.scale --parts search --steps 24 --tag search-1s   # ~1-second trials
 
 Parts (each writes its table to stdout and its figures to ``--json``):
 
@@ -179,7 +180,7 @@ def start_cluster(raylets: int):
 
 
 def part_search(args, model: str) -> dict:
-    out = WORK / "search"
+    out = WORK / args.tag
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     cluster = None if args.address else start_cluster(args.raylets)
@@ -288,10 +289,10 @@ def part_report(args) -> dict:
     from search.report.data import load_experiment
     from search.report.doc import importances
 
-    out = WORK / "search"
+    out = WORK / args.tag
     uri = f"sqlite:///{out}/mlflow.db"
     t0 = time.perf_counter()
-    make_report(uri, out.name, WORK / "report", log=False)
+    make_report(uri, out.name, WORK / f"report-{args.tag}", log=False)
     total = time.perf_counter() - t0
     t0 = time.perf_counter()
     records = load_experiment(uri, out.name)
@@ -316,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=4, help="training steps per trial (2 evaluations)")
     p.add_argument("--raylets", type=int, default=2, help="local raylets of one CPU each (trials at once)")
     p.add_argument("--address", default=None, help="an existing Ray cluster instead of local raylets")
+    p.add_argument("--tag", default="search", help="the search part's folder and JSON key (the report "
+                   "part reads that search): e.g. one per --steps")
     p.add_argument("--json", type=Path, default=WORK / "scale.json")
     args = p.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
@@ -323,13 +326,13 @@ def main(argv: list[str] | None = None) -> int:
     model = tiny_model(WORK / "tiny-bert")
     for part in args.parts.split(","):
         if part == "search":
-            figures["search"] = part_search(args, model)
+            figures[args.tag] = part_search(args, model)
         elif part == "disk":
             figures["disk"] = part_disk(args, model)
         elif part == "optuna":
             figures["optuna"] = part_optuna(args)
         elif part == "report":
-            figures["report"] = part_report(args)
+            figures[f"report-{args.tag}" if args.tag != "search" else "report"] = part_report(args)
         else:
             raise SystemExit(f"unknown part {part!r}: choose from search, disk, optuna, report")
         args.json.write_text(json.dumps(figures, indent=2))

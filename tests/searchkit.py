@@ -14,7 +14,11 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+# Tune copies trial results to the storage path when it saves the experiment state: every 10 s
+# or more by default, longer than most test searches. The tests watch that folder mid-search
+# (a trial midway, a checkpoint to kill after), so they have Tune save every half second.
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+       "TUNE_GLOBAL_CHECKPOINT_S": "0.5"}
 
 
 def cli(model_dir: str, out: Path, *args: str, mlflow_uri: str | None = None) -> list[str]:
@@ -78,6 +82,18 @@ def trial_results(out: Path, experiment: str, method: str) -> dict[str, list[dic
         lines = path.read_text().splitlines() if path.exists() else []
         rows[trial.name] = [json.loads(line) for line in lines if line.strip()]
     return rows
+
+
+def saved_statuses(out: Path, experiment: str, method: str) -> dict[str, str]:
+    """Each trial's status in the newest experiment state Tune saved to the storage path (what a
+    ``--resume`` starts from), by trial folder; {} before the first save or mid-write."""
+    folder = out / "tune" / f"{experiment}-{method}"
+    states = sorted(folder.glob("experiment_state-*.json"))
+    try:
+        trials = json.loads(states[-1].read_text())["trial_data"] if states else []
+        return {f"trial_{s['trial_id']}": s["status"] for s in (json.loads(t[0]) for t in trials)}
+    except (OSError, ValueError, KeyError, IndexError):
+        return {}
 
 
 def partial_trials(out: Path, experiment: str, method: str, min_rows: int, max_t: int) -> dict:

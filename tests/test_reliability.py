@@ -22,6 +22,7 @@ from searchkit import (
     mlflow_runs,
     partial_trials,
     run,
+    saved_statuses,
     trial_results,
     wait_for,
 )
@@ -179,15 +180,21 @@ def test_driver_sigkill_then_resume_finishes_the_budget_and_closes_every_run(tin
     cmd = cli(tiny_model_dir, out, "--method", "lora", "--num-samples", "4", "--experiment", "dk",
               "--max-concurrent", "1", "--grace-period", "2", "--reduction-factor", "2", *SLOW)
     search = Background(cmd, tmp_path)
+
+    def saved_ended() -> list[str]:  # trials the saved experiment state holds as ended
+        return [t for t, status in saved_statuses(out, "dk", "lora").items() if status == "TERMINATED"]
+
     try:
-        wait_for(lambda: ENDED.search(search.output) and partial_trials(out, "dk", "lora", 1, MAX_T),
-                 300, "an ended trial and another one midway")
+        wait_for(lambda: saved_ended() and partial_trials(out, "dk", "lora", 1, MAX_T),
+                 300, "an ended trial in the saved state and another one midway")
         os.killpg(search.proc.pid, signal.SIGKILL)  # driver and its local Ray, no cleanup at all
         search.wait(timeout=60)
     finally:
         search.stop()
     before = trial_results(out, "dk", "lora")
-    ended = {f"trial_{t}": before[f"trial_{t}"] for t in ENDED.findall(search.output)}
+    # Ended as far as the state a resume reads knows (Tune saves it every few seconds: a trial
+    # that ended after the last save goes on from the last checkpoint that save names).
+    ended = {t: before[t] for t in saved_ended()}
     _, runs = mlflow_runs(uri, "dk")
     assert any(r.info.status == "RUNNING" for r in runs), "the kill left runs open (else no test)"
 
@@ -196,7 +203,8 @@ def test_driver_sigkill_then_resume_finishes_the_budget_and_closes_every_run(tin
     recovery("driver SIGKILL -> resumed search finished", time.time() - t0)
     after = trial_results(out, "dk", "lora")
     assert len(after) == 4, "the trial budget is kept"
-    for trial, rows in ended.items():  # ended before the kill: not run again
+    assert ended
+    for trial, rows in ended.items():  # ended before the last save: not run again
         assert after[trial] == rows, trial
     assert not set(ENDED.findall(resumed.stdout)) & {t.removeprefix("trial_") for t in ended}
     for trial, rows in after.items():  # interrupted ones went on from a checkpoint
