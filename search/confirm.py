@@ -20,7 +20,7 @@ from typing import Any
 from ray import tune
 
 from search import stats
-from search.callbacks import MlflowCallback, Progress
+from search.callbacks import MlflowCallback, Progress, result_files
 from search.results import (
     CONFIRM_JSON,
     CONFIRM_OUTPUTS,
@@ -128,7 +128,7 @@ def run_confirmation(method: str, plan, data, tracker, parent: str, concurrency:
     else:
         callbacks = [MlflowCallback(plan.mlflow_uri, tracker.experiment_id, parent, method, 1,
                                     kind="confirm"),
-                     Progress(f"{method} confirm", len(runs), 1)]
+                     Progress(f"{method} confirm", len(runs), 1), *result_files()]
         tuner = tune.Tuner(
             trainable, param_space={RUN_KEY: tune.grid_search(runs)},
             tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=concurrency,

@@ -16,7 +16,7 @@ import ray
 from ray import tune
 
 from search.budget import ParamCounter
-from search.callbacks import MlflowCallback, Progress
+from search.callbacks import MlflowCallback, Progress, result_files
 from search.confirm import (
     Candidate,
     confirm_seeds,
@@ -69,6 +69,12 @@ def start_ray(address: str | None, verbose: bool = False) -> None:
     # Confirmation runs (a handful) keep Tune's num_to_keep=1, whose forced experiment
     # snapshots Tune warns about: not actionable there.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Tune's result files are added by the search itself (callbacks.result_files), without
+    # the TensorBoard logger.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # Tune keeps every registered checkpoint's result in the driver (the search's pruning deletes
+    # the folders): keep only what ranks checkpoints (nothing here), not a copy of every result.
+    os.environ.setdefault("TUNE_ONLY_STORE_CHECKPOINT_SCORE_ATTRIBUTE", "1")
     if not verbose:
         # The legacy reporter honours verbose=0 (Tune's new one prints its config table anyway).
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -247,7 +253,8 @@ def _tuner(method: str, plan: Plan, data, tracker: Tracker, parent: str, concurr
                                reduction_factor=s.reduction_factor)
     progress = Progress(method, s.num_samples, s.max_t)
     callbacks = [MlflowCallback(plan.mlflow_uri, tracker.experiment_id, parent, method, s.max_t,
-                                starts=starts), progress, CheckpointPruner(s.keep_checkpoints, method)]
+                                starts=starts), progress, CheckpointPruner(s.keep_checkpoints, method),
+                 *result_files()]
     tuner = tune.Tuner(
         trainable, param_space=param_space,
         tune_config=tune.TuneConfig(
