@@ -211,8 +211,12 @@ def part_search(args, model: str) -> dict:
               "stopped_early": sum(int(t["training_iteration"]) < 2 for t in trials),
               "mlflow": mlflow_check(out, trials)}
     log = (out / "search.log").read_text()
-    m = re.search(r"disk: deleted the checkpoints of (\d+) ended trials \(([\d.]+) MiB\)", log)
-    result["checkpoints_deleted"] = int(m.group(1)) if m else 0
+    m = re.search(r"disk: deleted the checkpoints of (\d+) ended trials and the superseded ones "
+                  r"\((\d+) folders, ([\d.]+) MiB\)", log)
+    result["trials_pushed_out"], result["checkpoint_folders_deleted"], result["checkpoint_mib_deleted"] = \
+        (int(m.group(1)), int(m.group(2)), float(m.group(3))) if m else (0, 0, 0.0)
+    state = sorted((out / "tune").glob("*/experiment_state-*.json"))
+    result["experiment_state_bytes"] = state[-1].stat().st_size if state else 0
     print(f"\nsearch: {result['trials']} trials on {args.raylets} raylets in {wall:.0f} s; trial median "
           f"{result['trial_s_median']:.2f} s, sum {busy:.0f} s; overhead {100 * result['overhead']:.1f}% "
           f"(target <= 15%)")
