@@ -2,7 +2,7 @@
 
     python -m benchmarks.scale                      # every part, 1,000 trials
     python -m benchmarks.scale --parts optuna,report --trials 1000
-    python -m benchmarks.scale --parts search --steps 24 --tag search-1s   # ~1-second trials
+    python -m benchmarks.scale --parts search --steps 160 --tag search-160steps   # 0.83-s trials here
 
 Parts (each writes its table to stdout and its figures to ``--json``):
 

@@ -91,11 +91,12 @@ class CheckpointPruner(tune.Callback):
         self._pending: dict[str, Any] = {}  # path -> filesystem: deletable since the last save
         self._ready: dict[str, Any] = {}  # deletable since before the last save
 
-    def _queue(self, checkpoint, keep_from: int | None) -> None:
-        """Queue the trial's checkpoint folders; with ``keep_from``, only those older than it
-        (a folder with a higher index may be the trial's next checkpoint being written)."""
+    def _queue(self, checkpoint, keep_from: int | None, spare: str | None = None) -> None:
+        """Queue the trial's checkpoint folders but ``spare``; with ``keep_from``, only those
+        older than it (a folder with a higher index may be the trial's next checkpoint being
+        written)."""
         for path, index in trial_folders(checkpoint).items():
-            if (keep_from is None or index < keep_from) and path not in self._ready:
+            if (keep_from is None or index < keep_from) and path != spare and path not in self._ready:
                 self._pending[path] = checkpoint.filesystem
 
     def _delete(self, folders: dict[str, Any]) -> None:
@@ -121,9 +122,7 @@ class CheckpointPruner(tune.Callback):
         if trial.checkpoint is not None:  # newer leftovers of a killed driver: nobody writes them now
             latest = trial.checkpoint.path.rstrip("/")
             self._latest[trial.trial_id] = latest
-            for path in trial_folders(trial.checkpoint):
-                if path != latest:
-                    self._pending.setdefault(path, trial.checkpoint.filesystem)
+            self._queue(trial.checkpoint, keep_from=None, spare=latest)
         if len(self.kept) <= self.keep:
             return
         worst = min(self.kept, key=lambda t: (self.kept[t], t))

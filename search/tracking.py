@@ -48,7 +48,6 @@ class WriteQueue:
         self.uri, self.retry_s = uri, retry_s
         self._pending: deque[tuple[str, Callable[[], None]]] = deque()
         self._failing_since: float | None = None
-        self.last_try = 0.0
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -64,7 +63,6 @@ class WriteQueue:
 
     def flush(self) -> bool:
         """Run queued writes in order; stop at the first failure. True when none is left."""
-        self.last_try = time.time()
         while self._pending:
             what, write = self._pending[0]
             try:
@@ -99,8 +97,8 @@ class BackgroundWrites:
     """A ``WriteQueue`` run by one writer thread, so the Tune loop never waits on the tracking
     store: ``add`` returns at once; the thread makes the writes in order as they come, and
     retries failed ones every ``retry_s`` seconds. ``drain`` stops the thread and makes what is
-    left in the caller's thread. ``lock`` is held while writes run (read what they change under
-    it)."""
+    left in the caller's thread. ``lock`` is held while one write runs (read what writes change
+    under it: a reader waits for one write, not for the queue)."""
 
     def __init__(self, queue: WriteQueue) -> None:
         self.queue = queue
@@ -116,18 +114,21 @@ class BackgroundWrites:
         return BackgroundWrites, (WriteQueue(self.queue.uri, self.queue.retry_s),)
 
     def add(self, what: str, write: Callable[[], None]) -> None:
-        self.queue.add(what, write)
+        self.queue.add(what, lambda: self._locked(write))
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="mlflow-writes", daemon=True)
             self._thread.start()
         self._wake.set()
 
+    def _locked(self, write: Callable[[], None]) -> None:
+        with self.lock:
+            write()
+
     def _run(self) -> None:
         while not self._stop:
             self._wake.wait(self.queue.retry_s)
             self._wake.clear()
-            with self.lock:
-                self.queue.flush()
+            self.queue.flush()
 
     def drain(self, timeout_s: float = DRAIN_S) -> bool:
         """Stop the thread after the writes it is making; retry what is left until it is made
@@ -137,8 +138,7 @@ class BackgroundWrites:
             self._wake.set()
             self._thread.join()
             self._thread, self._stop = None, False
-        with self.lock:
-            return self.queue.drain(timeout_s)
+        return self.queue.drain(timeout_s)
 
 
 class Tracker:

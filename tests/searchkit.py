@@ -84,16 +84,17 @@ def trial_results(out: Path, experiment: str, method: str) -> dict[str, list[dic
     return rows
 
 
-def saved_statuses(out: Path, experiment: str, method: str) -> dict[str, str]:
-    """Each trial's status in the newest experiment state Tune saved to the storage path (what a
-    ``--resume`` starts from), by trial folder; {} before the first save or mid-write."""
+def saved_ended(out: Path, experiment: str, method: str) -> list[str]:
+    """The trial folders whose trials have ended in the newest experiment state Tune saved to the
+    storage path (what a ``--resume`` starts from); [] before the first save or mid-write."""
     folder = out / "tune" / f"{experiment}-{method}"
     states = sorted(folder.glob("experiment_state-*.json"))
     try:
         trials = json.loads(states[-1].read_text())["trial_data"] if states else []
-        return {f"trial_{s['trial_id']}": s["status"] for s in (json.loads(t[0]) for t in trials)}
+        return [f"trial_{s['trial_id']}" for s in (json.loads(t[0]) for t in trials)
+                if s["status"] == "TERMINATED"]
     except (OSError, ValueError, KeyError, IndexError):
-        return {}
+        return []
 
 
 def partial_trials(out: Path, experiment: str, method: str, min_rows: int, max_t: int) -> dict:

@@ -22,7 +22,7 @@ from searchkit import (
     mlflow_runs,
     partial_trials,
     run,
-    saved_statuses,
+    saved_ended,
     trial_results,
     wait_for,
 )
@@ -180,12 +180,8 @@ def test_driver_sigkill_then_resume_finishes_the_budget_and_closes_every_run(tin
     cmd = cli(tiny_model_dir, out, "--method", "lora", "--num-samples", "4", "--experiment", "dk",
               "--max-concurrent", "1", "--grace-period", "2", "--reduction-factor", "2", *SLOW)
     search = Background(cmd, tmp_path)
-
-    def saved_ended() -> list[str]:  # trials the saved experiment state holds as ended
-        return [t for t, status in saved_statuses(out, "dk", "lora").items() if status == "TERMINATED"]
-
     try:
-        wait_for(lambda: saved_ended() and partial_trials(out, "dk", "lora", 1, MAX_T),
+        wait_for(lambda: saved_ended(out, "dk", "lora") and partial_trials(out, "dk", "lora", 1, MAX_T),
                  300, "an ended trial in the saved state and another one midway")
         os.killpg(search.proc.pid, signal.SIGKILL)  # driver and its local Ray, no cleanup at all
         search.wait(timeout=60)
@@ -194,7 +190,7 @@ def test_driver_sigkill_then_resume_finishes_the_budget_and_closes_every_run(tin
     before = trial_results(out, "dk", "lora")
     # Ended as far as the state a resume reads knows (Tune saves it every few seconds: a trial
     # that ended after the last save goes on from the last checkpoint that save names).
-    ended = {t: before[t] for t in saved_ended()}
+    ended = {t: before[t] for t in saved_ended(out, "dk", "lora")}
     _, runs = mlflow_runs(uri, "dk")
     assert any(r.info.status == "RUNNING" for r in runs), "the kill left runs open (else no test)"
 

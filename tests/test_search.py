@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from searchkit import ENV, ROOT, cli, run, saved_statuses, trial_results  # noqa: F401
+from searchkit import ENV, ROOT, cli, run, saved_ended, trial_results  # noqa: F401
 from searchkit import mlflow_runs as _mlflow_runs
 
 MAX_T = 3  # evaluations per trial: --max-steps 30 / --eval-every 10
@@ -275,7 +275,7 @@ def test_resume_after_interrupt_does_not_rerun_finished_trials(tiny_model_dir, t
     before = trial_results(out, "res", "lora")
     # Ended in the state a resume reads (a trial whose last result came in as Ctrl+C stopped the
     # loop may still be running there: it goes on from the checkpoint that state names).
-    finished = [t for t, status in saved_statuses(out, "res", "lora").items() if status == "TERMINATED"]
+    finished = saved_ended(out, "res", "lora")
     assert len(finished) >= 2 and len(finished) < 5
 
     resumed = run(cmd + ["--resume"], tmp_path)
