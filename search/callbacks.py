@@ -13,6 +13,7 @@ import time
 
 from ray import tune
 
+from search.reported import expand
 from search.results import numeric_metrics
 from search.tracking import DRAIN_S, RETRY_S, BackgroundWrites, TrialRuns, WriteQueue
 from search.trial_outcome import FAILED, FINISHED, STOPPED_EARLY, furthest_best, outcome
@@ -57,6 +58,7 @@ class Progress(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         clock = self.timing.setdefault(trial.trial_id, {})
+        result = expand(result)
         for key in ("first_step_at", "train_s", "eval_s", "setup_s", "step", "training_iteration"):
             if isinstance(result.get(key), (int, float)):
                 clock[key] = float(result[key])

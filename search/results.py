@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from search import trial_outcome
+from search.reported import expand
 from search.trial_outcome import FAILED, STOPPED_EARLY, outcome
 
 CONFIRM_JSON = "confirm.json"
@@ -33,8 +34,9 @@ _NOT_METRICS = {"step", "timestamp", "done", "pid", "time_this_iter_s", "time_si
 
 
 def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
-    """The finite numbers of a Tune result, minus Tune's bookkeeping."""
-    return {k: float(v) for k, v in result.items()
+    """The finite numbers of a Tune result (its packed ``details`` included: ``search.reported``),
+    minus Tune's bookkeeping."""
+    return {k: float(v) for k, v in expand(result).items()
             if k not in _NOT_METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)
             and math.isfinite(v)}
 

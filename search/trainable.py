@@ -3,8 +3,13 @@
 The trainer knows nothing of Ray. A NaN/inf loss or an out-of-memory ends the trial at once
 with a NaN score and its reason (not an error: Tune would retry it, and a rerun of the same
 config fails the same way). Here its ``report(metrics, save)`` callback becomes
-``tune.report(metrics, checkpoint=...)`` with the trainer's small checkpoint, and a restored
-trial (after a failure or ``--resume``) passes Tune's checkpoint back as ``resume``.
+``tune.report(metrics, checkpoint=...)`` with the trainer's small checkpoint (the numbers
+scheduling does not need packed into one string: ``search.reported``), and a restored trial
+(after a failure or ``--resume``) passes Tune's checkpoint back as ``resume``.
+
+One worker process hosts trial after trial (``reuse_actors``): each trial starts and ends by
+handing the memory of the trials before it back (``trainers.memory.release``), or the worker
+grows by a model's worth per trial (BENCHMARKS.md §14).
 """
 
 from __future__ import annotations
@@ -43,9 +48,12 @@ def _run(cfg, data, kind: str, keep_outputs: bool = False) -> None:
     import torch
     from ray import tune
 
+    from search.reported import for_tune
     from search.stats import Outputs
     from trainers.loop import TrainingFailure, pick_device, train
+    from trainers.memory import anon_gb, release
 
+    release()  # what the worker's earlier trials left: their thread, data copy and model are gone
     # Torch would otherwise start one thread per core of the node in every concurrent trial.
     cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
     torch.set_num_threads(max(1, int(cfg.num_threads or cpus)))
@@ -54,6 +62,11 @@ def _run(cfg, data, kind: str, keep_outputs: bool = False) -> None:
                  "gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
                  "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
                  "device": str(pick_device(cfg))}
+    # What the worker holds before this trial builds anything: flat over a search when nothing
+    # of the earlier trials stays behind (an MLflow metric of every trial; BENCHMARKS.md §14).
+    held = anon_gb()
+    if held is not None:
+        placement["worker_mem_gb"] = held
     outputs: dict | None = {} if keep_outputs else None
 
     def report(metrics: dict[str, float], save) -> None:
@@ -62,7 +75,7 @@ def _run(cfg, data, kind: str, keep_outputs: bool = False) -> None:
             save(Path(tmp))  # tune.report copies it to the storage path before returning
             if outputs:  # filled by the last evaluation only
                 Outputs.from_evaluation(data.specs, outputs).save(Path(tmp) / OUTPUTS)
-            tune.report({**metrics, **placement},
+            tune.report(for_tune({**metrics, **placement}),
                         checkpoint=tune.Checkpoint.from_directory(tmp))
 
     checkpoint = tune.get_checkpoint()
@@ -77,5 +90,9 @@ def _run(cfg, data, kind: str, keep_outputs: bool = False) -> None:
         # the trial now, not as an error Tune would retry, with a NaN score so it is never the
         # best; MLflow marks its run FAILED with the reason.
         print(f"[{kind}] stopped: {e}", flush=True)
-        tune.report({"score": float("nan"), "step": e.step, "failure": e.kind, "error": str(e),
-                     **placement})
+        failure = {"score": float("nan"), "step": e.step, "failure": e.kind, "error": str(e)}
+        tune.report(for_tune({**failure, **placement}))
+    # The model and optimizer died with train()'s frame (and the failure's traceback with this
+    # block): give their memory back now, while the worker waits for its next trial (this
+    # trial's copy of the data goes at the next start).
+    release()

@@ -157,3 +157,64 @@ class MlflowServer:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
         self.proc = None
+
+
+def trial_workers(driver: int) -> list[int]:
+    """Pids of ``driver``'s descendants that Ray names ``ray::ImplicitFunc...`` (a function
+    trainable's actor): that search's trial workers, not another one's on the same machine."""
+    import psutil
+
+    pids = []
+    try:
+        children = psutil.Process(driver).children(recursive=True)
+    except psutil.Error:
+        return pids
+    for child in children:
+        try:
+            name = child.cmdline()[:1]
+        except psutil.Error:
+            continue
+        if name and name[0].startswith("ray::ImplicitFunc"):
+            pids.append(child.pid)
+    return pids
+
+
+class MemorySampler:
+    """Reads the private anonymous memory (``trainers.memory.anon_gb``) of a search's driver
+    and of each of its trial workers every ``every`` seconds until ``stop``."""
+
+    def __init__(self, driver: int, every: float) -> None:
+        self.driver, self.every = driver, every
+        self.samples: list[dict] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from trainers.memory import anon_gb
+
+        while not self._stop.is_set():
+            self.samples.append({"t": time.time(), "driver_gb": anon_gb(self.driver),
+                                 "workers": {str(p): anon_gb(p) for p in trial_workers(self.driver)}})
+            self._stop.wait(self.every)
+
+    def stop(self) -> list[dict]:
+        self._stop.set()
+        self._thread.join()
+        return self.samples
+
+
+def per_trial(samples: list[dict], ends: list[float]) -> list[dict]:
+    """For each trial k (in the order they ended): the lowest and highest worker memory sampled
+    while it ran (from the end of trial k-1, or the first sample, to its own end) and the
+    driver's at its end. One trial at a time, so that window is trial k's alone."""
+    rows, start = [], samples[0]["t"]
+    for k, end in enumerate(sorted(ends), start=1):
+        window = [v for s in samples if start < s["t"] <= end
+                  for v in s["workers"].values() if v is not None]
+        driver = [s["driver_gb"] for s in samples if s["t"] <= end and s["driver_gb"] is not None]
+        if window:
+            rows.append({"trial": k, "t_s": end - samples[0]["t"], "worker_min_gb": min(window),
+                         "worker_peak_gb": max(window), "driver_gb": driver[-1] if driver else None})
+        start = end
+    return rows

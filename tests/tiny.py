@@ -60,11 +60,12 @@ def hidden_states(model: MultitaskModel, task: str, x: dict[str, torch.Tensor]) 
         return model.backbone(**x).last_hidden_state
 
 
-def write_tiny_model_dir(path, seed: int = 0) -> str:
-    """Save a tiny random BERT + tokenizer as an HF model directory (for CLI and Ray tests)."""
+def write_tiny_model_dir(path, seed: int = 0, **overrides) -> str:
+    """Save a tiny random BERT + tokenizer as an HF model directory (for CLI and Ray tests);
+    ``overrides`` replace fields of ``tiny_config`` (a wider model for memory tests)."""
     from trainers.demo import tokenizer_vocab
 
-    backbone = tiny_backbone(seed, vocab_size=len(tokenizer_vocab()))
+    backbone = tiny_backbone(seed, **{"vocab_size": len(tokenizer_vocab()), **overrides})
     backbone.save_pretrained(path)
     tiny_tokenizer_obj(path)
     return str(path)
