@@ -62,11 +62,10 @@ def _run(cfg, data, kind: str, keep_outputs: bool = False) -> None:
                  "gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
                  "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
                  "device": str(pick_device(cfg))}
-    # What the worker holds before this trial builds anything: flat over a search when nothing
-    # of the earlier trials stays behind (an MLflow metric of every trial; BENCHMARKS.md §14).
+    # What the worker holds (RssAnon) before this trial builds anything: flat over a search when
+    # nothing of the earlier trials stays behind (an MLflow metric of each trial; BENCHMARKS §14).
     held = anon_gb()
-    if held is not None:
-        placement["worker_mem_gb"] = held
+    placement |= {"worker_mem_gb": held} if held is not None else {}
     outputs: dict | None = {} if keep_outputs else None
 
     def report(metrics: dict[str, float], save) -> None:
@@ -94,5 +93,6 @@ def _run(cfg, data, kind: str, keep_outputs: bool = False) -> None:
         tune.report(for_tune({**failure, **placement}))
     # The model and optimizer died with train()'s frame (and the failure's traceback with this
     # block): give their memory back now, while the worker waits for its next trial (this
-    # trial's copy of the data goes at the next start).
-    release()
+    # trial's copy of the data goes at the next start). After the first trial the worker's
+    # imports are frozen out of later collections (trainers.memory).
+    release(freeze_survivors=True)

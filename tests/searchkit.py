@@ -180,7 +180,7 @@ def trial_workers(driver: int) -> list[int]:
 
 
 class MemorySampler:
-    """Reads the private anonymous memory (``trainers.memory.anon_gb``) of a search's driver
+    """Reads the private anonymous memory (``Pss_Anon``: ``trainers.memory.anon_gb``) of a search's driver
     and of each of its trial workers every ``every`` seconds until ``stop``."""
 
     def __init__(self, driver: int, every: float) -> None:
@@ -194,8 +194,9 @@ class MemorySampler:
         from trainers.memory import anon_gb
 
         while not self._stop.is_set():
-            self.samples.append({"t": time.time(), "driver_gb": anon_gb(self.driver),
-                                 "workers": {str(p): anon_gb(p) for p in trial_workers(self.driver)}})
+            self.samples.append({"t": time.time(), "driver_gb": anon_gb(self.driver, proportional=True),
+                                 "workers": {str(p): anon_gb(p, proportional=True)
+                                             for p in trial_workers(self.driver)}})
             self._stop.wait(self.every)
 
     def stop(self) -> list[dict]:

@@ -43,6 +43,25 @@ def test_release_frees_a_model_held_only_by_a_reference_cycle(no_auto_gc):
     assert alive() is None
 
 
+def test_a_slow_collection_at_the_end_of_a_run_freezes_the_survivors(monkeypatch, no_auto_gc):
+    """The survivors (this process's modules) leave the collector's sight; a model made later is
+    still collected, and a fast collection (or one at a run's start) freezes nothing."""
+    try:
+        monkeypatch.setattr(memory, "FREEZE_AFTER_S", 0.0)
+        assert memory.release()["froze"] is False and gc.get_freeze_count() == 0
+        assert memory.release(freeze_survivors=True)["froze"] is True
+        frozen = gc.get_freeze_count()
+        assert frozen > 1000  # the modules and their objects
+        model = Cyclic()
+        alive = weakref.ref(model)
+        del model
+        monkeypatch.setattr(memory, "FREEZE_AFTER_S", 60.0)
+        assert memory.release(freeze_survivors=True)["froze"] is False
+        assert alive() is None and gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+
+
 def test_release_empties_cuda_cache_after_the_cycles_are_gone(monkeypatch, no_auto_gc):
     """The GPU path, as far as a CPU machine shows it: with CUDA in use, the cache is emptied
     once the finished model is unreachable (emptying it first would free nothing of it)."""
@@ -63,6 +82,16 @@ def test_release_without_cuda_never_touches_it(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: pytest.fail("CUDA touched without CUDA"))
     assert memory.release()["cuda_emptied"] is False
+
+
+def test_anon_memory_reads_both_counters_and_none_for_a_missing_process():
+    if memory.anon_gb() is None:
+        pytest.skip("no /proc here")
+    held = torch.ones(64 * 2**20 // 4)  # 64 MiB of anonymous memory
+    rss, pss = memory.anon_gb(), memory.anon_gb(proportional=True)
+    assert rss > 0.06 and pss > 0.06
+    assert memory.anon_gb(2**22 + 12345) is None
+    del held
 
 
 def test_release_asks_glibc_to_return_free_pages():
@@ -111,9 +140,9 @@ def test_a_reused_worker_stays_flat_over_twenty_trials(tmp_path):
                                  intermediate_size=1024, num_attention_heads=4)
     out = tmp_path / "out"
     cmd = cli(model, out, "--experiment", "flat", "--method", "lora", "--num-samples", "20",
-              "--scheduler", "fifo", "--searcher", "random", "--max-concurrent", "1", "--confirm", "0", "--max-steps", "12",
-              "--eval-every", "6", "--max-train-samples", "256", "--set", "batch_size=64",
-              "--set", "max_length=64")
+              "--scheduler", "fifo", "--searcher", "random", "--max-concurrent", "1", "--confirm", "0",
+              "--max-steps", "12", "--eval-every", "6", "--max-train-samples", "256",
+              "--set", "batch_size=64", "--set", "max_length=64")
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     sampler = MemorySampler(proc.pid, every=0.2)
