@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -92,7 +93,7 @@ def up(config: dict[str, Any], *, port: int = 6379) -> str:
     fd, path = tempfile.mkstemp(prefix="rehearsal-", suffix=".json")
     with os.fdopen(fd, "w") as f:
         json.dump(config, f)
-    cmd = ["ray", "start", "--head", f"--port={port}", f"--autoscaling-config={path}",
+    cmd = [ray_command(), "start", "--head", f"--port={port}", f"--autoscaling-config={path}",
            f"--num-cpus={head.pop('CPU', 0)}", f"--num-gpus={head.pop('GPU', 0)}",
            f"--object-store-memory={int(head.pop('object_store_memory', OBJECT_STORE))}",
            "--include-dashboard=false", "--disable-usage-stats"]
@@ -110,10 +111,23 @@ def up(config: dict[str, Any], *, port: int = 6379) -> str:
     return f"{ip}:{port}"
 
 
+def ray_command(python: str = sys.executable) -> str:
+    """The ``ray`` command of this interpreter's environment (beside ``python``: a virtual
+    environment used without activating it has it there and not on PATH), else from PATH."""
+    beside = Path(python).parent / ("ray.exe" if os.name == "nt" else "ray")
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which("ray")
+    if found is None:
+        raise RuntimeError(f"no `ray` command beside {python} or on PATH: install ray[tune] in this "
+                           "environment")
+    return found
+
+
 def down() -> None:
     """Stop every Ray process on this machine (the head, its autoscaler and the workers it
     started)."""
-    subprocess.run(["ray", "stop", "--force"], capture_output=True, text=True)
+    subprocess.run([ray_command(), "stop", "--force"], capture_output=True, text=True)
 
 
 def main(argv: list[str] | None = None) -> int:

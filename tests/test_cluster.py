@@ -106,3 +106,21 @@ def test_autoscaler_launches_gpu_workers_packs_four_trials_per_gpu_and_removes_i
     assert {r.data.tags["node_id"] for r in tagged} == set(by_node)
     summary = json.loads((out / "results.json").read_text())
     assert summary["methods"][0]["trials"] == 8 and summary["methods"][0]["failed"] == 0
+
+
+def test_the_ray_command_is_found_beside_the_interpreter_before_path(tmp_path, monkeypatch):
+    """A virtual environment used without activating it (``.venv/bin/python -m pytest``) has
+    ``ray`` beside its python and not on PATH."""
+    from search.rehearse import ray_command
+
+    venv = tmp_path / "venv" / "bin"
+    venv.mkdir(parents=True)
+    (venv / "python").write_text("")
+    ray = venv / "ray"
+    ray.write_text("#!/bin/sh\n")
+    ray.chmod(0o755)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert ray_command(str(venv / "python")) == str(ray)
+    ray.unlink()
+    with pytest.raises(RuntimeError, match="no `ray` command beside"):
+        ray_command(str(venv / "python"))
