@@ -29,6 +29,19 @@ def result_files() -> list[tune.Callback]:
     return [JsonLoggerCallback(), CSVLoggerCallback()]
 
 
+class ForgetEndedWindows(tune.Callback):
+    """Drops an ended trial's running windows from the driver. For every numeric key a trial
+    reports, Tune keeps, for the whole search, two deques (the last 5 and last 10 values) that
+    only serve to update its "last-5-avg"/"last-10-avg" on the next result; a trial that
+    completed gets none, and a completed trial is never resumed (``--resume`` restarts
+    unfinished and errored ones). They were the largest Python-side item of the driver's
+    growth at 1,000 trials (BENCHMARKS.md §14). The analysis itself (min, max, mean, last and
+    those averages) is kept."""
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        trial.run_metadata.metric_n_steps = {}
+
+
 class Progress(tune.Callback):
     def __init__(self, method: str, num_samples: int, max_t: int, every_s: float = 30.0) -> None:
         self.method, self.num_samples, self.max_t, self.every_s = method, num_samples, max_t, every_s

@@ -7,9 +7,9 @@ config fails the same way). Here its ``report(metrics, save)`` callback becomes
 scheduling does not need packed into one string: ``search.reported``), and a restored trial
 (after a failure or ``--resume``) passes Tune's checkpoint back as ``resume``.
 
-One worker process hosts trial after trial (``reuse_actors``): each trial starts and ends by
-handing the memory of the trials before it back (``trainers.memory.release``), or the worker
-grows by a model's worth per trial (BENCHMARKS.md §14).
+One worker process hosts trial after trial (``reuse_actors``): each trial starts by handing the
+memory of the trials before it back (``trainers.memory.release``), or the worker grows by a
+model's worth per trial (BENCHMARKS.md §14).
 """
 
 from __future__ import annotations
@@ -53,7 +53,12 @@ def _run(cfg, data, kind: str, keep_outputs: bool = False) -> None:
     from trainers.loop import TrainingFailure, pick_device, train
     from trainers.memory import anon_gb, release
 
-    release()  # what the worker's earlier trials left: their thread, data copy and model are gone
+    # What the worker's earlier trials left: their threads, data copies and models are gone by
+    # now. A trial's end rarely runs code of ours: when Tune stops a trial (ASHA, or at the last
+    # rung), its session ends the trial's thread with SystemExit inside tune.report. The first
+    # slow collections (the first two trials import torch, transformers and peft) freeze what
+    # survives them, so later ones walk only the trials' objects (trainers.memory).
+    release(freeze_survivors=True)
     # Torch would otherwise start one thread per core of the node in every concurrent trial.
     cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
     torch.set_num_threads(max(1, int(cfg.num_threads or cpus)))
@@ -91,8 +96,7 @@ def _run(cfg, data, kind: str, keep_outputs: bool = False) -> None:
         print(f"[{kind}] stopped: {e}", flush=True)
         failure = {"score": float("nan"), "step": e.step, "failure": e.kind, "error": str(e)}
         tune.report(for_tune({**failure, **placement}))
-    # The model and optimizer died with train()'s frame (and the failure's traceback with this
-    # block): give their memory back now, while the worker waits for its next trial (this
-    # trial's copy of the data goes at the next start). After the first trial the worker's
-    # imports are frozen out of later collections (trainers.memory).
-    release(freeze_survivors=True)
+    # A trial that returns (its trainer ended, or it failed): the model and optimizer died with
+    # train()'s frame and the failure's traceback with this block; give their memory back now,
+    # while the worker waits for its next trial.
+    release()

@@ -6,21 +6,24 @@ Measured in such a worker (issue 24, BENCHMARKS.md §14), two things kept every 
 - **Reference cycles.** Some models point back at themselves (PHA's network holds the backbone
   whose layers hold the network): such a model is freed only when Python's cyclic collector
   runs its oldest generation, which can be several trials later.
-- **The C allocator.** glibc gives each new thread its own malloc arena and keeps the pages of
-  freed blocks mapped for reuse by that arena. The tensors of a trial (the backbone's copy,
-  activations, optimizer state, the trial's copy of the data) are freed when it ends, yet the
-  process keeps their pages: a MiniLM worker grew ~0.35 GB per trial with no plateau.
+- **The C allocator.** glibc gives threads their own malloc arenas (up to 8 per core) and keeps
+  the pages of freed blocks mapped for reuse by that arena. The tensors of a trial (the
+  backbone's copy, activations, optimizer state, the trial's copy of the data) are freed when it
+  ends, yet the process keeps their pages: a MiniLM worker's peak went from 1.6 GB in its second
+  trial to 5.3 GB by its fortieth (0.35 GB per trial at first; it levels off only once every
+  arena holds a trial's worth, at 16 arenas on 2 cores).
 
 ``release()`` collects the cycles, returns the CUDA caching allocator's free blocks to the
 driver (other trials on the same GPU can then use them), and asks glibc to give free pages back
 to the system (``malloc_trim``; a no-op where the C library has none, e.g. macOS or musl).
+
 A full collection walks every object of the process: 0.1-0.26 s in a worker that has imported
-torch, transformers, peft and Ray (~500,000 objects), twice per trial. So at the end of a run,
-once its objects are freed, a collection that took longer than ``FREEZE_AFTER_S`` moves the
-survivors (the modules, the worker's own state) into the collector's permanent generation
-(``gc.freeze``; reference counting still frees them as usual): later collections walk only
-what the runs create. A worker freezes after its first trial, and again only when a later
-trial imported enough to make collections slow (another method's modules).
+torch, transformers, peft and Ray (~500,000 objects). So, where no run is under way, a
+collection slower than ``FREEZE_AFTER_S`` moves its survivors (the modules, the worker's own
+state) into the collector's permanent generation (``gc.freeze``; reference counting still frees
+them as usual): later collections walk only what the runs create. A search worker freezes at
+the start of its first trials, and again only when a later trial imported enough to make
+collections slow (another method's modules).
 """
 
 from __future__ import annotations
@@ -66,14 +69,14 @@ def anon_gb(pid: int | str = "self", proportional: bool = False) -> float | None
 
 
 FREEZE_AFTER_S = 0.02
-"""A collection slower than this, at the end of a run, freezes what survived it."""
+"""A collection slower than this, with ``freeze_survivors``, freezes what survived it."""
 
 
 def release(freeze_survivors: bool = False) -> dict[str, bool]:
     """Free what nothing references any more, then give the freed memory back: cyclic garbage
     collected, CUDA's cached blocks emptied (when CUDA was used), glibc's free pages returned.
     Call it where a run's model, optimizer and data are no longer referenced. With
-    ``freeze_survivors`` (the end of a run), a slow collection freezes what survived it.
+    ``freeze_survivors`` (where no run is under way), a slow collection freezes what survived.
     Returns what was done (``cuda_emptied``; ``trimmed``: glibc was asked; ``froze``)."""
     started = time.perf_counter()
     gc.collect()
