@@ -133,7 +133,7 @@ def test_a_reused_worker_stays_flat_over_twenty_trials(tmp_path):
     """One worker hosts 20 trials of a 4-layer, 256-wide random BERT (FIFO, one at a time);
     its peak memory in the last trials stays within a bound of its peak in the second. Before
     the release between trials it grew by about a model's worth of allocations per trial."""
-    from searchkit import ENV, MemorySampler, cli, mlflow_runs, per_trial
+    from searchkit import ENV, MemorySampler, cli, mlflow_runs, per_trial, trial_results
     from tiny import write_tiny_model_dir
 
     model = write_tiny_model_dir(tmp_path / "bert-256", hidden_size=256, num_hidden_layers=4,
@@ -158,7 +158,21 @@ def test_a_reused_worker_stays_flat_over_twenty_trials(tmp_path):
     growth_mb = 1024 * (late - second)
     print("worker peak GB per trial:", [round(r["worker_peak_gb"], 3) for r in rows])
     assert growth_mb < 60 + 0.10 * 1024 * second, [round(r["worker_peak_gb"], 3) for r in rows]
-    # Every trial recorded what the worker held when it started (an MLflow metric).
+    # Every trial recorded what the worker held when it started (an MLflow metric), and the
+    # numbers Tune did not see (packed in details) are MLflow metrics as before.
     client, runs = mlflow_runs(f"sqlite:///{out.parent / 'mlflow.db'}", "flat")
-    held = [r.data.metrics.get("worker_mem_gb") for r in runs if r.data.tags.get("kind") == "trial"]
-    assert len(held) == 20 and all(h is not None and h > 0 for h in held)
+    trials = [r for r in runs if r.data.tags.get("kind") == "trial"]
+    assert len(trials) == 20
+    assert all(r.data.metrics.get("worker_mem_gb", 0) > 0 and "sst_accuracy" in r.data.metrics
+               and "train_s" in r.data.metrics for r in trials)
+    # What the driver kept of each trial: only the scheduling numbers from the trainer, and no
+    # running windows for the completed ones.
+    rows = [row for rs in trial_results(out, "flat", "lora").values() for row in rs]
+    assert rows and all("sst_accuracy" not in row and isinstance(row[DETAILS], str) for row in rows)
+    state = sorted((out / "tune" / "flat-lora").glob("experiment_state-*.json"))[-1]
+    saved = [(json.loads(t), json.loads(m)) for t, m in json.loads(state.read_text())["trial_data"]]
+    ended = [m for t, m in saved if t["status"] == "TERMINATED"]
+    assert len(ended) == 20
+    assert all(m["metric_n_steps"] == {} and "score" in m["metric_analysis"] for m in ended)
+    numbers = {k for m in ended for k in m["metric_analysis"]}
+    assert {"score", "step", "stored_pct"} <= numbers and not numbers & {"sst_accuracy", "loss", "train_s"}
