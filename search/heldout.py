@@ -24,6 +24,8 @@ def score_test(checkpoints: list[Any], log: Callable[[str], None] = print) -> tu
     from trainers.data import prepare_data
     from trainers.loop import evaluate, pick_device
 
+    if not checkpoints:
+        raise ValueError("no checkpoint to score on the test split")
     runs, tasks, test = [], [], None
     t0 = time.time()
     for ckpt in checkpoints:
@@ -74,8 +76,12 @@ def test_pick(method: str, out: Path, checkpoints: list[Any], row: dict[str, Any
     per-row outputs into ``out/test_outputs.npz``."""
     from search.results import TEST_OUTPUTS
 
-    outputs, iv, tasks = score_test([c for c in checkpoints if c is not None],
-                                    log=lambda m: print(m, flush=True))
+    kept = [c for c in checkpoints if c is not None]
+    if not kept:
+        print(f"[{method}] no checkpoint of the pick was kept: its test score is not computed",
+              flush=True)
+        return
+    outputs, iv, tasks = score_test(kept, log=lambda m: print(m, flush=True))
     outputs.save(out / TEST_OUTPUTS)
     numbers = {"test_score": iv.mean, "test_lo": iv.lo, "test_hi": iv.hi, **tasks}
     summary.update(numbers)

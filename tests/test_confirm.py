@@ -264,3 +264,15 @@ def test_an_interrupted_confirmation_resumes_without_rerunning_finished_runs(tin
     confirms = [r for r in runs if r.data.tags.get("kind") == "confirm"]
     assert len(confirms) == 3 * len(record["candidates"])  # reattached, not duplicated
     assert all(r.info.status == "FINISHED" for r in confirms)
+
+
+def test_a_pick_without_a_checkpoint_is_said_not_crashed_on(tmp_path, capsys):
+    """A method whose pick kept no checkpoint: one line, no test numbers, no IndexError."""
+    from search.heldout import score_test, test_pick
+
+    row, summary = {}, {}
+    test_pick("lora", tmp_path, [None], row, summary)
+    assert "no checkpoint of the pick was kept" in capsys.readouterr().out
+    assert row == {} and summary == {}
+    with pytest.raises(ValueError, match="no checkpoint to score"):
+        score_test([])
