@@ -66,8 +66,12 @@ class Candidate:
 
 
 def confirm_seeds(search_seed: int, n: int) -> list[int]:
-    """N seeds no trial of the search used (every trial trains with ``search_seed``)."""
-    return [search_seed + 1000 + i for i in range(n)]
+    """N seeds no trial of the search used (every trial trains with ``search_seed``), in a block
+    of their own per search seed: searches with neighbouring ``--seed`` share none (up to 999
+    seeds each), so their confirmations are independent."""
+    if not 0 < n < 1000:
+        raise ValueError(f"confirmation seeds: 1 to 999 per candidate, not {n}")
+    return [1000 * (abs(search_seed) + 1) + i for i in range(n)]
 
 
 def pick_candidates(results: list, k: int, default: dict[str, Any] | None,
@@ -225,10 +229,11 @@ def table(method: str, candidates: list[Candidate], best: Candidate | None) -> s
 
 def default_config(plan, method: str) -> dict[str, Any] | None:
     """The resolved config of the method's defaults (with the search's fixed values), which
-    confirmation retrains beside the top configs; None without a default trial."""
+    confirmation retrains beside the top configs, whether or not the search began with them
+    (``--no-default-trial``); None for ``auto`` and when a default lies outside the space."""
     from search.warm import default_point
 
-    if method == "auto" or not plan.settings.default_trial:
+    if method == "auto":
         return None
     space = plan.spaces[method]
     point = default_point(space, method, lambda _: None, plan.constants[method])

@@ -161,6 +161,9 @@ def parse_confirm(text: str | None) -> tuple[int, int]:
                          "e.g. 3:3, or 0 for none") from None
     if top < 1 or seeds < 1:
         raise ValueError(f"--confirm {text}: K and N must be >= 1 (0 turns confirmation off)")
+    if seeds < 2:
+        raise ValueError(f"--confirm {text}: N must be >= 2 (one seed per candidate gives no "
+                         "spread over seeds, so no interval or verdict), e.g. {top}:3")
     return top, seeds
 
 

@@ -68,9 +68,19 @@ def test_training_refuses_the_test_split(tiny_tokenizer):
 
 
 # ---- flags and candidates -----------------------------------------------------------------
+def test_confirmation_seeds_of_neighbouring_searches_are_disjoint():
+    from search.confirm import confirm_seeds
+
+    blocks = [set(confirm_seeds(seed, 3)) for seed in range(5)]
+    assert all(len(b) == 3 for b in blocks)
+    assert all(not (a & b) for i, a in enumerate(blocks) for b in blocks[i + 1:])
+    assert all(seed not in b for seed, b in enumerate(blocks))  # never a search trial's seed
+
+
+
 def test_confirm_flag_and_its_defaults():
     assert parse_confirm("3:2") == (3, 2) and parse_confirm("0") == (0, 0)
-    for bad in ("3", "a:b", "0:3", "2:0"):
+    for bad in ("3", "a:b", "0:3", "2:0", "3:1"):
         with pytest.raises(ValueError, match="--confirm"):
             parse_confirm(bad)
     assert confirm_budget(Settings(methods=["lora"])) == (0, 0)

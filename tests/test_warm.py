@@ -88,6 +88,17 @@ def test_no_default_trial_and_auto_enqueue_nothing():
     assert origin == DEFAULT and point == default_point(get_space("lora"), "lora")
 
 
+def test_confirmation_retrains_the_defaults_even_without_a_default_trial():
+    """README: a method's defaults are always among the confirmed candidates; --no-default-trial
+    only leaves the search's first trial to the searcher."""
+    from search.confirm import default_config
+
+    with_trial = default_config(_Plan("lora"), "lora")
+    assert with_trial is not None and with_trial["method"] == "lora"
+    assert default_config(_Plan("lora", default_trial=False), "lora") == with_trial
+    assert default_config(_Plan("auto"), "auto") is None
+
+
 def test_optuna_searcher_proposes_the_enqueued_points_first():
     space = get_space("lora")
     default = default_point(space, "lora")
