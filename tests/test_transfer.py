@@ -98,14 +98,17 @@ def test_new_task_trains_only_its_own_parameters_and_old_outputs_stay_bit_for_bi
 
 
 @pytest.mark.parametrize("method", ["adapter", "hyperformer"])
-def test_nearest_init_copies_the_chosen_task_then_trains_the_copy(method, sources, tmp_path):
+def test_nearest_init_copies_the_best_scored_task_then_trains_the_copy(method, sources, tmp_path):
     cfg = transfer_cfg(sources[method], max_steps=1)
     backbone = tiny_backbone(vocab_size=len(tiny_tokenizer_obj().vocab))
     from trainers.data import prepare_data
 
     data = prepare_data(cfg, tiny_tokenizer_obj(), **QUIET)
     model, record = transfer.build(cfg, backbone, data, torch.device("cpu"), **QUIET)
-    chosen = record["init"]["cfimdb"]["from"]
+    chosen, rule, scores = (record["init"]["cfimdb"][k] for k in ("from", "rule", "scores"))
+    # the best score wins: most votes (PHA's retrieval), else the lowest probe loss
+    best = max if rule == "retrieval votes" else min
+    assert chosen == best(scores, key=scores.get) and len(set(scores.values())) > 1, scores
     params = dict(model.named_parameters())
     mine = transfer.own_names(model, "cfimdb")
     for name in mine:
@@ -117,6 +120,13 @@ def test_nearest_init_copies_the_chosen_task_then_trains_the_copy(method, source
                                 torch.device("cpu"), **QUIET)
     fresh = dict(scratch.named_parameters())
     assert any(not torch.equal(fresh[n], params[n]) for n in mine)
+    # trained from there, the copy moves and the task it was copied from does not
+    train(transfer_cfg(sources[method], max_steps=3, lr=1e-2), out=tmp_path / "t", **QUIET)
+    trained, _, _ = load_checkpoint(tmp_path / "t" / "checkpoint", tasks="cfimdb")
+    after = dict(trained.named_parameters())
+    assert any(not torch.equal(after[n], params[n]) for n in mine)
+    twins = [n.replace(".cfimdb.", f".{chosen}.").replace(".cfimdb", f".{chosen}") for n in mine]
+    assert all(torch.equal(after[t], params[t]) for t in twins)
 
 
 def test_unfreeze_shared_also_trains_the_shared_update(sources, tmp_path):
@@ -202,9 +212,9 @@ def test_leave_one_out_closed_form_matches_refitting():
         xc = x[keep] - xm
         w = np.linalg.solve(xc.T @ xc + penalty * scale * np.eye(6), xc.T @ (y[keep] - ym))
         errors.append((y[i] - ym - (x[i] - xm) @ w) ** 2)
-    # the closed form keeps the whole-data centring and scale: equal up to the 1/n shift of the
-    # intercept, so compare with a tolerance and check that the ranking signal is the same
-    assert transfer.loo_mse(x, y, penalty) == pytest.approx(float(np.mean(errors)), rel=0.15)
+    # the hat matrix with the intercept's 1/n leverage gives exactly the refits' errors (the
+    # penalty's scale is the whole data's in both): dropping that term fails this
+    assert transfer.loo_mse(x, y, penalty) == pytest.approx(float(np.mean(errors)), rel=1e-9)
     noise = rng.normal(size=(20, 6))
     signal = np.hstack([y, rng.normal(size=(20, 4)) * 0.1])
     assert transfer.ridge_loo(signal, y) < 0.2 * transfer.ridge_loo(noise, y)
