@@ -17,6 +17,7 @@ from search.reported import expand
 from search.results import numeric_metrics
 from search.tracking import DRAIN_S, RETRY_S, BackgroundWrites, TrialRuns, WriteQueue
 from search.trial_outcome import FAILED, FINISHED, STOPPED_EARLY, furthest_best, outcome
+from trainers.memory import trim_heap
 
 
 def result_files() -> list[tune.Callback]:
@@ -29,17 +30,30 @@ def result_files() -> list[tune.Callback]:
     return [JsonLoggerCallback(), CSVLoggerCallback()]
 
 
-class ForgetEndedWindows(tune.Callback):
-    """Drops an ended trial's running windows from the driver. For every numeric key a trial
-    reports, Tune keeps, for the whole search, two deques (the last 5 and last 10 values) that
-    only serve to update its "last-5-avg"/"last-10-avg" on the next result; a trial that
-    completed gets none, and a completed trial is never resumed (``--resume`` restarts
-    unfinished and errored ones). They were the largest Python-side item of the driver's
-    growth at 1,000 trials (BENCHMARKS.md §14). The analysis itself (min, max, mean, last and
-    those averages) is kept."""
+class DriverMemory(tune.Callback):
+    """Keeps the driver's memory to what a search needs (BENCHMARKS.md §14).
+
+    - An ended trial's running windows are dropped: for every numeric key a trial reports, Tune
+      keeps two deques (its last 5 and last 10 values) for the whole search, which only serve to
+      update "last-5-avg"/"last-10-avg" on the trial's next result; a completed trial gets none
+      and is never resumed (``--resume`` restarts unfinished and errored ones). The analysis
+      itself (min, max, mean, last and those averages) is kept.
+    - Every ``trim_every_s`` seconds glibc is asked to return free pages (``malloc_trim``): the
+      experiment-state saves build a JSON text of every trial every ~10 s, and the heap they
+      leave behind was not given back.
+    """
+
+    def __init__(self, trim_every_s: float = 30.0) -> None:
+        self.trim_every_s = trim_every_s
+        self._last_trim = time.time()
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         trial.run_metadata.metric_n_steps = {}
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        if time.time() - self._last_trim >= self.trim_every_s:
+            trim_heap()
+            self._last_trim = time.time()
 
 
 class Progress(tune.Callback):

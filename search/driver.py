@@ -16,7 +16,7 @@ import ray
 from ray import tune
 
 from search.budget import ParamCounter
-from search.callbacks import ForgetEndedWindows, MlflowCallback, Progress, result_files
+from search.callbacks import DriverMemory, MlflowCallback, Progress, result_files
 from search.confirm import (
     Candidate,
     confirm_seeds,
@@ -254,7 +254,7 @@ def _tuner(method: str, plan: Plan, data, tracker: Tracker, parent: str, concurr
     progress = Progress(method, s.num_samples, s.max_t)
     callbacks = [MlflowCallback(plan.mlflow_uri, tracker.experiment_id, parent, method, s.max_t,
                                 starts=starts), progress, CheckpointPruner(s.keep_checkpoints, method),
-                 *result_files(), ForgetEndedWindows()]
+                 *result_files(), DriverMemory()]
     tuner = tune.Tuner(
         trainable, param_space=param_space,
         tune_config=tune.TuneConfig(

@@ -176,3 +176,22 @@ def test_a_reused_worker_stays_flat_over_twenty_trials(tmp_path):
     assert all(m["metric_n_steps"] == {} and "score" in m["metric_analysis"] for m in ended)
     numbers = {k for m in ended for k in m["metric_analysis"]}
     assert {"score", "step", "stored_pct"} <= numbers and not numbers & {"sst_accuracy", "loss", "train_s"}
+
+
+def test_the_driver_drops_a_completed_trials_windows_and_trims_on_its_period(monkeypatch):
+    from types import SimpleNamespace
+
+    from search import callbacks
+
+    trimmed = []
+    monkeypatch.setattr(callbacks, "trim_heap", lambda: trimmed.append(1) or True)
+    meta = SimpleNamespace(metric_n_steps={"score": {"5": [0.1], "10": [0.1]}},
+                           metric_analysis={"score": {"last": 0.1}})
+    keeper = callbacks.DriverMemory(trim_every_s=3600)
+    keeper.on_trial_complete(0, [], SimpleNamespace(run_metadata=meta))
+    assert meta.metric_n_steps == {} and meta.metric_analysis == {"score": {"last": 0.1}}
+    keeper.on_step_end(0, [])
+    assert trimmed == []  # not yet due
+    keeper._last_trim -= 3600
+    keeper.on_step_end(0, [])
+    assert trimmed == [1]

@@ -87,7 +87,14 @@ def release(freeze_survivors: bool = False) -> dict[str, bool]:
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
+    return {"cuda_emptied": cuda, "trimmed": trim_heap(), "froze": froze}
+
+
+def trim_heap() -> bool:
+    """Ask glibc to return the free pages of every arena to the system (``malloc_trim(0)``);
+    False where the C library has no such call."""
     trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-    return {"cuda_emptied": cuda, "trimmed": trim is not None, "froze": froze}
+    if trim is None:
+        return False
+    trim(0)
+    return True
