@@ -71,7 +71,7 @@ def confirm_seeds(search_seed: int, n: int) -> list[int]:
     seeds each), so their confirmations are independent."""
     if not 0 < n < 1000:
         raise ValueError(f"confirmation seeds: 1 to 999 per candidate, not {n}")
-    return [1000 * (abs(search_seed) + 1) + i for i in range(n)]
+    return [1000 * (search_seed + 1) + i for i in range(n)]
 
 
 def pick_candidates(results: list, k: int, default: dict[str, Any] | None,

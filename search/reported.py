@@ -26,7 +26,7 @@ DETAILS = "details"
 def for_tune(metrics: dict[str, Any]) -> dict[str, Any]:
     """``metrics`` with every number outside ``SCHEDULING`` moved into one ``details`` string
     (strings and the scheduling numbers stay as they are)."""
-    kept = {k: v for k, v in metrics.items() if k in SCHEDULING or not _number(v)}
+    kept = {k: v for k, v in metrics.items() if k in SCHEDULING or not is_number(v)}
     rest = {k: (float(v) if math.isfinite(v) else None)
             for k, v in metrics.items() if k not in kept}
     if rest:
@@ -49,5 +49,6 @@ def expand(result: dict[str, Any] | None) -> dict[str, Any]:
     return result
 
 
-def _number(v: Any) -> bool:
+def is_number(v: Any) -> bool:
+    """An int or float that is not a bool (what Tune would analyse as a metric)."""
     return isinstance(v, (int, float)) and not isinstance(v, bool)

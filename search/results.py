@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from search import trial_outcome
-from search.reported import expand
+from search.reported import expand, is_number
 from search.trial_outcome import FAILED, STOPPED_EARLY, outcome
 
 CONFIRM_JSON = "confirm.json"
@@ -37,8 +37,7 @@ def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
     """The finite numbers of a Tune result (its packed ``details`` included: ``search.reported``),
     minus Tune's bookkeeping."""
     return {k: float(v) for k, v in expand(result).items()
-            if k not in _NOT_METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)
-            and math.isfinite(v)}
+            if k not in _NOT_METRICS and is_number(v) and math.isfinite(v)}
 
 
 def resolved_config(trial_config: dict[str, Any]) -> dict[str, Any]:

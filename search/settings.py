@@ -163,7 +163,7 @@ def parse_confirm(text: str | None) -> tuple[int, int]:
         raise ValueError(f"--confirm {text}: K and N must be >= 1 (0 turns confirmation off)")
     if seeds < 2:
         raise ValueError(f"--confirm {text}: N must be >= 2 (one seed per candidate gives no "
-                         "spread over seeds, so no interval or verdict), e.g. {top}:3")
+                         f"spread over seeds, so no interval or verdict), e.g. {top}:3")
     return top, seeds
 
 

@@ -10,8 +10,8 @@ Measured in such a worker (issue 24, BENCHMARKS.md §14), two things kept every 
   the pages of freed blocks mapped for reuse by that arena. The tensors of a trial (the
   backbone's copy, activations, optimizer state, the trial's copy of the data) are freed when it
   ends, yet the process keeps their pages: a MiniLM worker's peak went from 1.6 GB in its second
-  trial to 5.3 GB by its fortieth (0.35 GB per trial at first; it levels off only once every
-  arena holds a trial's worth, at 16 arenas on 2 cores).
+  trial to 5.3 GB by its fortieth (0.35 GB per trial at first; it levelled off near 5.5 GB
+  after ~25 trials, plausibly glibc's cap of 16 arenas on 2 cores, not checked).
 
 ``release()`` collects the cycles, returns the CUDA caching allocator's free blocks to the
 driver (other trials on the same GPU can then use them), and asks glibc to give free pages back
