@@ -5,17 +5,30 @@
 
 A search run with ``--scheduler fifo --eval-full`` trains every trial to the end and logs, at
 every evaluation, the whole-dev score, the subset score (``score_sub``), the seconds spent
-training and evaluating. From that table any stopping rule of ``search.policies`` can be
-replayed: trials start in a random order on ``concurrency`` slots, each evaluation takes the
-seconds it took for real (a subset evaluation the whole-dev seconds times its share of rows),
-the policy sees the score it would have seen (the subset's, the whole dev set's at the last
-evaluation) and stops trials. Each replay reports the compute used (trial-seconds of training
-and of evaluation, steps, dev rows scored), the config the search ends with, and when it
-first held a config within ``tolerance`` of the table's best (judged by the configs' full-budget,
-whole-dev scores). Ray-free; replays of a 32-trial table take milliseconds each.
+training and evaluating, and each trial's set-up seconds. A table recorded without
+``--eval-full`` is refused: its early evaluations scored a subset only, so "whole dev"
+scenarios would be subset runs. From the table any stopping rule of ``search.policies`` can be
+replayed: trials start in a random order on ``concurrency`` slots, each trial pays its set-up
+seconds once, each evaluation the seconds it took for real (a subset evaluation the whole-dev
+seconds times its share of rows), the policy sees the score it would have seen (the subset's,
+the whole dev set's at the last evaluation) and stops trials. Ray-free; replays of a 32-trial
+table take milliseconds each.
+
+**Compute to hold** (``Replay.hold_s``): the trial-seconds (set-up, training, evaluation) used
+when the search last came to *hold* a good config and kept it to the end. The search holds one
+while its pick (the best of the trials that ran furthest, ``search.trial_outcome``) has been
+trained to the full budget (so it was scored on the whole dev set at its last evaluation) and
+that config's full-budget, whole-dev score is within ``tolerance`` of the table's best. A pick
+seen only at an early rung does not hold, however good its config; when the pick later changes
+to a config outside tolerance the hold is cleared, and it counts again only from when a good
+pick is back. An order that never holds, or loses the hold by the end, is *never held*: its
+compute to hold is +inf. Summaries keep those orders: ``held_share`` is the share that held,
+quartiles of seconds and of ratios are taken with never-held orders as +inf (a quartile is inf
+when more than that share of orders never held), and a per-order ratio is inf when the scenario
+never held, 0 when only the reference never held.
 
 What it does not model: a searcher that learns from results (orders are random, as random
-search draws them) and Tune's own overheads (start-up, checkpoints).
+search draws them) and Tune's own overheads (actor start, checkpoints).
 """
 
 from __future__ import annotations
@@ -26,11 +39,11 @@ import json
 import math
 import statistics
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from search.policies import CONTINUE, POLICIES, make_policy
+from search.policies import CONTINUE, POLICIES, make_policy, percentile
 from search.trial_outcome import furthest_best as pick
 
 FIDELITIES = ("subset", "full")
@@ -49,11 +62,13 @@ class Curve:
     score: list[float]
     """Whole-dev score."""
     score_sub: list[float]
-    """Subset score (the whole-dev score where the subset was not recorded)."""
+    """Subset score."""
     rows: list[float]
     """Dev rows of the whole dev set."""
     sub_rows: list[float]
     """Dev rows of the subset evaluated at this evaluation."""
+    setup_s: float = 0.0
+    """Seconds from the trial's start to its first training step (model and data set-up)."""
 
     @property
     def final(self) -> float:
@@ -76,10 +91,13 @@ class Scenario:
     grace: int = 1
     rf: float = 2.0
     concurrency: int = 2
+    options: tuple[tuple[str, Any], ...] = ()
+    """The policy's options (``search.policies.make_policy``), e.g. ``(("leader", True),)``."""
 
     @property
     def label(self) -> str:
         extra = "" if (self.grace, self.rf) == (1, 2.0) else f" g{self.grace} rf{self.rf:g}"
+        extra += "".join(f" {k}={v}" for k, v in self.options)
         return f"{self.scheduler}/{self.fidelity}{extra}"
 
 
@@ -89,24 +107,27 @@ class Replay:
 
     train_s: float = 0.0
     eval_s: float = 0.0
+    setup_s: float = 0.0
     steps: int = 0
     eval_rows: float = 0.0
     evaluations: int = 0
     hold_s: float | None = None
-    """Trial-seconds used when the search first held a config within tolerance (None: never)."""
+    """Trial-seconds used when the search last came to hold a good config, kept to the end
+    (None: never held; see the module docstring)."""
     hold_train_s: float | None = None
     hold_eval_s: float | None = None
-    """``hold_s`` split into training and evaluation seconds."""
+    """The training and evaluation seconds of ``hold_s`` (the rest is set-up)."""
     final_trial: str | None = None
     final_true: float = math.nan
     """Full-budget whole-dev score of the config the search ends with."""
     within: bool = False
+    """That config is within tolerance of the table's best (trained to the end or not)."""
     stopped: dict[str, int] = field(default_factory=dict)
     """trial -> evaluations it ran."""
 
     @property
     def compute_s(self) -> float:
-        return self.train_s + self.eval_s
+        return self.train_s + self.eval_s + self.setup_s
 
 
 def table_best(curves: list[Curve]) -> float:
@@ -117,11 +138,12 @@ def simulate(curves: list[Curve], order: list[int], sc: Scenario, tolerance: flo
              best: float | None = None) -> Replay:
     """One search over ``curves[order[0]], curves[order[1]], ...`` on ``sc.concurrency`` slots."""
     best = table_best(curves) if best is None else best
-    policy = make_policy(sc.scheduler, len(curves[order[0]].score), sc.grace, sc.rf)
+    by_id = {c.trial_id: c for c in curves}
+    policy = make_policy(sc.scheduler, len(curves[order[0]].score), sc.grace, sc.rf, **dict(sc.options))
     out = Replay()
     queue = list(order)
     events: list[tuple[float, int, int, int]] = []  # (time, seq, curve index, evaluation)
-    running: dict[int, tuple[float, float]] = {}  # curve index -> (segment start, its train s)
+    running: dict[int, tuple[float, float, float]] = {}  # curve -> (segment start, set-up s, train s)
     seen: dict[str, tuple[int, float]] = {}
     seq = 0
 
@@ -129,9 +151,16 @@ def simulate(curves: list[Curve], order: list[int], sc: Scenario, tolerance: flo
         nonlocal seq
         cur = curves[c]
         _, ev, _ = cur.seen(i, sc.fidelity)
-        running[c] = (now, cur.train_s[i - 1])
+        setup = cur.setup_s if i == 1 else 0.0
+        running[c] = (now, setup, cur.train_s[i - 1])
         seq += 1
-        heapq.heappush(events, (now + cur.train_s[i - 1] + ev, seq, c, i))
+        heapq.heappush(events, (now + setup + cur.train_s[i - 1] + ev, seq, c, i))
+
+    def holds(trial: str | None) -> bool:
+        if trial is None:
+            return False
+        cur = by_id[trial]
+        return seen[trial][0] == len(cur.score) and cur.final >= best - tolerance
 
     now = 0.0
     for _ in range(min(sc.concurrency, len(queue))):
@@ -142,24 +171,23 @@ def simulate(curves: list[Curve], order: list[int], sc: Scenario, tolerance: flo
         now, _, c, i = heapq.heappop(events)
         cur = curves[c]
         score, ev, rows = cur.seen(i, sc.fidelity)
+        out.setup_s += running.pop(c)[1]
         out.train_s += cur.train_s[i - 1]
         out.eval_s += ev
         out.eval_rows += rows
         out.steps += cur.steps[i - 1] - (cur.steps[i - 2] if i > 1 else 0)
         out.evaluations += 1
-        running.pop(c)
         seen[cur.trial_id] = (i, score)
         action = policy.on_result(cur.trial_id, i, score)
         finished = action != CONTINUE or i == len(cur.score)
         if finished:
             policy.on_complete(cur.trial_id, i, score)
             out.stopped[cur.trial_id] = i
-        incumbent = pick(seen)
-        if out.hold_s is None and incumbent is not None and _true(curves, incumbent) >= best - tolerance:
-            # finished segments, plus the part of each running one so far (training comes first)
-            out.hold_train_s = out.train_s + sum(min(now - t0, tr) for t0, tr in running.values())
-            out.hold_eval_s = out.eval_s + sum(max(0.0, now - t0 - tr) for t0, tr in running.values())
-            out.hold_s = out.hold_train_s + out.hold_eval_s
+        if not holds(pick(seen)):
+            out.hold_s = out.hold_train_s = out.hold_eval_s = None
+        elif out.hold_s is None:
+            setup, train, evals = _so_far(out, running, now)
+            out.hold_s, out.hold_train_s, out.hold_eval_s = setup + train + evals, train, evals
         if not finished:
             start(c, i + 1, now)
         elif queue:
@@ -169,7 +197,7 @@ def simulate(curves: list[Curve], order: list[int], sc: Scenario, tolerance: flo
     out.final_trial = pick(seen)
     if out.final_trial is not None:
         last = out.stopped[out.final_trial]
-        final = next(x for x in curves if x.trial_id == out.final_trial)
+        final = by_id[out.final_trial]
         if sc.fidelity == "subset" and last < len(final.score):
             out.eval_s += final.eval_s[last - 1]  # the search re-scores its best on the whole dev set
             out.eval_rows += final.rows[last - 1]
@@ -178,8 +206,17 @@ def simulate(curves: list[Curve], order: list[int], sc: Scenario, tolerance: flo
     return out
 
 
-def _true(curves: list[Curve], trial: str) -> float:
-    return next(c.final for c in curves if c.trial_id == trial)
+def _so_far(out: Replay, running: dict[int, tuple[float, float, float]],
+            now: float) -> tuple[float, float, float]:
+    """(set-up, training, evaluation) seconds spent by ``now``: the finished segments, plus the
+    part of each running one so far (set-up first, then training, then evaluation)."""
+    setup, train, evals = out.setup_s, out.train_s, out.eval_s
+    for t0, su, tr in running.values():
+        spent = now - t0
+        setup += min(spent, su)
+        train += min(max(0.0, spent - su), tr)
+        evals += max(0.0, spent - su - tr)
+    return setup, train, evals
 
 
 def orders(n: int, count: int, seed: int, trials: int | None = None) -> list[list[int]]:
@@ -195,35 +232,55 @@ def orders(n: int, count: int, seed: int, trials: int | None = None) -> list[lis
     return out
 
 
-def quartiles(xs: list[float | None]) -> tuple[float, float, float]:
-    """(q1, median, q3) of the finite values; NaNs when there are none."""
-    xs = [x for x in xs if x is not None and math.isfinite(x)]
-    if len(xs) < 2:
-        return (xs[0],) * 3 if xs else (math.nan,) * 3
-    q = statistics.quantiles(xs, n=4, method="inclusive")
-    return q[0], q[1], q[2]
+def never_inf(x: float | None) -> float:
+    """A compute-to-hold figure with never held (None) as +inf."""
+    return math.inf if x is None else x
 
 
-def hold_ratios(replays: list[Replay], reference: list[Replay]) -> list[float | None]:
-    """Per order: compute to hold under ``replays`` / under ``reference`` (None: either never held)."""
-    return [r.hold_s / b.hold_s if r.hold_s is not None and b.hold_s else None
-            for r, b in zip(replays, reference, strict=True)]
+def quartiles(xs: list[float]) -> tuple[float, float, float]:
+    """(q1, median, q3), linear interpolation; +inf (never held) kept, NaN left out."""
+    return percentile(xs, 25), percentile(xs, 50), percentile(xs, 75)
+
+
+def hold_ratios(replays: list[Replay], reference: list[Replay]) -> list[float]:
+    """Per order: compute to hold under ``replays`` / under ``reference``; inf when ``replays``
+    never held (whatever the reference did), 0 when only the reference never held."""
+    out = []
+    for r, b in zip(replays, reference, strict=True):
+        if r.hold_s is None:
+            out.append(math.inf)
+        else:
+            out.append(0.0 if b.hold_s is None else r.hold_s / b.hold_s)
+    return out
+
+
+def paired_shares(replays: list[Replay], reference: list[Replay]) -> dict[str, float]:
+    """Over the same orders: the share where ``replays`` held no later than ``reference`` did
+    (``at_most``; a scenario that never held is never at most a reference that held), strictly
+    earlier, and where neither held (counted in neither of the first two)."""
+    n = len(replays)
+    pairs = [(r.hold_s, b.hold_s) for r, b in zip(replays, reference, strict=True)]
+    return {"at_most": sum(r is not None and (b is None or r <= b) for r, b in pairs) / n,
+            "less": sum(r is not None and (b is None or r < b) for r, b in pairs) / n,
+            "neither_held": sum(r is None and b is None for r, b in pairs) / n}
 
 
 def summarize(replays: list[Replay], sc: Scenario, reference: list[Replay] | None = None) -> dict[str, Any]:
-    """Median and quartiles over replays; ``reference``: the same orders under the baseline
-    (ratios are per order, then summarized)."""
+    """Median and quartiles over replays (never-held orders as +inf, see the module docstring);
+    ``reference``: the same orders under the baseline (ratios are per order, then summarized)."""
     med = statistics.median
     row: dict[str, Any] = {
         "scenario": sc.label, **asdict(sc), "replays": len(replays),
-        "hold_s_q1_median_q3": quartiles([r.hold_s for r in replays]),
-        "hold_train_s_median": quartiles([r.hold_train_s for r in replays])[1],
-        "hold_eval_s_median": quartiles([r.hold_eval_s for r in replays])[1],
+        "hold_s_orders": [r.hold_s for r in replays],
+        "hold_s_q1_median_q3": quartiles([never_inf(r.hold_s) for r in replays]),
+        "hold_train_s_median": quartiles([never_inf(r.hold_train_s) for r in replays])[1],
+        "hold_eval_s_median": quartiles([never_inf(r.hold_eval_s) for r in replays])[1],
         "held_share": sum(r.hold_s is not None for r in replays) / len(replays),
         "within_share": sum(r.within for r in replays) / len(replays),
         "compute_s_median": med(r.compute_s for r in replays),
         "train_s_median": med(r.train_s for r in replays),
         "eval_s_median": med(r.eval_s for r in replays),
+        "setup_s_median": med(r.setup_s for r in replays),
         "steps_median": med(r.steps for r in replays),
         "eval_rows_median": med(r.eval_rows for r in replays),
         "final_true_median": med(r.final_true for r in replays),
@@ -252,6 +309,31 @@ def replay_all(curves: list[Curve], scenarios: list[Scenario], count: int = 200,
     return rows
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float as None (strict JSON; here None = never held)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def curves_from_records(records: list[dict[str, Any]]) -> list[Curve]:
+    """Curves from their JSON records (``dataclasses.asdict`` of each); ValueError naming a
+    record that lacks a field."""
+    names = {f.name for f in fields(Curve)}
+    required = {f.name for f in fields(Curve) if f.name != "setup_s"}
+    out = []
+    for n, rec in enumerate(records):
+        missing = sorted(required - set(rec))
+        if missing:
+            raise ValueError(f"curve record {n} ({rec.get('trial_id', '?')}) lacks {', '.join(missing)}")
+        out.append(Curve(**{k: v for k, v in rec.items() if k in names}))
+    return out
+
+
 # ---- the table from MLflow ----------------------------------------------------------------
 
 def load_curves(uri: str, experiment: str, method: str | None = None) -> tuple[str, list[Curve]]:
@@ -269,46 +351,45 @@ def load_curves(uri: str, experiment: str, method: str | None = None) -> tuple[s
 
 def method_curves(uri: str, m, experiment: str = "") -> list[Curve]:
     """The curves of one method's trials (a ``search.report.data.MethodRecord``, whose score
-    curves are already read) that ran every evaluation; ValueError when it did not run FIFO."""
+    curves are already read) that ran every evaluation. ValueError in one line when the search
+    did not run ``--scheduler fifo --eval-full`` or a trial lacks a figure the replay needs."""
     from mlflow.tracking import MlflowClient
 
     if m.settings.get("scheduler", "fifo") != "fifo":
         raise ValueError(f"{experiment!r} ran --scheduler {m.settings['scheduler']}: a replay needs "
-                         "every trial run to the end (--scheduler fifo, best with --eval-full)")
+                         "every trial run to the end (--scheduler fifo --eval-full)")
+    if m.settings.get("eval_full") != "True":
+        raise ValueError(f"{experiment!r} ({m.method}) was recorded without --eval-full: its evaluations "
+                         "before the last scored a dev subset only, so no scenario could score the whole "
+                         "dev set; record the table with --scheduler fifo --eval-full")
     client = MlflowClient(tracking_uri=uri)
     curves = []
     for t in m.trials:
         if t.status != "FINISHED" or t.failure or not t.curve:
             continue
-        hist = {key: {x.step: x.value for x in client.get_metric_history(t.run_id, key)}
-                for key in ("score_sub", "train_s", "eval_s", "eval_rows", "sub_rows")}
+        hist = {key: {x.step: x.value for x in client.get_metric_history(t.run_id, key)} for key in RECORDED}
         score = dict(t.curve)
         steps = sorted(score)
-        rows = [hist["eval_rows"].get(s, 1.0) for s in steps]
+        for key in RECORDED:
+            gap = next((s for s in steps if s not in hist[key]), None)
+            if gap is not None:
+                raise ValueError(f"{experiment!r}: trial {t.trial_id} of {m.method} logged no {key} at step "
+                                 f"{gap} ({RECORDED[key]})")
+        at = {key: [hist[key][s] for s in steps] for key in RECORDED}
         curves.append(Curve(
-            trial_id=t.trial_id, steps=steps,
-            train_s=_increments([hist["train_s"].get(s, math.nan) for s in steps]),
-            eval_s=_increments([hist["eval_s"].get(s, math.nan) for s in steps]),
-            score=[score[s] for s in steps],
-            score_sub=[hist["score_sub"].get(s, score[s]) for s in steps],
-            rows=rows, sub_rows=[hist["sub_rows"].get(s) or _sub_rows(t.params, i + 1, r)
-                                 for i, (s, r) in enumerate(zip(steps, rows, strict=True))]))
+            trial_id=t.trial_id, steps=steps, train_s=_increments(at["train_s"]),
+            eval_s=_increments(at["eval_s"]), score=[score[s] for s in steps], score_sub=at["score_sub"],
+            rows=at["eval_rows"], sub_rows=at["sub_rows"], setup_s=at["setup_s"][0]))
     if not curves:
         raise ValueError(f"{experiment!r}: no finished trial of {m.method} with a score curve")
     longest = max(len(c.score) for c in curves)
     return [c for c in curves if len(c.score) == longest]
 
 
-def _sub_rows(params: dict[str, str], evaluation: int, rows: float) -> float:
-    """Subset rows of an evaluation, from the trial's config, for records without ``sub_rows``
-    (an upper bound when a task's dev set is smaller than the subset)."""
-    from trainers.fidelity import rows_at
-
-    try:
-        per_task = rows_at(evaluation, int(params["eval_rows"]), float(params.get("eval_growth", 2.0)))
-    except (KeyError, ValueError):
-        return rows
-    return min(rows, float(per_task * len(params.get("tasks", "").split(","))))
+RECORDED = {"score_sub": "recorded with --eval-rows 0? a replay needs the subset scores",
+            "sub_rows": "the subset's size", "train_s": "training seconds", "eval_s": "evaluation seconds",
+            "eval_rows": "rows scored", "setup_s": "the trial's set-up seconds"}
+"""The metrics a replay reads at every evaluation of a trial, and what each is."""
 
 
 def _increments(cumulative: list[float]) -> list[float]:
@@ -318,18 +399,20 @@ def _increments(cumulative: list[float]) -> list[float]:
 # ---- command line -------------------------------------------------------------------------
 
 def format_table(rows: list[dict[str, Any]], baseline: str) -> str:
-    head = ("| scheduler/fidelity | compute to within tol., s: q1 / median / q3 | vs "
-            f"{baseline}: median ratio (q1-q3) | ends within tol. | total compute s (train + eval) "
+    head = ("| scheduler/fidelity | held | compute to hold, s: q1 / median / q3 | vs "
+            f"{baseline}: median ratio (q1-q3) | ends within tol. | total compute s (set-up + train + eval) "
             "| steps | dev rows scored |")
-    lines = [head, "|" + "---|" * 7]
+    lines = [head, "|" + "---|" * 8]
     for r in rows:
         q = r["hold_s_q1_median_q3"]
         ratio = r.get("hold_ratio_q1_median_q3", (math.nan,) * 3)
         lines.append(
-            f"| {r['scenario']} | {q[0]:.0f} / {q[1]:.0f} / {q[2]:.0f} | {ratio[1]:.2f} "
-            f"({ratio[0]:.2f}-{ratio[2]:.2f}) | {100 * r['within_share']:.0f}% | "
-            f"{r['compute_s_median']:.0f} ({r['train_s_median']:.0f} + {r['eval_s_median']:.0f}) | "
-            f"{r['steps_median']:.0f} | {r['eval_rows_median']:.0f} |")
+            f"| {r['scenario']} | {100 * r['held_share']:.0f}% | {q[0]:.0f} / {q[1]:.0f} / {q[2]:.0f} | "
+            f"{ratio[1]:.2f} ({ratio[0]:.2f}-{ratio[2]:.2f}) | {100 * r['within_share']:.0f}% | "
+            f"{r['compute_s_median']:.0f} ({r['setup_s_median']:.0f} + {r['train_s_median']:.0f} + "
+            f"{r['eval_s_median']:.0f}) | {r['steps_median']:.0f} | {r['eval_rows_median']:.0f} |")
+    lines.append("(held: orders whose pick was a good config trained to the end, kept to the end; "
+                 "an order never held counts as inf in the quartiles)")
     return "\n".join(lines)
 
 
@@ -384,8 +467,8 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(rows, baseline.label))
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps({"experiment": a.experiment, "method": method, "best": best,
-                                      "rows": rows}, indent=2, default=str))
+        a.json.write_text(json.dumps(json_safe({"experiment": a.experiment, "method": method, "best": best,
+                                                "rows": rows}), indent=2, default=str))
     return 0
 
 

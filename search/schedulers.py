@@ -4,7 +4,8 @@ evaluation every ``--eval-every`` steps.
 
 ``asha`` is Ray Tune's own ``ASHAScheduler``; ``hyperband`` and ``pasha`` are the stopping rules
 of ``search.policies`` (the ones a replay simulates) run as Tune schedulers by
-``PolicyScheduler``; ``fifo`` runs every trial to the end.
+``PolicyScheduler``, whose rungs survive ``--resume``; ``fifo`` runs every trial to the end.
+``epsilon`` is PASHA's (None: estimated from the noise, ``search.policies.Pasha``).
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ def _asha(max_t: int, grace_period: int, reduction_factor: float):
 
 
 def _policy(name: str) -> Callable:
-    def build(max_t: int, grace_period: int, reduction_factor: float):
+    def build(max_t: int, grace_period: int, reduction_factor: float, **options):
         from search.policy_scheduler import PolicyScheduler
 
-        return PolicyScheduler(make_policy(name, max_t, grace_period, reduction_factor))
+        return PolicyScheduler(make_policy(name, max_t, grace_period, reduction_factor, **options))
 
     return build
 
@@ -42,7 +43,9 @@ SCHEDULERS: dict[str, Callable] = {"asha": _asha, "hyperband": _policy("hyperban
                                    "pasha": _policy("pasha"), "fifo": _fifo}
 
 
-def make_scheduler(name: str, *, max_t: int, grace_period: int, reduction_factor: float):
+def make_scheduler(name: str, *, max_t: int, grace_period: int, reduction_factor: float,
+                   epsilon: float | None = None):
     if name not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {name!r}; choose one of: {', '.join(SCHEDULERS)}")
-    return SCHEDULERS[name](max_t, grace_period, reduction_factor)
+    options = {"epsilon": epsilon} if name == "pasha" else {}
+    return SCHEDULERS[name](max_t, grace_period, reduction_factor, **options)

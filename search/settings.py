@@ -121,6 +121,10 @@ class Settings:
                                                        ALGORITHM))
     reduction_factor: float = field(default=2.0, metadata=flag(
         "ASHA keeps the top 1/factor of trials at each rung", ALGORITHM))
+    pasha_epsilon: float | None = field(default=None, metadata=flag(
+        "--scheduler pasha: score difference within which two trials count as tied when the two "
+        "top rungs' rankings are compared (unset: estimated from the noise seen, as Bohdal et al. "
+        "2023 do)", ALGORITHM, metavar="EPS", shown="estimated"))
     cpus_per_trial: float = field(default=1.0, metadata=flag("CPUs per trial (also its torch threads)",
                                                              RESOURCES))
     gpus_per_trial: float = field(default=0.0, metadata=flag(
@@ -140,6 +144,13 @@ class Settings:
         "search name: MLflow experiment and runs/<experiment>/ (unset = search-<time>)", RECORDS))
     out: str | None = field(default=None, metadata=flag("output folder (unset = runs/<experiment>)",
                                                         RECORDS))
+
+    def __post_init__(self) -> None:
+        if self.pasha_epsilon is not None:
+            if self.scheduler != "pasha":
+                raise ValueError(f"--pasha-epsilon applies to --scheduler pasha, not {self.scheduler}")
+            if not (math.isfinite(self.pasha_epsilon) and self.pasha_epsilon >= 0):
+                raise ValueError(f"--pasha-epsilon must be a finite number >= 0, got {self.pasha_epsilon}")
 
     @property
     def max_t(self) -> int:

@@ -156,7 +156,7 @@ def replay_text(exp: ExperimentRecord, orders: int = 100) -> str:
     for m in exp.methods:
         if m.from_auto or m.settings.get("scheduler") != "fifo":
             continue
-        try:
+        try:  # refused unless recorded with --eval-full: the baseline then scores the whole dev set
             method, curves = m.method, method_curves(exp.uri, m, exp.name)
         except ValueError:
             continue
@@ -167,9 +167,10 @@ def replay_text(exp: ExperimentRecord, orders: int = 100) -> str:
         for r in rows:
             lines.append(f"- {method}: with these curves, **{r['scheduler']}** (dev subsets at early "
                          f"rungs) would have used {100 * r['compute_ratio_median']:.0f}% of the compute "
-                         f"of FIFO scoring the whole dev set at every evaluation, and ended within "
-                         f"0.5 points of its best in "
-                         f"{100 * r['within_share']:.0f}% of {orders} random trial orders.")
+                         f"of this FIFO search (recorded with --eval-full: the whole dev set at every "
+                         f"evaluation), and ended holding a config within 0.5 points of its best, "
+                         f"trained to the end, in {100 * r['held_share']:.0f}% of {orders} random "
+                         "trial orders.")
     if lines:
         lines.append(f"(`peft-search replay --experiment {exp.name}` replays more settings.)")
     return "\n".join(lines)
