@@ -1,6 +1,7 @@
 """Honest parameter accounting for shared hypernetworks (issue 14): the amortised figure the
-papers print, the plain-adapter equivalent and its flag, checked against hand counts on the
-tiny BERT; and the hyperformer/pha search spaces kept below the backbone at every corner."""
+papers print, the plain-adapter equivalent and its flag, checked on the tiny BERT against its
+own parameters (found by name, and by which ones a task's step gives a gradient), real plain-adapter
+models and hand counts; and the hyperformer/pha search spaces kept below the backbone at every corner."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tiny import SPECS, tiny_model
+from tiny import SPECS, tiny_backbone, tiny_batch, tiny_model
 
 from spaces import get_space
 from spaces.common import Space
 from trainers.config import TrainConfig, method_fields
+from trainers.methods import METHODS
 from trainers.params import count_for_config, count_params
 
 D, LAYERS, TASKS = 32, 2, 2
@@ -27,6 +29,65 @@ HEADS = (D * 3 + 3) + (D * 1 + 1)
 def houlsby(a: int, d: int = D) -> int:
     """One plain bottleneck adapter: down ``a·d + a``, up ``a·d + d``."""
     return 2 * a * d + a + d
+
+
+SMALL = dict(adapter_size=4, task_emb_dim=8, hyper_hidden=16, r=2, prefix_length=2)
+"""Small sizes for every method's options (each method takes the keys it has)."""
+
+
+def small_model(method: str, **config):
+    return tiny_model(method, **{k: v for k, v in SMALL.items() if k in method_fields(method)}, **config)
+
+
+def owner_by_name(name: str) -> str | None:
+    """The task a parameter belongs to, read off its name alone: a dotted component that is a
+    task's name (``heads.a.1.weight``, ``...by_task.b.down.bias``, ``...lora_A.a.weight``)."""
+    owners = [c for c in name.split(".") if c in ("a", "b")]
+    assert len(owners) <= 1, name
+    return owners[0] if owners else None
+
+
+def updated_by(model, task: str) -> dict[str, int]:
+    """The trainable parameters (name -> size) one training step of ``task`` gives a gradient:
+    the task's loss and the method's auxiliary loss, as the trainer's step computes them."""
+    model.train()
+    model.zero_grad(set_to_none=True)
+    loss = model(task, **tiny_batch()).square().mean()
+    aux = model.aux_loss()
+    (loss if aux is None else loss + aux).backward()
+    return {n: p.numel() for n, p in model.named_parameters() if p.requires_grad and p.grad is not None}
+
+
+# ---- what is counted ------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", METHODS)
+def test_counts_are_the_parameters_each_task_trains(method):
+    model = small_model(method)
+    counts = count_params(model)
+    # The denominator: a fresh copy of the pretrained backbone, before any method touched it.
+    assert counts.total == sum(p.numel() for p in tiny_backbone(0).parameters())
+    trainable = {n: p.numel() for n, p in model.named_parameters() if p.requires_grad}
+    assert counts.trainable == sum(trainable.values())
+    shared = sum(n for name, n in trainable.items() if owner_by_name(name) is None)
+    own = {t: sum(n for name, n in trainable.items() if owner_by_name(name) == t) for t in "ab"}
+    assert own["a"] > 0 and own["b"] > 0  # the heads at least
+    assert counts.shared == shared
+    assert counts.per_task == {t: shared + own[t] for t in "ab"}
+    assert counts.stored_pct == pytest.approx(100.0 * sum(trainable.values()) / counts.total)
+    # Per task = what a step of that task updates, except where a method trains what no step
+    # of a task reaches (full: the pooler, which mean pooling never reads) or a step of one
+    # task reaches another's parameters (pha: its retriever's contrastive loss moves every
+    # task's prototype); those are named here, so anything else in the difference fails.
+    for task, other in (("a", "b"), ("b", "a")):
+        updated = updated_by(model, task)
+        assert not set(updated) - set(trainable)
+        if method == "full":
+            unused = sum(n for name, n in trainable.items() if ".pooler." in name)
+            assert unused > 0 and sum(updated.values()) == counts.per_task[task] - unused
+        elif method == "pha":
+            reached = sum(n for name, n in updated.items() if f"prototype.by_task.{other}" in name)
+            assert reached > 0 and sum(updated.values()) == counts.per_task[task] + reached
+        else:
+            assert sum(updated.values()) == counts.per_task[task], sorted(set(trainable) - set(updated))
 
 
 # ---- amortised -----------------------------------------------------------------------------------
@@ -51,18 +112,31 @@ def test_amortised_is_what_a_per_task_method_updates_per_task():
 
 
 # ---- adapter equivalent --------------------------------------------------------------------------
-@pytest.mark.parametrize("method, config, positions", [
-    ("hyperformer", dict(adapter_size=4, task_emb_dim=8, hyper_hidden=16), 2 * LAYERS),  # Houlsby
-    ("pha", dict(adapter_size=4, task_emb_dim=8, hyper_hidden=16), LAYERS),  # FFN only
-    ("adapter", dict(adapter_size=4), 2 * LAYERS),
-    ("adapter", dict(adapter_size=4, layers="top_half"), 2 * (LAYERS // 2)),
-    ("parallel_adapter", dict(adapter_size=4), LAYERS),
-    ("lora_adapter", dict(adapter_size=4, r=2), 2 * LAYERS),
-    ("unipelt", dict(adapter_size=4, r=2, prefix_length=2), LAYERS),  # one shared, gated, at the FFN
+def plain_adapters(method: str, **config) -> int:
+    """What a real plain-adapter model stores: the numel of its per-task bottlenecks and heads,
+    found by name."""
+    model = tiny_model(method, adapter_size=4, **config)
+    return sum(p.numel() for n, p in model.named_parameters()
+               if p.requires_grad and (".by_task." in n or n.startswith("heads.")))
+
+
+@pytest.mark.parametrize("method, config, reference, positions", [
+    # Houlsby: both sublayers, as ``adapter``
+    ("hyperformer", dict(adapter_size=4, task_emb_dim=8, hyper_hidden=16), ("adapter", {}), 2 * LAYERS),
+    # FFN only, as ``parallel_adapter``
+    ("pha", dict(adapter_size=4, task_emb_dim=8, hyper_hidden=16), ("parallel_adapter", {}), LAYERS),
+    ("adapter", dict(adapter_size=4), ("adapter", {}), 2 * LAYERS),
+    ("adapter", dict(adapter_size=4, layers="top_half"), ("adapter", dict(layers="top_half")),
+     2 * (LAYERS // 2)),
+    ("parallel_adapter", dict(adapter_size=4), ("parallel_adapter", {}), LAYERS),
+    ("lora_adapter", dict(adapter_size=4, r=2), ("adapter", {}), 2 * LAYERS),
+    # one shared, gated, at the FFN
+    ("unipelt", dict(adapter_size=4, r=2, prefix_length=2), ("parallel_adapter", {}), LAYERS),
 ])
-def test_adapter_equiv_matches_a_hand_count(method, config, positions):
+def test_adapter_equiv_is_what_plain_adapters_store(method, config, reference, positions):
     counts = count_params(tiny_model(method, **config))
-    expected = TASKS * positions * houlsby(4) + HEADS
+    expected = plain_adapters(reference[0], **reference[1])
+    assert expected == TASKS * positions * houlsby(4) + HEADS  # the hand count agrees
     assert counts.adapter_equiv == expected
     assert counts.adapter_equiv_pct == pytest.approx(100.0 * expected / counts.total)
     assert counts.metrics()["adapter_equiv_pct"] == counts.adapter_equiv_pct

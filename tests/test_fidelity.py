@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from test_train import run, small
 
+import trainers.loop
+from trainers.data import TokenizedSplit
 from trainers.fidelity import rows_at, subset_order
 from trainers.tasks import TaskSpec
 
@@ -39,20 +41,80 @@ def test_regression_prefixes_cover_the_label_range():
     assert np.all(np.abs(counts - 10) <= 1), counts
 
 
-def test_rows_grow_with_the_evaluation():
-    assert [rows_at(i, 64, 2.0) for i in (1, 2, 3, 4)] == [64, 128, 256, 512]
-    assert rows_at(3, 10, 1.5) == 23
+_PREPARE, _PREDICT = trainers.loop.prepare_data, trainers.loop._predict
+"""The trainer's own (``scored`` wraps them for one run)."""
+
+
+class _Spied(TokenizedSplit):
+    """A dev split whose subsets remember which of its rows they hold."""
+
+    def subset(self, idx: np.ndarray) -> TokenizedSplit:
+        part = super().subset(idx)
+        part.rows = np.asarray(idx)
+        return part
+
+
+def scored(monkeypatch, cfg, **kw) -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """Train ``cfg``; for each evaluation, the dev rows (indices, sorted) the model was run on
+    for each task, seen where the trainer hands rows to the model; and each task's dev labels."""
+    dev: dict[str, TokenizedSplit] = {}
+    now: dict[str, np.ndarray] = {}
+    evaluations: list[dict[str, np.ndarray]] = []
+
+    def spied_prepare(*args, **kwargs):
+        data = _PREPARE(*args, **kwargs)
+        data.dev = {name: _Spied(**vars(split)) for name, split in data.dev.items()}
+        dev.update(data.dev)
+        return data
+
+    def spied_predict(model, spec, split, *args, **kwargs):
+        whole = split is dev[spec.name]
+        now[spec.name] = np.arange(len(split)) if whole else np.sort(split.rows)
+        return _PREDICT(model, spec, split, *args, **kwargs)
+
+    def report(metrics, save):
+        evaluations.append(dict(now))
+        now.clear()
+        if "report" in kw:
+            kw["report"](metrics, save)
+
+    monkeypatch.setattr(trainers.loop, "prepare_data", spied_prepare)
+    monkeypatch.setattr(trainers.loop, "_predict", spied_predict)
+    run(cfg, **{**kw, "report": report})
+    return evaluations, {name: split.labels for name, split in dev.items()}
+
+
+def test_rows_grow_with_the_evaluation(monkeypatch):
+    # Rows per task at evaluations 1, 2, 3, ... : 10, 15, 22.5 -> 23 at growth 1.5; 20, 40, 80
+    # at growth 2; the last evaluation (max_steps) the whole dev set (100 rows) either way.
+    for growth, sizes in ((1.5, [10, 15, 23, 100]), (2.0, [20, 40, 80, 100])):
+        cfg = small(max_steps=40, eval_every=10, eval_rows=sizes[0], eval_growth=growth,
+                    max_eval_samples=100)
+        evaluations, _ = scored(monkeypatch, cfg)
+        for task in ("sst", "quora", "sts"):
+            assert [len(e[task]) for e in evaluations] == sizes, (growth, task)
     assert rows_at(5, None, 2.0) is None
 
 
-def test_trainer_scores_subsets_then_the_whole_dev_set_at_the_last_step():
-    rows = []
-    run(small(max_steps=40, eval_every=10, eval_rows=20, max_eval_samples=100),
-        report=lambda m, save: rows.append(m))
-    # 3 tasks: 20, 40, 80 rows each, then all 100 at the last step
-    assert [r["eval_rows"] for r in rows] == [60, 120, 240, 300]
-    assert [r["eval_full"] for r in rows] == [0, 0, 0, 1]
-    assert "score_sub" in rows[-1] and "score_sub" not in rows[0]
+def test_the_trainer_scores_nested_stratified_rows_shared_by_every_trial(monkeypatch):
+    cfg = dict(max_steps=40, eval_every=10, eval_rows=20, max_eval_samples=100)
+    evaluations, labels = scored(monkeypatch, small(**cfg))
+    for task in ("sst", "quora", "sts"):
+        rungs = [e[task] for e in evaluations]
+        assert [len(r) for r in rungs] == [20, 40, 80, 100]
+        assert np.array_equal(rungs[-1], np.arange(100)), "the whole dev set at the last step"
+        for small_rung, big_rung in zip(rungs[:-1], rungs[1:], strict=True):
+            assert set(small_rung) < set(big_rung), f"{task}: a rung's rows hold the rung before's"
+    for task in ("sst", "quora"):  # classes in their dev-set proportions, give or take one row
+        y = labels[task].astype(int)
+        share = np.bincount(y) / len(y)
+        for rows in (e[task] for e in evaluations[:-1]):
+            counts = np.bincount(y[rows], minlength=len(share))
+            assert np.all(np.abs(counts - len(rows) * share) <= 1.0), (task, counts, len(rows) * share)
+    # Another trial (another seed, rate and method) scores the same rows at every rung.
+    other, _ = scored(monkeypatch, small(**cfg, seed=7, lr=3e-3, method="lora"))
+    for mine, theirs in zip(evaluations, other, strict=True):
+        assert all(np.array_equal(mine[t], theirs[t]) for t in mine)
 
 
 def test_eval_full_scores_everything_and_the_subset_beside_it():
@@ -68,21 +130,20 @@ def test_eval_full_scores_everything_and_the_subset_beside_it():
     assert full[0]["score"] != pytest.approx(full[0]["score_sub"])
 
 
-def test_a_resumed_trial_scores_the_rows_of_its_rung(tmp_path):
-    first = []
-
+def test_a_resumed_trial_scores_the_rows_of_its_rung(tmp_path, monkeypatch):
     def report(metrics, save):
-        first.append(metrics)
         if metrics["step"] == 20:
             save(tmp_path / "ck")
 
     cfg = dict(max_steps=40, eval_every=10, eval_rows=10, max_eval_samples=100)
-    run(small(**cfg), report=report)
-    again = []
-    run(small(**cfg), resume=tmp_path / "ck", report=lambda m, s: again.append(m))
+    first, _ = scored(monkeypatch, small(**cfg), report=report)
+    again, _ = scored(monkeypatch, small(**cfg), resume=tmp_path / "ck")
     # resumed at step 20: evaluations 3 and 4, with their rows (40 per task, then all 100)
-    assert [r["step"] for r in again] == [30, 40]
-    assert [r["eval_rows"] for r in again] == [r["eval_rows"] for r in first[2:]] == [120, 300]
+    assert len(again) == 2
+    for mine, before in zip(again, first[2:], strict=True):
+        for task in ("sst", "quora", "sts"):
+            assert np.array_equal(mine[task], before[task]), task
+    assert [len(e["sst"]) for e in again] == [40, 100]
 
 
 def test_bad_fidelity_settings_fail():

@@ -107,9 +107,15 @@ def test_optuna_searcher_proposes_the_enqueued_points_first():
     searcher, _ = make_searcher("optuna", space, constants, seed=0, max_concurrent=3, num_samples=4,
                                 points=[default, other])
     first, second, third = (searcher.suggest(f"t{i}") for i in range(3))
-    assert first == default and second == other and not same_point(default, third)
+    assert first == default and second == other
+    # Without points the same seeded searcher starts with its own proposal, not the default;
+    # with points, that same proposal comes right after them (they take none of its draws).
     plain, _ = make_searcher("optuna", space, constants, seed=0, max_concurrent=3, num_samples=4)
-    assert not same_point(default, plain.suggest("t0"))
+    own = plain.suggest("t0")
+    assert third == own and not same_point(default, own) and not same_point(other, own)
+    empty, _ = make_searcher("optuna", space, constants, seed=0, max_concurrent=3, num_samples=4,
+                             points=[])
+    assert empty.suggest("t0") == own
 
 
 def test_max_params_skips_an_enqueued_point_over_the_budget(tiny_model_dir, capsys):
@@ -192,7 +198,12 @@ def test_first_trial_is_the_default_unless_no_default_trial(searches):
     assert len(trials_a) == len(trials_b) == 2
     assert same_point(default, _searched(trials_b[0], space))
     assert trials_b[0].data.tags["warm_start"] == "default"
-    # --no-default-trial: TPE's own proposals from the first trial on, none tagged
+    # --no-default-trial: TPE's own proposals from the first trial on, none tagged: A's first
+    # trial is the first proposal of the same seeded searcher given no points (not the default)
+    own, _ = make_searcher("optuna", space, {"method": "lora"}, seed=0, max_concurrent=1, num_samples=2)
+    first_own = own.suggest("t0")
+    assert same_point(first_own, _searched(trials_a[0], space))
+    assert not same_point(default, first_own)
     assert not any(same_point(default, _searched(t, space)) for t in trials_a)
     assert not any("warm_start" in t.data.tags for t in trials_a)
     assert parent_a.data.tags["search.default_trial"] == "False"
