@@ -84,13 +84,21 @@ def is_table_metric(key: str) -> bool:
 
 
 def pick_best(results: list, metric: str = "score"):
-    """The best ``Result``: the best last score among the trials that ran furthest
-    (``search.trial_outcome.furthest_best``); None when no trial has a finite score."""
-    last = {str(i): (int((r.metrics or {}).get("training_iteration", 0)),
-                     float((r.metrics or {}).get(metric, math.nan)))
+    """The best ``Result``: the best last score among the trials that ran furthest, a trial that
+    trained its own whole budget counting as furthest (``search.trial_outcome``); None when no trial has a finite score."""
+    last = {str(i): (progress_of(r), float((r.metrics or {}).get(metric, math.nan)))
             for i, r in enumerate(results) if not failed(r)}
     key = trial_outcome.furthest_best(last)
     return None if key is None else results[int(key)]
+
+
+def progress_of(result) -> float:
+    """How far the trial of a Tune ``Result`` got (``search.trial_outcome.progress``)."""
+    m, config = result.metrics or {}, result.config or {}
+    step, max_steps = m.get("step"), config.get("max_steps")
+    return trial_outcome.progress(int(m.get("training_iteration", 0)),
+                                  step if is_number(step) else None,
+                                  max_steps if is_number(max_steps) else None)
 
 
 def best_record(best, run_id: str | None) -> dict[str, Any]:

@@ -34,9 +34,26 @@ def outcome(last_result: dict[str, Any] | None, max_t: int, errored: bool = Fals
     return STOPPED_EARLY if int(last.get("training_iteration", 0)) < max_t else FINISHED
 
 
-def furthest_best(last: dict[str, tuple[int, float]]) -> str | None:
-    """The best trial of a search from each trial's (evaluations run, last score): the best
-    score among the trials that ran furthest. Scores of trials stopped at different rungs are
+def progress(iterations: int, step: float | None, max_steps: float | None) -> float:
+    """How far a trial got, for ``furthest_best``: its evaluations, or infinity when it trained
+    its own whole budget (``step >= max_steps``). A trial whose searched ``max_steps`` is shorter
+    than others' ends after fewer evaluations, its last one on the whole dev set at its own full
+    budget: it is as finished as the longest trial, not stopped early.
+
+        >>> progress(1, 12, 50), progress(1, 25, 50) < progress(2, 25, 100)
+        (1, True)
+        >>> progress(1, 12, 12)
+        inf
+    """
+    if step is not None and max_steps is not None and step >= max_steps:
+        return math.inf
+    return iterations
+
+
+def furthest_best(last: dict[str, tuple[float, float]]) -> str | None:
+    """The best trial of a search from each trial's (progress, last score): the best score
+    among the trials that ran furthest (``progress``: its evaluations, or infinity for a trial
+    that trained its own whole budget). Scores of trials stopped at different rungs are
     not compared (an early rung scores a small dev subset: a lucky draw there must not beat a
     whole-dev score at the full budget). None when no score is finite."""
     finite = {t: (i, s) for t, (i, s) in last.items() if math.isfinite(s)}

@@ -5,6 +5,7 @@ earlier search; and the one-line refusals."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -62,18 +63,21 @@ def test_a_transfer_search_from_a_checkpoint_then_from_its_mlflow_run(source, tm
     assert {k: default.data.params[k] for k in ("max_steps", "unfreeze", "transfer_init", "lr")} == {
         "max_steps": "30", "unfreeze": "none", "transfer_init": "nearest",
         "lr": str(get_method("adapter").DEFAULT_LR)}
-    # The pick, from the trials' own records: the best last score among the trials that ran the
-    # most evaluations (README); best_config.json holds that trial's searched values, exactly,
-    # and its checkpoint is that trial's, trained to its own steps (10 per evaluation).
+    # The pick, from the trials' own records: the best last score among the trials that ran
+    # furthest, a trial that trained its own whole (searched) max_steps counting as furthest
+    # (README); best_config.json holds that trial's searched values, exactly, and its
+    # checkpoint is that trial's, trained to its own steps (10 per evaluation).
     evals = {r.info.run_id: int(r.data.metrics["training_iteration"]) for r in trials}
-    furthest = max(evals.values())
-    top = max(r.data.metrics["score"] for r in trials if evals[r.info.run_id] == furthest)
+    reach = {r.info.run_id: math.inf if r.data.metrics["step"] >= int(r.data.params["max_steps"])
+             else evals[r.info.run_id] for r in trials}
+    furthest = max(reach.values())
+    top = max(r.data.metrics["score"] for r in trials if reach[r.info.run_id] == furthest)
     (chosen,) = [r for r in trials if r.data.tags.get("best") == "true"]
-    assert evals[chosen.info.run_id] == furthest and chosen.data.metrics["score"] == top
+    assert reach[chosen.info.run_id] == furthest and chosen.data.metrics["score"] == top
     assert parent.data.tags["best_run_id"] == chosen.info.run_id
     searched = [d.name for d in transfer_space("adapter", 30).searched()]
     assert {k: str(best[k]) for k in searched} == {k: chosen.data.params[k] for k in searched}
-    assert picked["step"] == min(best["max_steps"], 10 * furthest)
+    assert picked["step"] == min(best["max_steps"], 10 * evals[chosen.info.run_id])
     assert {k: picked["transfer"][k] for k in ("unfreeze", "transfer_init")} == {
         k: best[k] for k in ("unfreeze", "transfer_init")}
 
