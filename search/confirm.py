@@ -1,13 +1,28 @@
-"""Confirmation: a method's top configs retrained with new seeds, the winner picked on their mean.
+"""Confirmation: a method's top configs retrained with new seeds, the pick reported on data that
+did not choose it.
 
 Best-of-N on one seed is biased upward (the winner's curse): the search's best score is partly
-the luck of its seed and of the rows it was scored on. ``--confirm K:N`` retrains the search's
-top K configs, and the method's defaults (the config a user gets without searching), with N
-seeds the search never used, each to the full budget and scored on the whole validation set.
-The winner is the candidate with the best mean over seeds; its intervals come from
-``search.stats``. The runs are one Tune experiment (``<experiment>-<method>-confirm``, so a
-cluster runs them in parallel and ``--resume`` continues them), recorded in MLflow as runs of
-kind ``confirm`` nested under the method's parent run.
+the luck of its seed and of the rows it was scored on. ``--confirm K:N`` does it in two steps,
+each trained to the full budget and scored on the whole validation set:
+
+1. **selection**: the search's top K configs and the method's defaults (the config a user gets
+   without searching) with N seeds no trial used; the pick is the best mean. That mean is the
+   best of K+1 noisy means, so it is biased upward too (simulated: +1.1 points with 3 equal
+   candidates, N=3, 300 rows; ``tests/test_confirm.py``) and is kept only as the selection mean;
+2. **fresh seeds**: the pick and the defaults retrained with N more seeds, disjoint from the
+   selection's: the confirmed score, its interval (``search.stats``) and the gain over the
+   defaults (paired by seed and row) come from these runs. New seeds remove the seeds' share of
+   the selection bias; the validation rows still helped choose the pick, so a small upward bias
+   from the rows remains in the confirmed score. The test split (``search.heldout``), when
+   there is one, scores these same fresh checkpoints of the pick and of the defaults: neither
+   its rows nor these seeds chose anything, so its figures are the ones to quote.
+
+(K+1) x N runs, then 2 x N (N when the defaults are the pick). Each step is one Tune experiment
+(``<experiment>-<method>-confirm``, then ``-fresh``: a cluster runs a step's runs in parallel
+and ``--resume`` continues them); every run keeps its final checkpoint (``num_to_keep=1``, one
+per run), so the defaults' fresh ones can be scored on the test split. MLflow records each run
+as a run of kind ``confirm`` nested under the method's parent run (the fresh ones have the seeds
+of the block's second half).
 """
 
 from __future__ import annotations
@@ -65,13 +80,19 @@ class Candidate:
         return sum(self.seed_scores) / len(self.seed_scores)
 
 
-def confirm_seeds(search_seed: int, n: int) -> list[int]:
+SEED_BLOCK = 1000
+"""Seeds per search seed: selection seeds from the block's start, fresh seeds from its middle."""
+
+
+def confirm_seeds(search_seed: int, n: int, fresh: bool = False) -> list[int]:
     """N seeds no trial of the search used (every trial trains with ``search_seed``), in a block
-    of their own per search seed: searches with neighbouring ``--seed`` share none (up to 999
-    seeds each), so their confirmations are independent."""
-    if not 0 < n < 1000:
-        raise ValueError(f"confirmation seeds: 1 to 999 per candidate, not {n}")
-    return [1000 * (search_seed + 1) + i for i in range(n)]
+    of their own per search seed: searches with neighbouring ``--seed`` share none, so their
+    confirmations are independent. ``fresh``: the block's second half, for the runs that report
+    the pick (never the seeds that chose it). Up to 498 seeds each (--seed -2's block ends at -2)."""
+    half = SEED_BLOCK // 2
+    if not 0 < n < half - 1:
+        raise ValueError(f"confirmation seeds: 1 to {half - 2} per candidate, not {n}")
+    return [SEED_BLOCK * (search_seed + 1) + (half if fresh else 0) + i for i in range(n)]
 
 
 def pick_candidates(results: list, k: int, default: dict[str, Any] | None,
@@ -112,27 +133,30 @@ def run_config(candidate: Candidate, seed: int) -> dict[str, Any]:
 
 
 def run_confirmation(method: str, plan, data, tracker, parent: str, concurrency: int,
-                     resuming: bool, candidates: list[Candidate], seeds: list[int]) -> bool:
-    """Train every candidate with every seed (one Tune experiment) and fill in each candidate's
-    seed scores, checkpoints, outputs and interval. False when interrupted."""
+                     resuming: bool, candidates: list[Candidate], seeds: list[int],
+                     step: str = "confirm") -> bool:
+    """Train every candidate with every seed (one Tune experiment, ``<experiment>-<method>-<step>``)
+    and fill in each candidate's seed scores, checkpoints, outputs and interval. False when
+    interrupted."""
     s = plan.settings
-    name = f"{s.experiment}-{method}-confirm"
+    name = f"{s.experiment}-{method}-{step}"
     path = f"{plan.storage_path.rstrip('/')}/{name}"
     runs = [run_config(c, seed) for c in candidates for seed in seeds]
     resources = {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial}
     trainable = tune.with_resources(tune.with_parameters(run_confirm, data=data), resources)
-    print(f"[{method}] confirming {len(candidates)} config(s) ({', '.join(map(_name, candidates))}) "
+    doing = "confirming" if step == "confirm" else "retraining with fresh seeds"
+    print(f"[{method}] {doing} {len(candidates)} config(s) ({', '.join(map(_name, candidates))}) "
           f"with seeds {', '.join(map(str, seeds))}: {len(runs)} runs of {s.max_steps} steps", flush=True)
     if tune.Tuner.can_restore(path):
         if not resuming:
             raise FileExistsError(f"a Tune experiment already exists at {path}; pass --resume to "
                                   "continue it, or another --experiment or --storage-path")
-        print(f"[{method}] resuming the confirmation {path}", flush=True)
+        print(f"[{method}] resuming the confirmation {path}", flush=True)  # either step
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
     else:
         callbacks = [MlflowCallback(plan.mlflow_uri, tracker.experiment_id, parent, method, 1,
                                     kind="confirm"),
-                     Progress(f"{method} confirm", len(runs), 1), *result_files()]
+                     Progress(f"{method} {step}", len(runs), 1), *result_files()]
         tuner = tune.Tuner(
             trainable, param_space={RUN_KEY: tune.grid_search(runs)},
             tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=concurrency,
@@ -186,26 +210,77 @@ def winner(candidates: list[Candidate]) -> Candidate | None:
     return best if best is not None and math.isfinite(best.mean) else None
 
 
-def summary_numbers(candidates: list[Candidate], best: Candidate) -> dict[str, float]:
-    """The parent run's confirmation metrics: the winner's confirmed score and intervals, its
-    search score, and (when the defaults were confirmed) the gain over them with its interval."""
-    out: dict[str, float] = {"confirmed_score": best.mean, "confirmed_seeds": float(len(best.seed_scores))}
-    if best.search_score is not None:
-        out["search_score"] = best.search_score
-    if best.interval is not None:
-        iv = best.interval
+@dataclass
+class Confirmation:
+    """A method's confirmation: the selection step, its pick, and the fresh-seed runs that report
+    it (the pick first, then the defaults when they are not the pick)."""
+
+    candidates: list[Candidate]
+    pick: Candidate | None
+    """The best selection mean (None when every candidate failed)."""
+    fresh: list[Candidate] = field(default_factory=list)
+
+    @property
+    def reported(self) -> Candidate | None:
+        """The pick as retrained with fresh seeds."""
+        return self.fresh[0] if self.fresh else None
+
+    @property
+    def default(self) -> Candidate | None:
+        """The defaults as retrained with fresh seeds (the reported pick when they are the pick)."""
+        return next((c for c in self.fresh if c.is_default), None)
+
+
+def fresh_candidates(candidates: list[Candidate], pick: Candidate) -> list[Candidate]:
+    """The pick, then the defaults unless they are the pick, to retrain with fresh seeds."""
+    default = next((c for c in candidates if c.is_default and c is not pick), None)
+    return [Candidate(c.label, c.config, c.search_score, c.trial_id, c.is_default)
+            for c in [pick] + ([default] if default is not None else [])]
+
+
+def confirm(method: str, plan, data, tracker, parent: str, concurrency: int, resuming: bool,
+            candidates: list[Candidate], n: int) -> Confirmation | None:
+    """Both steps: the candidates with N selection seeds, then the pick and the defaults with N
+    fresh ones. None when interrupted (``--resume`` goes on with it)."""
+    seed = plan.settings.seed
+    if not run_confirmation(method, plan, data, tracker, parent, concurrency, resuming, candidates,
+                            confirm_seeds(seed, n)):
+        return None
+    conf = Confirmation(candidates, winner(candidates))
+    if conf.pick is None:
+        return conf
+    conf.fresh = fresh_candidates(candidates, conf.pick)
+    if not run_confirmation(method, plan, data, tracker, parent, concurrency, resuming, conf.fresh,
+                            confirm_seeds(seed, n, fresh=True), step="fresh"):
+        return None
+    return conf
+
+
+def summary_numbers(conf: Confirmation) -> dict[str, float]:
+    """The parent run's confirmation metrics: the pick's fresh-seed (confirmed) score and its
+    intervals, its selection mean and search score, and, with the defaults, their fresh-seed
+    score and the gain over them (paired by seed and row) with its interval."""
+    pick, reported, default = conf.pick, conf.reported, conf.default
+    assert pick is not None and reported is not None, "a confirmation without a pick"
+    finite = math.isfinite(reported.mean)  # a fresh seed failed: the pick has no confirmed score
+    out: dict[str, float] = {"confirmed_score": reported.mean if finite else math.nan,
+                             "confirmed_seeds": float(len(reported.seed_scores)),
+                             "selection_score": pick.mean}
+    if pick.search_score is not None:
+        out["search_score"] = pick.search_score
+    if reported.interval is not None:
+        iv = reported.interval
         out.update(confirmed_lo=iv.lo, confirmed_hi=iv.hi, confirmed_row_lo=iv.row_lo,
                    confirmed_row_hi=iv.row_hi)
         if math.isfinite(iv.seed_half):
             out["confirmed_seed_half"] = iv.seed_half
-    default = next((c for c in candidates if c.is_default), None)
     if default is not None and math.isfinite(default.mean):
         out["default_score"] = default.mean
-        if default is not best and default.outputs is not None and best.outputs is not None:
-            d = stats.difference(best.outputs, default.outputs)
-            out.update(gain_over_default=d.mean, gain_lo=d.lo, gain_hi=d.hi)
-        elif default is best:
+        if default is reported:
             out.update(gain_over_default=0.0)
+        elif default.outputs is not None and reported.outputs is not None:
+            d = stats.difference(reported.outputs, default.outputs)
+            out.update(gain_over_default=d.mean, gain_lo=d.lo, gain_hi=d.hi)
     return out
 
 
@@ -213,17 +288,25 @@ def _name(c: Candidate) -> str:
     return f"{c.label} (= {DEFAULT})" if c.is_default and c.label != DEFAULT else c.label
 
 
-def table(method: str, candidates: list[Candidate], best: Candidate | None) -> str:
-    """What the terminal shows after a method's confirmation."""
-    lines = [f"[{method}] confirmation (mean of {len(candidates[0].seed_scores)} new seeds, whole "
-             "validation set; 95% interval over seeds and rows):"]
-    for c in sorted(candidates, key=lambda c: -c.mean):
-        iv = c.interval
-        span = f"[{iv.lo:.4f}, {iv.hi:.4f}]" if iv is not None else "(no interval)"
-        search = f"search {c.search_score:.4f}" if c.search_score is not None else "not a trial"
-        mark = "  <- confirmed best" if c is best else ""
-        mean = f"{c.mean:.4f}" if math.isfinite(c.mean) else "failed"
-        lines.append(f"  {_name(c):<28} {mean} {span}  ({search}){mark}")
+def _line(c: Candidate, mark: str = "") -> str:
+    iv = c.interval
+    span = f"[{iv.lo:.4f}, {iv.hi:.4f}]" if iv is not None else "(no interval)"
+    search = f"search {c.search_score:.4f}" if c.search_score is not None else "not a trial"
+    mean = f"{c.mean:.4f}" if math.isfinite(c.mean) else "failed"
+    return f"  {_name(c):<28} {mean} {span}  ({search}){mark}"
+
+
+def table(method: str, conf: Confirmation) -> str:
+    """What the terminal shows after a method's confirmation: both steps."""
+    n = len(conf.candidates[0].seed_scores)
+    lines = [f"[{method}] confirmation, selection (mean of {n} new seeds, whole validation set; 95% "
+             "interval over seeds and rows; the best mean is biased upward, it was chosen on it):"]
+    lines += [_line(c, "  <- pick" if c is conf.pick else "")
+              for c in sorted(conf.candidates, key=lambda c: -c.mean)]
+    if conf.fresh:
+        lines.append(f"[{method}] the pick and the defaults retrained with {n} fresh seeds (the "
+                     "confirmed score; the validation rows still helped choose the pick):")
+        lines += [_line(c, "  <- confirmed pick" if c is conf.reported else "") for c in conf.fresh]
     return "\n".join(lines)
 
 
@@ -243,25 +326,32 @@ def default_config(plan, method: str) -> dict[str, Any] | None:
     return resolved_config({**plan.constants[method], **fixed, **point})
 
 
-def record_pick(out: Path, candidates: list[Candidate], pick: Candidate, row: dict[str, Any],
+def _candidate_record(c: Candidate) -> dict[str, Any]:
+    return {"label": c.label, "is_default": c.is_default, "search_score": c.search_score,
+            "seed_scores": c.seed_scores, "mean": c.mean if math.isfinite(c.mean) else None,
+            "interval": c.interval.to_dict() if c.interval else None,
+            "checkpoints": [str(getattr(k, "path", k)) for k in c.checkpoints], "config": c.config}
+
+
+def record_pick(out: Path, conf: Confirmation, row: dict[str, Any],
                 summary: dict[str, float]) -> dict[str, Any]:
-    """The confirmed pick as the method's best record (config, metrics; the parent run's best):
-    its numbers go into the table ``row`` and the parent run's ``summary``, every candidate into
-    ``out/confirm.json``, its per-row validation outputs into ``out/confirm_outputs.npz``."""
-    numbers = summary_numbers(candidates, pick)
+    """The confirmed pick as the method's best record (config, metrics of its fresh-seed runs;
+    the parent run's best): its numbers go into the table ``row`` and the parent run's
+    ``summary``, both steps into ``out/confirm.json``, the fresh-seed runs' per-row validation
+    outputs into ``out/confirm_outputs.npz``."""
+    pick, reported = conf.pick, conf.reported
+    assert pick is not None and reported is not None, "a confirmation without a pick"
+    numbers = summary_numbers(conf)
     summary.update(numbers)
-    row.update({k: numbers[k] for k in ("confirmed_score", "confirmed_lo", "confirmed_hi",
+    row.update({k: numbers[k] for k in ("confirmed_score", "confirmed_lo", "confirmed_hi", "selection_score",
                                          "default_score", "gain_over_default") if k in numbers})
     # the task metrics and parameter shares of the pick, not of the search best
-    row.update({k: v for k, v in pick.metrics.items() if is_table_metric(k)})
+    row.update({k: v for k, v in reported.metrics.items() if is_table_metric(k)})
     write_json_atomic(out / CONFIRM_JSON, {
         "winner": pick.label, "seeds": len(pick.seed_scores),
-        "candidates": [{"label": c.label, "is_default": c.is_default, "search_score": c.search_score,
-                        "seed_scores": c.seed_scores, "mean": c.mean if math.isfinite(c.mean) else None,
-                        "interval": c.interval.to_dict() if c.interval else None,
-                        "checkpoints": [str(getattr(k, "path", k)) for k in c.checkpoints],
-                        "config": c.config} for c in candidates]})
-    if pick.outputs is not None:
-        pick.outputs.save(out / CONFIRM_OUTPUTS)
+        "candidates": [_candidate_record(c) for c in conf.candidates],
+        "fresh": [_candidate_record(c) for c in conf.fresh]})
+    if reported.outputs is not None:
+        reported.outputs.save(out / CONFIRM_OUTPUTS)
     return {"config": pick.config, "trial_id": pick.trial_id or pick.label, "run_id": None,
-            "metrics": {**pick.metrics, "score": pick.mean}}
+            "metrics": {**reported.metrics, "score": numbers["confirmed_score"]}}

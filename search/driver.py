@@ -17,17 +17,9 @@ from ray import tune
 
 from search.budget import ParamCounter
 from search.callbacks import DriverMemory, MlflowCallback, Progress, result_files
-from search.confirm import (
-    Candidate,
-    confirm_seeds,
-    default_config,
-    pick_candidates,
-    record_pick,
-    run_confirmation,
-    winner,
-)
+from search.confirm import Confirmation, confirm, default_config, pick_candidates, record_pick
 from search.confirm import table as confirm_table
-from search.heldout import test_pick
+from search.heldout import test_confirmation, test_pick
 from search.plan import Plan, space_record
 from search.pruning import CheckpointPruner
 from search.report.pareto import pareto_front
@@ -209,15 +201,15 @@ def run_method(method: str, plan: Plan, data, tracker: Tracker, concurrency: int
     elif top:
         default = default_config(plan, method)
         candidates = pick_candidates(list(grid), top, default)
-        if candidates and not run_confirmation(method, plan, data, tracker, parent, concurrency, resuming,
-                                               candidates, confirm_seeds(s.seed, seeds)):
+        confirmed = (confirm(method, plan, data, tracker, parent, concurrency, resuming, candidates, seeds)
+                     if candidates else None)
+        if candidates and confirmed is None:
             tracker.retrying("closing runs", lambda: (tracker.close_stale_runs(method, {}, kind="confirm"),
                                                       tracker.end_run(parent, "KILLED")))
             print(f"[{method}] confirmation interrupted; --resume goes on with it", flush=True)
             return None
-        confirmed = (candidates, winner(candidates)) if candidates else None
         if confirmed is not None:
-            print(confirm_table(method, *confirmed), flush=True)
+            print(confirm_table(method, confirmed), flush=True)
     row = _record(method, plan, grid, tracker, parent, wall, data, confirmed)
     score = "none" if row["best_score"] is None else f"{row['best_score']:.4f}"
     pick = f" (confirmed pick {row['confirmed_score']:.4f})" if row.get("confirmed_score") is not None else ""
@@ -272,11 +264,11 @@ def _tuner(method: str, plan: Plan, data, tracker: Tracker, parent: str, concurr
 
 
 def _record(method: str, plan: Plan, grid, tracker: Tracker, parent: str, wall: float,
-            data, confirmed: tuple[list[Candidate], Candidate | None] | None = None) -> dict[str, Any]:
+            data, confirmed: Confirmation | None = None) -> dict[str, Any]:
     """The finished method's row; its best config and checkpoint written, then recorded in
     MLflow (retried while the store is down; ``row["mlflow_recorded"]`` says if it made it).
-    With ``confirmed`` (candidates, winner) the winner is the method's best config, and the
-    test split (when there is one) scores it."""
+    With ``confirmed`` its pick is the method's best config, and the test split (when there is
+    one) scores the pick's and the defaults' fresh-seed checkpoints."""
     s = plan.settings
     row, best = summarize(method, grid, s.max_t, wall, METRIC)
     row["pareto"] = _pareto(grid)
@@ -285,7 +277,7 @@ def _record(method: str, plan: Plan, grid, tracker: Tracker, parent: str, wall: 
         row["pruned_over_budget"] = len(pruned.read_text().splitlines()) if pruned.exists() else 0
     designs = _designs(grid, Path(s.out) / method) if method == "auto" else {}
     fates = {r.metrics.get("trial_id"): "FAILED" if failed(r) else "FINISHED" for r in grid if r.metrics}
-    pick = confirmed[1] if confirmed is not None else None
+    pick = confirmed.reported if confirmed is not None else None  # the pick's fresh-seed runs
     with checkpoint_files(best, pick.checkpoints[0] if pick and pick.checkpoints else None) as ckpt:
         summary = {k: float(row[k]) for k in ("trials", "stopped_early", "failed", "evals_run",
                                               "evals_if_no_stopping", "wall_s")}
@@ -293,10 +285,12 @@ def _record(method: str, plan: Plan, grid, tracker: Tracker, parent: str, wall: 
         if record is not None and ckpt and record["metrics"].get("eval_full") == 0.0 and pick is None:
             _rescore(record, row, ckpt, data, method)
         if pick is not None:
-            record = record_pick(Path(s.out) / method, confirmed[0], pick, row, summary)
+            record = record_pick(Path(s.out) / method, confirmed, row, summary)
         if record is not None and has_test_split(data.specs, s.val_from_train):
-            test_pick(method, Path(s.out) / method, pick.checkpoints if pick is not None else [ckpt],
-                      row, summary)
+            if pick is not None:
+                test_confirmation(method, Path(s.out) / method, confirmed, row, summary)
+            else:
+                test_pick(method, Path(s.out) / method, [ckpt], row, summary)
         if record is not None:  # the files first: they do not depend on MLflow being up
             write_best(Path(s.out), method, record, ckpt)
 

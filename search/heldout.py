@@ -1,8 +1,10 @@
-"""The test split: scored once per method, for its final pick only, after every selection.
+"""The test split: scored once per method, after every selection, for its pick and its defaults.
 
 Nothing in a search or a confirmation reads the test rows (``trainers.loop.train`` refuses
-them); this module loads them only when the pick is made and scores its checkpoints (one per
-confirmation seed) on them. No Ray import.
+them); this module loads them only when the pick is made. With ``--confirm`` it scores the
+fresh-seed checkpoints of the pick and of the method's defaults (``search.confirm``: seeds that
+chose nothing) and their paired difference, so "did the search beat the defaults" is answered on
+rows and seeds that did not choose the pick; without, the search's best checkpoint. No Ray import.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from search import stats
 from search.stats import Interval, Outputs
+
+if TYPE_CHECKING:  # search.confirm imports Ray
+    from search.confirm import Confirmation
 
 
 def score_test(checkpoints: list[Any], log: Callable[[str], None] = print) -> tuple[Outputs, Interval, dict]:
@@ -69,18 +74,22 @@ def _folder(ckpt: Any):
     return ckpt.as_directory() if hasattr(ckpt, "as_directory") else nullcontext(str(ckpt))
 
 
+TEST_DEFAULT_OUTPUTS = "test_default_outputs.npz"
+"""``<method>/test_default_outputs.npz``: the defaults' per-row test predictions (``--confirm``)."""
+
+
 def test_pick(method: str, out: Path, checkpoints: list[Any], row: dict[str, Any],
-              summary: dict[str, float]) -> None:
-    """Score a method's pick (its checkpoints, one per seed) on the test split, the only read of
-    it in a search: the numbers go into the table ``row`` and the parent run's ``summary``, the
-    per-row outputs into ``out/test_outputs.npz``."""
+              summary: dict[str, float]) -> Outputs | None:
+    """Score a method's pick (its checkpoints, one per seed) on the test split: the numbers go
+    into the table ``row`` and the parent run's ``summary``, the per-row outputs into
+    ``out/test_outputs.npz`` (returned; None when no checkpoint was kept)."""
     from search.results import TEST_OUTPUTS
 
     kept = [c for c in checkpoints if c is not None]
     if not kept:
         print(f"[{method}] no checkpoint of the pick was kept: its test score is not computed",
               flush=True)
-        return
+        return None
     outputs, iv, tasks = score_test(kept, log=lambda m: print(m, flush=True))
     outputs.save(out / TEST_OUTPUTS)
     numbers = {"test_score": iv.mean, "test_lo": iv.lo, "test_hi": iv.hi, **tasks}
@@ -88,3 +97,40 @@ def test_pick(method: str, out: Path, checkpoints: list[Any], row: dict[str, Any
     row.update({k: numbers[k] for k in ("test_score", "test_lo", "test_hi")})
     print(f"[{method}] test score of the pick: {iv.mean:.4f} [{iv.lo:.4f}, {iv.hi:.4f}] "
           f"({iv.seeds} seed(s), {iv.rows} rows)", flush=True)
+    return outputs
+
+
+def gain_numbers(pick: Outputs, default: Outputs | None) -> dict[str, float]:
+    """The defaults' test score and the pick's gain over them on the test split, paired by seed
+    and row; ``default`` None: the defaults were the pick (no gain, the same runs)."""
+    if default is None:
+        return {"test_default_score": float(stats.seed_scores(pick).mean()), "test_gain_over_default": 0.0}
+    d = stats.difference(pick, default)
+    return {"test_default_score": float(stats.seed_scores(default).mean()), "test_gain_over_default": d.mean,
+            "test_gain_lo": d.lo, "test_gain_hi": d.hi}
+
+
+def test_confirmation(method: str, out: Path, conf: Confirmation, row: dict[str, Any],
+                      summary: dict[str, float]) -> None:
+    """``--confirm``: the pick's and the defaults' fresh-seed checkpoints on the test split, and
+    the pick's gain over the defaults there (``gain_numbers``)."""
+    reported, default = conf.reported, conf.default
+    pick_out = test_pick(method, out, reported.checkpoints if reported is not None else [], row, summary)
+    if pick_out is None or default is None:
+        return
+    if default is reported:
+        numbers = gain_numbers(pick_out, None)
+    elif len(default.checkpoints) == len(reported.checkpoints):  # seed i against seed i
+        outputs, _, _ = score_test(default.checkpoints, log=lambda m: print(m, flush=True))
+        outputs.save(out / TEST_DEFAULT_OUTPUTS)
+        numbers = gain_numbers(pick_out, outputs)
+        print(f"[{method}] test score of the defaults: {numbers['test_default_score']:.4f}; the pick "
+              f"minus the defaults on test: {100 * numbers['test_gain_over_default']:+.2f} "
+              f"[{100 * numbers['test_gain_lo']:+.2f}, {100 * numbers['test_gain_hi']:+.2f}] points",
+              flush=True)
+    else:
+        print(f"[{method}] the defaults have no checkpoint for some fresh seed (failed or not kept): "
+              "their test score is not computed", flush=True)
+        return
+    summary.update(numbers)
+    row.update(numbers)

@@ -16,10 +16,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from crossed import Noise, binary, correct, rows_of
 from searchkit import ENV, cli, mlflow_runs, run
 
 from search.settings import Settings, confirm_budget, parse_confirm
-from search.stats import Outputs
+from search.stats import Outputs, interval
 from trainers import demo
 from trainers.config import TrainConfig
 from trainers.data import prepare_data, split_examples
@@ -69,13 +70,18 @@ def test_training_refuses_the_test_split(tiny_tokenizer):
 
 # ---- flags and candidates -----------------------------------------------------------------
 def test_confirmation_seeds_of_neighbouring_searches_are_disjoint():
+    """Selection seeds and fresh seeds, of searches with neighbouring --seed (negative ones
+    too): no two share a seed, and none is the seed of its own search's trials."""
     from search.confirm import confirm_seeds
 
-    blocks = [set(confirm_seeds(seed, 3)) for seed in range(5)]
-    assert all(len(b) == 3 for b in blocks)
+    seeds = range(-3, 5)
+    blocks = [set(confirm_seeds(seed, 498, fresh=fresh)) for seed in seeds for fresh in (False, True)]
+    assert all(len(b) == 498 for b in blocks)
     assert all(not (a & b) for i, a in enumerate(blocks) for b in blocks[i + 1:])
-    assert all(seed not in b for seed, b in enumerate(blocks))  # never a search trial's seed
-
+    assert all(seed not in blocks[2 * i] | blocks[2 * i + 1] for i, seed in enumerate(seeds))  # its trials'
+    assert confirm_seeds(0, 2) == [1000, 1001] and confirm_seeds(0, 2, fresh=True) == [1500, 1501]
+    with pytest.raises(ValueError, match="1 to 498"):
+        confirm_seeds(0, 499)
 
 
 def test_confirm_flag_and_its_defaults():
@@ -120,23 +126,80 @@ def test_candidates_are_the_furthest_best_distinct_configs_then_the_defaults():
     assert [(c.label, c.is_default) for c in got] == [("trial_c", False), ("trial_b", True)]
 
 
-def test_winner_is_the_best_seed_mean_and_a_failed_seed_disqualifies():
-    from search.confirm import Candidate, summary_numbers, winner
+def _cand(label: str, right: np.ndarray, default: bool = False):
+    """A candidate whose seeds' right/wrong on one binary task is ``right`` (seeds, rows)."""
+    from search.confirm import Candidate
 
-    def cand(label, scores, default=False):
-        c = Candidate(label, {}, 0.7, is_default=default, seed_scores=scores)
-        rng = np.random.default_rng(len(label))
-        c.outputs = Outputs({"b": "binary"}, {"b": np.ones(200)},
-                            {"b": (rng.random((len(scores), 200)) < np.array(scores)[:, None]).astype(float)})
-        return c
+    c = Candidate(label, {"lr": len(label)}, 0.7, is_default=default)
+    c.outputs = binary(right)
+    c.seed_scores = [float(v) for v in right.mean(1)]
+    c.interval = interval(c.outputs, resamples=300)
+    return c
 
-    a, b = cand("a", [0.70, 0.72, 0.71]), cand("b", [0.75, float("nan"), 0.80])
-    d = cand("default", [0.60, 0.61, 0.62], default=True)
-    assert winner([a, b, d]) is a and math.isinf(b.mean)
-    numbers = summary_numbers([a, b, d], a)
-    assert numbers["confirmed_score"] == pytest.approx(0.71)
-    assert numbers["default_score"] == pytest.approx(0.61)
-    assert numbers["gain_lo"] <= numbers["gain_over_default"] <= numbers["gain_hi"]
+
+def test_the_pick_is_chosen_on_selection_seeds_and_reported_on_fresh_ones():
+    """Selection: "b" has the best mean, "a" a seed that failed. The numbers reported are those
+    of the fresh-seed runs: the confirmed score, its interval, and the gain over the defaults
+    (12 of 400 rows the defaults get wrong on every seed and the pick right: +3 points exactly,
+    separable)."""
+    from search.confirm import Confirmation, fresh_candidates, summary_numbers, winner
+
+    rng = np.random.default_rng(0)
+    base = rng.random(400) < 0.6
+    a, b = _cand("a", np.array([base] * 3)), _cand("b", np.array([base | (rng.random(400) < 0.3)] * 3))
+    a.seed_scores[1] = float("nan")
+    d = _cand("default", np.array([base ^ (rng.random(400) < 0.03) for _ in range(3)]), default=True)
+    assert winner([a, b, d]) is b and math.isinf(a.mean)
+    fresh = fresh_candidates([a, b, d], b)
+    assert [(c.label, c.is_default, c.seed_scores) for c in fresh] == [("b", False, []),
+                                                                         ("default", True, [])]
+    again = np.array([base ^ (rng.random(400) < 0.03) for _ in range(3)])  # the defaults, fresh seeds
+    fixed = rng.choice(np.flatnonzero(~again.any(0)), 12, replace=False)
+    better = again.copy()
+    better[:, fixed] = True
+    fresh = [_cand("b", better), _cand("default", again, default=True)]
+    numbers = summary_numbers(Confirmation([a, b, d], b, fresh))
+    assert numbers["selection_score"] == pytest.approx(b.mean)
+    assert numbers["confirmed_score"] == pytest.approx(better.mean()) != pytest.approx(b.mean)
+    assert (numbers["confirmed_lo"], numbers["confirmed_hi"]) == (fresh[0].interval.lo, fresh[0].interval.hi)
+    assert numbers["default_score"] == pytest.approx(again.mean())
+    assert numbers["gain_over_default"] == pytest.approx(12 / 400)
+    assert 0 < numbers["gain_lo"] < 12 / 400 < numbers["gain_hi"]
+    # the defaults as the pick: retrained once, no gain to interval
+    fresh = fresh_candidates([a, d], d)
+    assert len(fresh) == 1 and fresh[0].is_default
+    fresh[0].seed_scores, fresh[0].outputs = [0.6, 0.62], binary(np.array([base, base]))
+    numbers = summary_numbers(Confirmation([a, d], d, fresh))
+    assert numbers["gain_over_default"] == 0.0 and "gain_lo" not in numbers
+
+
+def test_the_fresh_seed_figure_of_the_pick_is_free_of_the_selection_bias():
+    """1,000 simulated confirmations: 3 candidates of the same true score 0.70, 3 seeds each on
+    the same 300 validation rows (seed sd ~1 point). The pick's selection mean is the best of 3
+    noisy means: biased upward. Its fresh seeds on the same rows leave the rows' share; its
+    fresh seeds on the test split, nothing."""
+    from search.confirm import Candidate, Confirmation, fresh_candidates, summary_numbers, winner
+
+    rng = np.random.default_rng(21)
+    noise, draws, truth = Noise(seed=0.03, config_seed=0.03), 1000, 0.7
+    val = rows_of(rng, 3, draws, 300, noise)
+    chosen = correct(rng, [truth] * 3, draws, 3, 300, noise, on=val).mean(-1)  # (configs, draws, seeds)
+    again = correct(rng, [truth] * 3, draws, 3, 300, noise, on=val).mean(-1)
+    tested = correct(rng, [truth] * 3, draws, 3, 300, noise).mean(-1)
+    errors = []
+    for i in range(draws):
+        cands = [Candidate(f"c{j}", {"j": j}, seed_scores=list(chosen[j, i])) for j in range(3)]
+        pick = winner(cands)
+        j = cands.index(pick)
+        (fresh,) = fresh_candidates(cands, pick)
+        fresh.seed_scores = list(again[j, i])
+        numbers = summary_numbers(Confirmation(cands, pick, [fresh]))
+        errors.append((numbers["selection_score"], numbers["confirmed_score"], tested[j, i].mean()))
+    bias = 100 * (np.mean(errors, axis=0) - truth)
+    se = 100 * np.std(errors, axis=0) / math.sqrt(draws)
+    assert bias[0] > 0.7 and bias[0] > 8 * se[0]  # the selection mean: about +1.1 points
+    assert 0 < bias[1] < bias[0] / 2  # fresh seeds, the rows that chose: a small share remains
+    assert abs(bias[2]) < 3 * se[2]  # fresh seeds on the test split: none
 
 
 # ---- a real search: confirmation, MLflow, and the test file never read while selecting --------
@@ -189,6 +252,9 @@ def confirmed(tiny_model_dir, tmp_path_factory):
 
 @pytest.mark.integration
 def test_confirmation_picks_records_and_scores_the_test_split_once_after_selection(confirmed):
+    from search.heldout import TEST_DEFAULT_OUTPUTS
+    from search.stats import difference
+
     base, stdout, audit = confirmed
     out = base / "out"
     record = json.loads((out / "lora" / "confirm.json").read_text())
@@ -198,21 +264,39 @@ def test_confirmation_picks_records_and_scores_the_test_split_once_after_selecti
     pick = next(c for c in cands if c["label"] == record["winner"])
     assert pick["mean"] == max(c["mean"] for c in cands)
     assert json.loads((out / "lora" / "best_config.json").read_text()) == pick["config"]
-    assert pick["interval"]["lo"] <= pick["mean"] <= pick["interval"]["hi"]
+    # reported: the pick (and the defaults unless they are the pick) retrained with fresh seeds
+    fresh = record["fresh"]
+    assert [c["label"] for c in fresh][0] == pick["label"] and len(fresh) == (1 if pick["is_default"] else 2)
+    assert all(len(c["seed_scores"]) == 2 for c in fresh) and fresh[-1]["is_default"]
+    # the recorded interval is the one of the fresh runs' outputs, and the row reports it
+    outputs = Outputs.load(out / "lora" / "confirm_outputs.npz")
+    again = interval(outputs)
+    assert outputs.seeds == 2 and again.mean == pytest.approx(fresh[0]["mean"])
+    assert (fresh[0]["interval"]["lo"], fresh[0]["interval"]["hi"]) == pytest.approx((again.lo, again.hi))
     row = json.loads((out / "results.json").read_text())["methods"][0]
-    assert row["confirmed_score"] == pytest.approx(pick["mean"]) and math.isfinite(row["test_score"])
-    assert Outputs.load(out / "lora" / "confirm_outputs.npz").seeds == 2
-    assert Outputs.load(out / "lora" / "test_outputs.npz").rows == 80
-    # MLflow: confirmation runs nested under the parent, kind confirm; the parent holds the pick
+    assert row["confirmed_score"] == pytest.approx(fresh[0]["mean"])
+    assert row["selection_score"] == pytest.approx(pick["mean"])
+    assert (row["confirmed_lo"], row["confirmed_hi"]) == pytest.approx((again.lo, again.hi))
+    # the test split: the pick's and the defaults' fresh checkpoints, the gain paired on it
+    test = Outputs.load(out / "lora" / "test_outputs.npz")
+    assert test.rows == 80 and test.seeds == 2 and math.isfinite(row["test_score"])
+    if pick["is_default"]:
+        assert row["test_gain_over_default"] == 0.0 and row["test_default_score"] == row["test_score"]
+    else:
+        defaults = Outputs.load(out / "lora" / TEST_DEFAULT_OUTPUTS)
+        assert defaults.seeds == 2
+        assert row["test_gain_over_default"] == pytest.approx(difference(test, defaults).mean)
+    # MLflow: every run of both steps nested under the parent, kind confirm; the parent holds the pick
     _, runs = mlflow_runs(f"sqlite:///{base / 'mlflow.db'}", "cf")
     (parent,) = [r for r in runs if r.data.tags.get("kind") == "method"]
     confirms = [r for r in runs if r.data.tags.get("kind") == "confirm"]
-    assert len(confirms) == 2 * len(cands)
+    assert len(confirms) == 2 * len(cands) + 2 * len(fresh)
     assert {r.data.tags["mlflow.parentRunId"] for r in confirms} == {parent.info.run_id}
-    assert sorted({r.data.tags["seed"] for r in confirms}) == ["1000", "1001"]
-    assert parent.data.metrics["confirmed_score"] == pytest.approx(pick["mean"])
-    assert "test_score" in parent.data.metrics
-    assert "confirmation (mean of 2 new seeds" in stdout and "test score of the pick" in stdout
+    assert sorted({r.data.tags["seed"] for r in confirms}) == ["1000", "1001", "1500", "1501"]
+    assert parent.data.metrics["confirmed_score"] == pytest.approx(fresh[0]["mean"])
+    assert {"test_score", "selection_score", "test_gain_over_default"} <= set(parent.data.metrics)
+    assert "confirmation, selection (mean of 2 new seeds" in stdout and "test score of the pick" in stdout
+    assert "retrained with 2 fresh seeds" in stdout
     # the test file: opened, only by the driver, and only after the confirmation was decided
     opens = [line.split() for line in audit.read_text().splitlines()]
     assert opens, "the test split was never scored"
@@ -269,10 +353,11 @@ def test_an_interrupted_confirmation_resumes_without_rerunning_finished_runs(tin
     again = set(done.findall(resumed.stdout))
     assert first and not first & again, "a finished confirmation run ran again"
     record = json.loads((out / "lora" / "confirm.json").read_text())
-    assert all(len(c["seed_scores"]) == 3 for c in record["candidates"])
+    assert all(len(c["seed_scores"]) == 3 for c in record["candidates"] + record["fresh"])
     _, runs = mlflow_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "ci")
     confirms = [r for r in runs if r.data.tags.get("kind") == "confirm"]
-    assert len(confirms) == 3 * len(record["candidates"])  # reattached, not duplicated
+    # reattached, not duplicated
+    assert len(confirms) == 3 * (len(record["candidates"]) + len(record["fresh"]))
     assert all(r.info.status == "FINISHED" for r in confirms)
 
 

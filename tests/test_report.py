@@ -227,54 +227,123 @@ def test_report_ranks_methods_draws_every_figure_and_embeds_them(tmp_path):
 
 
 # ---- the confirmed leaderboard and its verdict ------------------------------------------------
-def _confirmed(name, correct, search, gain=None, lo=None, hi=None, trial_score=0.5):
-    """A method whose pick was confirmed: ``correct`` (seeds, rows) on one binary task."""
+def _right(rng, n: int = 400, seeds: int = 3, share: float = 0.7) -> np.ndarray:
+    """(seeds, rows) right/wrong: rows easy or hard for every seed, 2% flipped per seed."""
+    easy = rng.random(n) < share
+    return np.array([easy ^ (rng.random(n) < 0.02) for _ in range(seeds)])
+
+
+def _fix(right: np.ndarray, rows: int, rng) -> np.ndarray:
+    """``right`` with ``rows`` rows that every seed got wrong now right on every seed: exactly
+    ``rows / n`` better."""
+    better = right.copy()
+    better[:, rng.choice(np.flatnonzero(~right.any(0)), rows, replace=False)] = True
+    return better
+
+
+def _confirmed(name, pick, default, search, test=None, trial_score=0.5):
+    """A method confirmed by the product: its pick's and its defaults' fresh-seed right/wrong on
+    validation (``pick``, ``default``; ``default`` None: the defaults were the pick) and on test
+    (``test``: (pick, default) or None for no test split), summed up by ``search.confirm`` and
+    ``search.heldout`` as the driver does."""
+    from search.confirm import Candidate, Confirmation, summary_numbers
+    from search.heldout import gain_numbers
     from search.stats import Outputs, interval
 
-    out = Outputs({"b": "binary"}, {"b": np.ones(correct.shape[1])}, {"b": correct.astype(float)})
-    iv = interval(out, resamples=300)
-    summary = {"wall_s": 60.0, "confirmed_score": iv.mean, "confirmed_lo": iv.lo, "confirmed_hi": iv.hi,
-               "search_score": search, "test_score": iv.mean - 0.01, "test_lo": iv.lo, "test_hi": iv.hi,
-               "stored_pct": 1.0, "amortised_pct": 0.4, "over_adapter": 1.0 if name == "hyper" else 0.0}
-    if gain is not None:
-        summary["gain_over_default"] = gain
-        if lo is not None:
-            summary.update(gain_lo=lo, gain_hi=hi)
+    def outputs(right):
+        return Outputs({"b": "binary"}, {"b": np.ones(right.shape[1])}, {"b": right.astype(float)})
+
+    def cand(label, right, is_default):
+        c = Candidate(label, {"lr": label}, search, trial_id=label, is_default=is_default)
+        c.outputs, c.seed_scores = outputs(right), [float(v) for v in right.mean(1)]
+        c.interval = interval(c.outputs, resamples=300)
+        return c
+
+    chosen = Candidate(name, {"lr": name}, search, is_default=default is None,
+                       seed_scores=[float(v) + 0.01 for v in pick.mean(1)])  # the best of several
+    fresh = [cand(name, pick, default is None)]
+    fresh += [cand("default", default, True)] if default is not None else []
+    summary = {"wall_s": 60.0, "stored_pct": 1.0, "amortised_pct": 0.4,
+               "over_adapter": 1.0 if name == "hyper" else 0.0,
+               **summary_numbers(Confirmation([chosen], chosen, fresh))}
     m = _method(name, trials=[_trial(name, 0, trial_score, 1.0, {"lr": 1e-4})])
-    m.summary, m.confirm_outputs = summary, out
+    m.confirm_outputs = fresh[0].outputs
+    if test is not None:
+        on_test = [outputs(t) if t is not None else None for t in test]
+        iv = interval(on_test[0], resamples=300)
+        summary.update(test_score=iv.mean, test_lo=iv.lo, test_hi=iv.hi, **gain_numbers(*on_test))
+        m.test_outputs = on_test[0]
+    m.summary = summary
     return m
 
 
-def test_confirmed_leaderboard_ranks_by_the_confirmed_mean_and_says_what_it_supports():
+def test_confirmed_leaderboard_ranks_by_the_confirmed_mean_and_judges_gains_on_the_test_split():
+    """Gains over the defaults computed by the product from the fresh runs' outputs: steady's is
+    +5 points on validation (20 of 400 rows fixed on every seed) and +3 on test (12 rows);
+    worse's -4 on test (16 rows broken); hyper's noise. The verdict quotes the test split's."""
     from search.report.board import leaderboard, verdict
 
     rng = np.random.default_rng(0)
-    easy = rng.random(400) < 0.7
-    weaker = [easy ^ (rng.random(400) < 0.02) for _ in range(3)]
-    # the search's best-of-N ranks "lucky" first; the confirmed mean ranks "steady" first
-    steady = _confirmed("steady", np.array(weaker) | (rng.random((3, 400)) < 0.05), search=0.70,
-                        gain=0.03, lo=0.01, hi=0.05)
-    lucky = _confirmed("lucky", np.array(weaker), search=0.80, gain=0.0)
-    hyper = _confirmed("hyper", np.array(weaker) & (rng.random((3, 400)) < 0.9), search=0.75,
-                       gain=0.01, lo=-0.02, hi=0.04)
-    exp = ExperimentRecord("x", "1", "sqlite:///x.db", [lucky, hyper, steady])
+    val = _right(rng)
+    test = [_right(rng) for _ in range(3)]
+    noisy = [test[2] ^ (rng.random((3, 400)) < 0.04) for _ in range(2)]  # both alike, by noise
+    broken = test[1].copy()
+    broken[:, rng.choice(np.flatnonzero(test[1].all(0)), 16, replace=False)] = False
+    steady = _confirmed("steady", _fix(val, 20, rng), val, 0.70,
+                        test=(_fix(test[0], 12, rng), test[0]))
+    lucky = _confirmed("lucky", val, None, 0.80, test=(test[1], None))
+    worse = _confirmed("worse", val & _right(rng, share=0.99), val & _right(rng, share=0.99), 0.72,
+                       test=(broken, test[1]))
+    hyper = _confirmed("hyper", val & (rng.random((3, 400)) < 0.9), val & (rng.random((3, 400)) < 0.9),
+                       0.75, test=tuple(noisy))
+    exp = ExperimentRecord("x", "1", "sqlite:///x.db", [lucky, hyper, worse, steady])
     header, rows, records = leaderboard(exp)
-    assert [r["method"] for r in records] == ["steady", "lucky", "hyper"]
-    assert header[2] == "confirmed [95%]" and "test [95%]" in header and "% amortised" in header
+    assert [r["method"] for r in records][:2] == ["steady", "lucky"]
+    assert header[2:6] == ["confirmed [95%]", "best-of-N", "selection mean", "test [95%]"]
+    assert "% amortised" in header
     assert rows[0][3] == "0.7000" and rows[1][3] == "0.8000"  # best-of-N kept beside it
-    assert "more than plain per-task adapters" in rows[2][-1]
+    assert float(rows[0][4]) == pytest.approx(records[0]["confirmed"] + 0.01, abs=1e-4)  # selection mean
+    assert all(r["gain_on"] == "test" for r in records)
+    assert rows[0][6].startswith("+3.00 [") and rows[0][6].endswith("(test)")
+    assert "more than plain per-task adapters" in next(r for r in rows if r[1] == "hyper")[-1]
     text = verdict(exp, records)
-    lead = text.splitlines()[0]
-    assert lead.startswith("**steady** leads **lucky** by +") and "separable at this budget" in lead
-    assert "Not separable" not in lead  # 5% of rows fixed on every seed: a real lead
-    assert "- steady: the search beat the method's defaults by +3.00 [+1.00, +5.00]" in text
-    assert "- lucky: the method's defaults scored best" in text
-    assert "- hyper: the search's pick vs the method's defaults: +1.00 [-2.00, +4.00] points, not a " \
-           "separable gain" in text
-    # two methods that differ by noise only: not separable, said plainly
-    twin = _confirmed("twin", np.array([easy ^ (rng.random(400) < 0.02) for _ in range(3)]), search=0.7)
-    exp = ExperimentRecord("y", "1", "sqlite:///x.db", [lucky, twin])
-    assert "**Not separable at this budget**" in verdict(exp, leaderboard(exp)[2])
+    assert "- steady: the search beat the method's defaults by +3.00 [" in text
+    assert "points on the test split." in text
+    assert "- lucky: the method's defaults had the best selection mean" in text
+    assert "- worse: the method's defaults beat the search's pick by +4.00 [" in text
+    hyper_line = next(line for line in text.splitlines() if line.startswith("- hyper"))
+    assert "not a separable gain" in hyper_line and "on the test split" in hyper_line
+    # the validation gain, which the verdict must not quote
+    assert steady.summary["gain_over_default"] == pytest.approx(0.05) and "+5.00" not in text
+
+
+def test_the_lead_is_judged_on_the_test_split_not_on_the_rows_that_chose():
+    """First on validation by 5 points (separable there); on test the order holds by 5 points
+    (separable), is noise, or turns: the verdict follows the test split. Without a test split it
+    says what it rests on."""
+    from search.report.board import leaderboard, verdict
+
+    rng = np.random.default_rng(1)
+    val, test = _right(rng), _right(rng)
+    first_val, second_val = _fix(val, 20, rng), val
+
+    def lead(first_test, second_test):
+        a = _confirmed("a", first_val, None, 0.7, test=None if first_test is None else (first_test, None))
+        b = _confirmed("b", second_val, None, 0.7, test=None if second_test is None else (second_test, None))
+        exp = ExperimentRecord("x", "1", "sqlite:///x.db", [b, a])
+        _, _, records = leaderboard(exp)
+        assert [r["method"] for r in records] == ["a", "b"]
+        return verdict(exp, records).splitlines()[0]
+
+    holds = lead(_fix(test, 20, rng), test)
+    assert holds.startswith("On the test split") and "**a** (first on validation) vs **b**: +5.00 [" in holds
+    assert "separable at this budget" in holds and "Not separable" not in holds
+    noise = lead(test ^ (rng.random((3, 400)) < 0.03), test ^ (rng.random((3, 400)) < 0.03))
+    assert noise.startswith("On the test split") and "**Not separable at this budget**" in noise
+    turns = lead(test, _fix(test, 20, rng))
+    assert "-5.00 [" in turns and "**b** is ahead, separably" in turns
+    unsplit = lead(None, None)
+    assert "fresh-seed validation runs: +5.00 [" in unsplit and "no test split" in unsplit
 
 
 def test_unconfirmed_leaderboard_says_its_ranks_rest_on_one_seed():

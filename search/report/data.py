@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from search.results import CONFIRM_OUTPUTS
+from search.results import CONFIRM_OUTPUTS, TEST_OUTPUTS
 from search.stats import Outputs
 from search.tracking import SPACE_ARTIFACT
 from spaces.common import Dim, dims_from_json
@@ -73,10 +73,13 @@ class MethodRecord:
     """The searched dims of the method's space."""
     trials: list[TrialRecord] = field(default_factory=list)
     confirm_outputs: Outputs | None = None
-    """``--confirm``: the pick's per-row validation predictions, one row per seed (the parent
-    run's ``confirm_outputs.npz``), for paired comparisons between methods."""
+    """``--confirm``: the pick's per-row validation predictions, one row per fresh seed (the
+    parent run's ``confirm_outputs.npz``), for paired comparisons between methods."""
     from_auto: bool = False
     """A concrete design of a ``--method auto`` search (``method`` is the design's name)."""
+    test_outputs: Outputs | None = None
+    """``--confirm`` with a test split: the same runs' per-row test predictions (the parent run's
+    ``test_outputs.npz``): the lead between methods is judged on them."""
 
     @property
     def finite(self) -> list[TrialRecord]:
@@ -132,7 +135,8 @@ def load_experiment(uri: str, name: str) -> ExperimentRecord:
         if method != "auto":
             methods.append(MethodRecord(method, p.info.run_id, p.info.status, settings, dict(p.data.metrics),
                                         p.data.tags.get("best_trial_id"), dims, own,
-                                        _confirm_outputs(client, p)))
+                                        _outputs(client, p, CONFIRM_OUTPUTS),
+                                        test_outputs=_outputs(client, p, TEST_OUTPUTS)))
             continue
         # --method auto: every concrete design is compared like a method.
         for design in sorted({t.design for t in own}):
@@ -143,14 +147,14 @@ def load_experiment(uri: str, name: str) -> ExperimentRecord:
     return ExperimentRecord(name, exp.experiment_id, uri, methods)
 
 
-def _confirm_outputs(client, parent) -> Outputs | None:
-    """The confirmed pick's validation outputs of a parent run, if it has them."""
+def _outputs(client, parent, name: str) -> Outputs | None:
+    """The confirmed pick's outputs (``name``: validation or test) of a parent run, if it has them."""
     if "confirmed_score" not in parent.data.metrics:
         return None
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            path = client.download_artifacts(parent.info.run_id, CONFIRM_OUTPUTS, tmp)
+            path = client.download_artifacts(parent.info.run_id, name, tmp)
         except Exception:  # noqa: BLE001 - recorded before the file existed, or not logged
             return None
         return Outputs.load(path)
