@@ -42,6 +42,7 @@ from search.results import (
     failed,
     is_table_metric,
     numeric_metrics,
+    progress_of,
     resolved_config,
     write_json_atomic,
 )
@@ -101,7 +102,7 @@ def pick_candidates(results: list, k: int, default: dict[str, Any] | None,
     search picks its best), then the defaults when they are not among them."""
     ranked = sorted((r for r in results if r.metrics and not failed(r)
                      and math.isfinite(float(r.metrics.get(metric, math.nan)))),
-                    key=lambda r: (int(r.metrics.get("training_iteration", 0)), float(r.metrics[metric])),
+                    key=lambda r: (progress_of(r), float(r.metrics[metric])),
                     reverse=True)
     out: list[Candidate] = []
     for r in ranked:

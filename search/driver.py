@@ -242,7 +242,7 @@ def _tuner(method: str, plan: Plan, data, tracker: Tracker, parent: str, concurr
                                           objectives=objective_metrics(s.objective), budget=budget,
                                           points=[p for _, p in starts])
     scheduler = make_scheduler(s.scheduler, max_t=s.max_t, grace_period=s.grace_period,
-                               reduction_factor=s.reduction_factor)
+                               reduction_factor=s.reduction_factor, epsilon=s.pasha_epsilon)
     progress = Progress(method, s.num_samples, s.max_t)
     callbacks = [MlflowCallback(plan.mlflow_uri, tracker.experiment_id, parent, method, s.max_t,
                                 starts=starts), progress, CheckpointPruner(s.keep_checkpoints, method),
