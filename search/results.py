@@ -85,7 +85,8 @@ def is_table_metric(key: str) -> bool:
 
 def pick_best(results: list, metric: str = "score"):
     """The best ``Result``: the best last score among the trials that ran furthest, a trial that
-    trained its own whole budget counting as furthest (``search.trial_outcome``); None when no trial has a finite score."""
+    trained its own whole budget counting as furthest (``search.trial_outcome``); None when no
+    trial has a finite score."""
     last = {str(i): (progress_of(r), float((r.metrics or {}).get(metric, math.nan)))
             for i, r in enumerate(results) if not failed(r)}
     key = trial_outcome.furthest_best(last)
