@@ -290,3 +290,25 @@ def test_a_format_1_checkpoint_with_task_tables_still_loads(tmp_path):
     for t, row in zip(("a", "b"), rows, strict=True):
         assert torch.equal(fresh.extra.task_emb.by_task[t], row)
     assert count_params(fresh).per_task["a"] == count_params(model).per_task["a"]
+
+
+@pytest.mark.parametrize("method", ["pha", "hyperformer"])
+def test_hypernetwork_transfer_with_unfreeze_shared_trains_the_hypernetwork_with_the_new_task(
+        method, sources, tmp_path):
+    """The papers' few-shot transfer: the new task's embedding (or prototype) and the shared
+    hypernetwork train together; the backbone stays frozen."""
+    source = sources[method]
+    result = train(transfer_cfg(source, unfreeze="shared", lr=1e-2), out=tmp_path / "t", **QUIET)
+    model, _, _ = load_checkpoint(tmp_path / "t" / "checkpoint", tasks="cfimdb")
+    old = load_file(str(source / WEIGHTS))
+    new = load_file(str(tmp_path / "t" / "checkpoint" / WEIGHTS))
+    owner = {n: task_of(model, n) for n, _ in model.named_parameters()}
+    shared = [n for n in old if owner.get(n) is None and not n.startswith("backbone.")]
+    own = [n for n in new if owner.get(n) == "cfimdb"]
+    assert shared and own
+    assert any(not torch.equal(new[n], old[n]) for n in shared)  # the hypernetwork moved
+    assert all(torch.equal(new[n], old[n]) for n in old if n.startswith("backbone."))
+    expected = sum(new[n].numel() for n in own) + sum(old[n].numel() for n in shared)
+    assert result["params"]["trainable"] == expected
+    frozen = train(transfer_cfg(source), out=tmp_path / "f", **QUIET)
+    assert frozen["params"]["trainable"] == sum(new[n].numel() for n in own)
