@@ -17,6 +17,10 @@ from typing import Any
 RUNS = Path("runs")
 MULTI_CONFIRM = "2:3"
 """``--confirm`` of a search over several methods unless given: what a method ranking needs."""
+MAX_CONFIRM_SEEDS = 498
+"""The most seeds N of ``--confirm K:N``: each search seed owns a block of 1,000 confirmation seeds,
+selection seeds from its start and fresh ones from its middle (``search.confirm.confirm_seeds``),
+498 each so that ``--seed -2``'s block never holds -2."""
 OWN_FLAGS = {"method", "tasks", "data_dir", "task_file", "model", "max_steps", "eval_every", "seed",
              "max_train_samples", "max_eval_samples", "eval_rows", "eval_growth", "eval_full",
              "val_from_train"}
@@ -114,8 +118,12 @@ class Settings:
         metavar="EXPERIMENT[,EXPERIMENT...]"))
     confirm: str | None = field(default=None, metadata=flag(
         "after each method's search, retrain its top K configs and its defaults with N new seeds "
-        "at the full budget on the whole validation set; the winner is the best mean, ranked with "
-        "95%% intervals over seeds and rows (0 = off)", ALGORITHM, metavar="K:N",
+        "at the full budget on the whole validation set and pick the best mean (the selection "
+        "mean, biased upward: it chose); then retrain the pick and the defaults with N fresh "
+        "seeds: the confirmed score, its 95%% interval over seeds and rows, the gain over the "
+        "defaults and the test split's figures come from those. Cost: (K+1)*N runs, then 2*N (N "
+        f"when the defaults are the pick); N from 2 to {MAX_CONFIRM_SEEDS}; 0 = off", ALGORITHM,
+        metavar="K:N",
         shown=f"{MULTI_CONFIRM} with several methods, 0 with one"))
     grace_period: int = field(default=1, metadata=flag("evaluations before ASHA may stop a trial",
                                                        ALGORITHM))
@@ -175,6 +183,9 @@ def parse_confirm(text: str | None) -> tuple[int, int]:
     if seeds < 2:
         raise ValueError(f"--confirm {text}: N must be >= 2 (one seed per candidate gives no "
                          f"spread over seeds, so no interval or verdict), e.g. {top}:3")
+    if seeds > MAX_CONFIRM_SEEDS:
+        raise ValueError(f"--confirm {text}: N must be <= {MAX_CONFIRM_SEEDS} (each search seed has "
+                         f"{MAX_CONFIRM_SEEDS} selection and {MAX_CONFIRM_SEEDS} fresh seeds)")
     return top, seeds
 
 

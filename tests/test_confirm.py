@@ -94,6 +94,26 @@ def test_confirm_flag_and_its_defaults():
     assert confirm_budget(Settings(methods=["lora", "adapter"], confirm="0")) == (0, 0)
 
 
+def test_more_confirm_seeds_than_a_block_holds_are_refused_when_the_flag_is_parsed(tmp_path, capsys):
+    """N above 498 would fail in ``confirm_seeds`` only after the whole search: the flag refuses
+    it, in one line naming --confirm and the limit, before anything runs."""
+    from search.cli import main
+    from search.confirm import confirm_seeds
+    from search.settings import MAX_CONFIRM_SEEDS
+
+    assert MAX_CONFIRM_SEEDS == 498 and parse_confirm("2:498") == (2, 498)
+    assert len(confirm_seeds(0, MAX_CONFIRM_SEEDS, fresh=True)) == MAX_CONFIRM_SEEDS
+    with pytest.raises(ValueError):
+        confirm_seeds(0, MAX_CONFIRM_SEEDS + 1)  # the limit the flag states is the seeds' own
+    with pytest.raises(ValueError, match=r"^--confirm 2:499: N must be <= 498"):
+        parse_confirm("2:499")
+    assert main(["--method", "lora,adapter", "--confirm", "2:499", "--out", str(tmp_path / "o"),
+                 "--mlflow-uri", f"sqlite:///{tmp_path / 'm.db'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --confirm 2:499: N must be <= 498") and "\n" not in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_bad_confirm_flag_exits_2_before_ray(tmp_path):
     from search.cli import main
 

@@ -224,6 +224,16 @@ def test_report_ranks_methods_draws_every_figure_and_embeds_them(tmp_path):
     for ref in re.findall(r"!\[[^]]*\]\(([^)]+)\)", md):
         assert (tmp_path / ref).stat().st_size > 1000
     assert "| 1 | adapter | 0.7000 |" in md
+    saved = json.loads((tmp_path / "leaderboard.json").read_text())  # what benchmarks read back
+    assert saved["verdict"] == report.verdict and saved["verdict"].startswith("**Not confirmed**")
+
+
+def test_the_legend_tells_the_figures_that_chose_from_the_one_to_quote():
+    from search.report.make import LEGEND
+
+    for term in ("best-of-N =", "selection mean =", "biased upward", "confirmed =", "fresh seeds",
+                 "test =", "the figure to quote", "vs defaults =", "(test)", "(validation)"):
+        assert term in LEGEND, term
 
 
 # ---- the confirmed leaderboard and its verdict ------------------------------------------------

@@ -74,19 +74,24 @@ def build(exp: ExperimentRecord, out: Path) -> Report:
     page = out / "report.html"
     page.write_text(html_page(title + time.strftime(" (%Y-%m-%d %H:%M)"), sections))
     (out / "leaderboard.json").write_text(json.dumps(
-        {"experiment": exp.name, "methods": records, "pareto": [dict(zip(p_header, r, strict=True))
-                                                                for r in p_rows]}, indent=2, default=str))
+        {"experiment": exp.name, "methods": records, "verdict": conclusion,
+         "pareto": [dict(zip(p_header, r, strict=True)) for r in p_rows]}, indent=2, default=str))
     return Report(out, page, md, figures, records, p_rows, warnings, conclusion)
 
 
 LEGEND = (
-    "confirmed = the pick's mean score over new seeds on the whole validation set, with its 95% "
-    "interval (seeds and validation rows); best-of-N = the search's best single-seed score (biased "
-    "upward: the best of many noisy draws); test = the pick on the test split, never read while "
-    "selecting; vs defaults = the pick minus the method's own defaults retrained with the same "
-    "seeds. Per-task columns: the pick's metric, then the % of the backbone's parameters that task "
-    "updates; % amortised = all trained parameters / number of tasks (how shared hypernetworks "
-    "are tabulated); % stored = every trained parameter of all tasks.")
+    "best-of-N = the pick's single-seed score in the search (without --confirm, the best trial's); "
+    "selection mean = the pick's mean over the N seeds that chose it (the best of K+1 means). Both "
+    "chose the pick, so both are biased upward. "
+    "confirmed = the pick retrained with N fresh seeds, on the whole validation set, with its 95% "
+    "interval over seeds and rows; those rows helped choose, so a small upward bias remains. "
+    "test = the same fresh checkpoints on the test split, which chose nothing: the figure to quote. "
+    "vs defaults = the pick minus the method's defaults retrained with the same fresh seeds, in "
+    "points with its paired 95% interval, marked (test) when computed on the test split, "
+    "(validation) when there is none. Per-task columns: the pick's metric, then the % of the "
+    "backbone's parameters that task updates; % amortised = all trained parameters / number of "
+    "tasks (how shared hypernetworks are tabulated); % stored = every trained parameter of all "
+    "tasks.")
 
 
 def method_section(m: MethodRecord, out: Path) -> Section:
