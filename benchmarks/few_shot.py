@@ -342,7 +342,12 @@ def main(argv: list[str] | None = None) -> int:
                 for seed in seeds:
                     if (arm, k, seed) in keys:
                         continue
-                    row = run_one(arm, k, seed, args)
+                    try:
+                        row = run_one(arm, k, seed, args)
+                    except subprocess.CalledProcessError as e:  # a failed search: the other arms go on
+                        print(f"[few_shot] {arm} K={k}: its search failed ({e.returncode}); skipped, "
+                              "rerun to retry", flush=True)
+                        break
                     done.append(row)
                     with log.open("a") as f:
                         f.write(json.dumps(row) + "\n")
