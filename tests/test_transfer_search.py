@@ -68,7 +68,10 @@ def test_a_transfer_search_from_a_checkpoint_then_from_its_mlflow_run(source, tm
     # (README); best_config.json holds that trial's searched values, exactly, and its
     # checkpoint is that trial's, trained to its own steps (10 per evaluation).
     evals = {r.info.run_id: int(r.data.metrics["training_iteration"]) for r in trials}
-    reach = {r.info.run_id: math.inf if r.data.metrics["step"] >= int(r.data.params["max_steps"])
+    client = mlflow_client(uri)
+    last_step = {r.info.run_id: max(m.step for m in client.get_metric_history(r.info.run_id, "score"))
+                 for r in trials}
+    reach = {r.info.run_id: math.inf if last_step[r.info.run_id] >= int(r.data.params["max_steps"])
              else evals[r.info.run_id] for r in trials}
     furthest = max(reach.values())
     top = max(r.data.metrics["score"] for r in trials if reach[r.info.run_id] == furthest)
