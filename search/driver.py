@@ -38,7 +38,7 @@ from search.results import (
     write_json_atomic,
     write_tables,
 )
-from search.schedulers import make_scheduler
+from search.schedulers import scheduler_for
 from search.searchers import METRIC, make_searcher, objective_metrics
 from search.settings import confirm_budget
 from search.tracking import Tracker, ui_hint
@@ -241,8 +241,7 @@ def _tuner(method: str, plan: Plan, data, tracker: Tracker, parent: str, concurr
                                           max_concurrent=concurrency, num_samples=s.num_samples,
                                           objectives=objective_metrics(s.objective), budget=budget,
                                           points=[p for _, p in starts])
-    scheduler = make_scheduler(s.scheduler, max_t=s.max_t, grace_period=s.grace_period,
-                               reduction_factor=s.reduction_factor, epsilon=s.pasha_epsilon)
+    scheduler = scheduler_for(s)
     progress = Progress(method, s.num_samples, s.max_t)
     callbacks = [MlflowCallback(plan.mlflow_uri, tracker.experiment_id, parent, method, s.max_t,
                                 starts=starts), progress, CheckpointPruner(s.keep_checkpoints, method),

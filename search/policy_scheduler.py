@@ -41,11 +41,16 @@ class PolicyScheduler(FIFOScheduler):
         return {**self.__dict__, "_folder": None}
 
     def on_trial_add(self, tune_controller, trial) -> None:
+        self._load_once(trial)
+        self.policy.add(trial.trial_id)
+
+    def _load_once(self, trial) -> None:
+        """At the first trial: learn the experiment's folder and, in a restored search, read the
+        saved state back."""
         if self._folder is None:
             self._folder = Path(trial.storage.experiment_driver_staging_path)
-            if (self._folder / STATE_FILE).exists():  # a restored search: its saved state
+            if (self._folder / STATE_FILE).exists():
                 self.restore(str(self._folder / STATE_FILE))
-        self.policy.add(trial.trial_id)
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         if TIME not in result or METRIC not in result:

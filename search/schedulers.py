@@ -49,3 +49,9 @@ def make_scheduler(name: str, *, max_t: int, grace_period: int, reduction_factor
         raise ValueError(f"unknown scheduler {name!r}; choose one of: {', '.join(SCHEDULERS)}")
     options = {"epsilon": epsilon} if name == "pasha" else {}
     return SCHEDULERS[name](max_t, grace_period, reduction_factor, **options)
+
+
+def scheduler_for(settings):
+    """The scheduler a search's settings name (``--scheduler`` and its options)."""
+    return make_scheduler(settings.scheduler, max_t=settings.max_t, grace_period=settings.grace_period,
+                          reduction_factor=settings.reduction_factor, epsilon=settings.pasha_epsilon)

@@ -339,3 +339,20 @@ def test_pasha_search_with_dev_subsets_reports_a_whole_dev_best(tiny_model_dir, 
     # evaluation, and no checkpoint needed scoring again
     assert evals[res["best_trial_id"]] == 4
     assert "stopped on a dev subset" not in proc.stdout
+
+
+def test_pasha_epsilon_flag_reaches_the_search_scheduler():
+    """``--pasha-epsilon`` as the command line parses it ends up in the scheduler the search runs
+    (fixed, not estimated); without the flag the scheduler estimates it."""
+    from search.cli import build_parser
+    from search.schedulers import scheduler_for
+    from search.settings import settings_from
+
+    def built(*flags: str):
+        args = {k: v for k, v in vars(build_parser().parse_args(list(flags))).items() if v is not None}
+        return scheduler_for(settings_from(args)).policy
+
+    fixed = built("--scheduler", "pasha", "--pasha-epsilon", "0.02")
+    assert fixed.fixed_epsilon == 0.02 and fixed.epsilon == 0.02
+    estimated = built("--scheduler", "pasha")
+    assert estimated.fixed_epsilon is None and estimated.epsilon == 0
