@@ -22,3 +22,21 @@ def tiny_tokenizer():
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> str:
     return write_tiny_model_dir(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture
+def ray_local(tmp_path):
+    """Ray in this process, and the environment as it was afterwards: ray.init sets variables
+    (RAY_AUTH_MODE=token, ...) that would change how later tests' clusters authenticate."""
+    import os
+
+    import ray
+
+    saved = dict(os.environ)
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        yield tmp_path
+    finally:
+        ray.shutdown()
+        os.environ.clear()
+        os.environ.update(saved)

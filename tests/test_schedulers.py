@@ -210,24 +210,6 @@ def test_policy_scheduler_state_comes_back_when_tune_rebuilds_it_as_pickled_at_t
 
 # ---- the Tune wrapper on a synthetic objective ----------------------------------------------
 
-@pytest.fixture
-def ray_local(tmp_path):
-    """Ray in this process, and the environment as it was afterwards: ray.init sets variables
-    (RAY_AUTH_MODE=token, ...) that would change how later tests' clusters authenticate."""
-    import os
-
-    import ray
-
-    saved = dict(os.environ)
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
-    try:
-        yield tmp_path
-    finally:
-        ray.shutdown()
-        os.environ.clear()
-        os.environ.update(saved)
-
-
 @pytest.mark.integration
 def test_pasha_in_tune_finds_the_known_best_with_less_compute_than_asha(ray_local):
     from ray import tune

@@ -135,9 +135,10 @@ class MethodAllocator:
         """Methods still receiving new trials, in the given order."""
         return [m for m in self.methods if m not in self._out]
 
-    def next_method(self) -> str | None:
-        """The live method with the fewest trials started (ties: the given order); None if none."""
-        live = self.live()
+    def next_method(self, among: list[str] | None = None) -> str | None:
+        """The live method with the fewest trials started (ties: the given order); None if none.
+        ``among``: only these (e.g. without methods whose own searcher has no trials left)."""
+        live = [m for m in self.live() if among is None or m in among]
         return min(live, key=lambda m: (len(self._started[m]), self.methods.index(m))) if live else None
 
     def trials_started(self, method: str) -> int:

@@ -1,0 +1,265 @@
+"""One pool of trials for every method: the Tune side of ``--budget`` (issue 26).
+
+Today's searches run each method as its own Tune experiment, one after another, so a method that
+trails after its first rungs still gets all its trials and, on a cluster, the last trials of one
+method leave slots idle before the next starts. Here all methods' trials share one experiment:
+
+- ``PoolSearcher`` holds one searcher per method (each with its own space, constants and first
+  trials: the defaults, then any warm start) and, for each new trial, asks the
+  ``MethodAllocator`` which live method gets it. It sees every result (Tune sends them to the
+  searcher as well as to the scheduler), so it feeds the allocator, charges the ledger and stops
+  proposing when what is left of the budget cannot pay for another trial to its end.
+- ``PoolScheduler`` keeps one stopping policy per method (rungs compare a method's trials with
+  each other, never lora's with adapter's: their scores at equal steps mean different things).
+
+Why the searcher owns the allocator and the ledger: Tune saves the searcher's state with the
+experiment and restores it on ``--resume``, while the scheduler comes back as pickled at the start
+(``search.policy_scheduler`` writes its own file for that). One owner, one saved copy.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ray.tune.search import Searcher
+
+from search.policies import CONTINUE, Policy
+from search.policy_scheduler import PolicyScheduler
+
+POOL = "pool"
+POOL_STATE = "pool_state.json"
+METHOD_KEY = "method"
+MAX_ERRORS = 4
+"""Trials that error before reporting anything, with no trial yet reporting: the pool stops
+(every method's trials failing at start is a set-up problem, not something budget fixes)."""
+TIME = "training_iteration"
+
+
+class Gate:
+    """May a new trial start? Budget left minus the confirmation reserve must pay for what the
+    running trials may still spend (their evaluations left, at their method's measured seconds
+    per evaluation) and for the new trial run to its end. Before a method has reported, its cost
+    is the mean of the measured methods' (or unknown: the trial starts, the first of a method
+    always being the one that measures it)."""
+
+    def __init__(self, ledger, reserve_s: float, max_t: int) -> None:
+        self.ledger, self.reserve_s, self.max_t = ledger, reserve_s, max_t
+        self.per_eval: dict[str, list[float]] = {}
+        """method -> seconds of each evaluation reported (the first includes the trial's set-up)."""
+        self.running: dict[str, tuple[str, int]] = {}
+        """trial -> (method, evaluations reported)."""
+
+    def eval_s(self, method: str) -> float | None:
+        own = self.per_eval.get(method)
+        if own:
+            return sum(own) / len(own)
+        seen = [sum(v) / len(v) for v in self.per_eval.values() if v]
+        return sum(seen) / len(seen) if seen else None
+
+    def committed_s(self) -> float:
+        """Seconds the running trials may still spend if none is stopped."""
+        total = 0.0
+        for method, done in self.running.values():
+            cost = self.eval_s(method)
+            total += (cost or 0.0) * max(0, self.max_t - done)
+        return total
+
+    def allows(self, method: str) -> bool:
+        cost = self.eval_s(method)
+        if cost is None:
+            return self.ledger.left - self.reserve_s > 0
+        return self.ledger.left - self.reserve_s - self.committed_s() >= cost * self.max_t
+
+    def started(self, trial: str, method: str) -> None:
+        self.running[trial] = (method, 0)
+
+    def reported(self, trial: str, method: str, t: int, seconds: float) -> None:
+        self.per_eval.setdefault(method, []).append(seconds)
+        self.running[trial] = (method, t)
+
+    def ended(self, trial: str) -> None:
+        self.running.pop(trial, None)
+
+
+class PoolSearcher(Searcher):
+    """Per-method searchers behind one Tune searcher; the allocator picks the method of each new
+    trial, the ledger is charged with every result's seconds (the ledger saves itself after each
+    charge when it has a path). ``state_dir``: where ``POOL_STATE`` says, after every result,
+    which methods are still searched, why the others stopped and whether the pool is finished:
+    the driver's record of the stage (the searcher Tune restores may be older than it)."""
+
+    def __init__(self, searchers: dict[str, Searcher], constants: dict[str, dict[str, Any]],
+                 allocator, gate: Gate, metric: str = "score", mode: str = "max", tasks: int = 1,
+                 state_dir: str | None = None) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.searchers, self.constants = searchers, constants
+        self.allocator, self.gate, self.state_dir = allocator, gate, state_dir
+        self.tasks = max(1, tasks)  # eval_rows counts every task's rows; the allocator wants one's
+        self.method_of: dict[str, str] = {}
+        self.exhausted: set[str] = set()
+        """Methods whose own searcher has no more trials (its sample count reached)."""
+        self.finished = False
+        self.errors = 0
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True  # each method's searcher was built with its metric, mode and space
+
+    def suggest(self, trial_id: str):
+        if self.finished:
+            return Searcher.FINISHED
+        while True:
+            live = [m for m in self.allocator.live() if m not in self.exhausted]
+            method = self.allocator.next_method(among=live)
+            if method is None:
+                return self._finish("no method has trials left")
+            if not self.gate.allows(method):
+                if not self.gate.running:  # nothing running can free budget: the search is over
+                    return self._finish("the budget left pays for no further trial")
+                return None  # wait: a running trial may be stopped early and free budget
+            config = self.searchers[method].suggest(trial_id)
+            if config == Searcher.FINISHED:
+                self.exhausted.add(method)
+                continue
+            if config is None:
+                return None
+            self.method_of[trial_id] = method
+            self.allocator.started(method, trial_id)
+            self.gate.started(trial_id, method)
+            return {**self.constants[method], **config, METHOD_KEY: method}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        method = self.method_of.get(trial_id)
+        if method is not None:
+            self.searchers[method].on_trial_result(trial_id, result)
+            self._observe(trial_id, method, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        method = self.method_of.get(trial_id)
+        if method is None:
+            return
+        self.searchers[method].on_trial_complete(trial_id, result=result, error=error)
+        if error and not (result or {}).get(TIME):
+            self.allocator.failed(method, trial_id)
+            self.errors += 1
+            if self.errors >= MAX_ERRORS and not self.gate.per_eval:
+                self._finish(f"the first {self.errors} trials errored before any evaluation")
+        self.gate.ended(trial_id)
+        self._write()
+
+    def _observe(self, trial_id: str, method: str, result: dict) -> None:
+        t = int(result.get(TIME, 0) or 0)
+        if t <= 0:
+            return
+        seconds = float(result.get("time_this_iter_s", 0.0) or 0.0)
+        if self.gate.ledger.charge("trial", method, seconds, run_id=trial_id, index=t):
+            self.gate.reported(trial_id, method, t, seconds)
+        score = result.get(self.metric)
+        if isinstance(score, (int, float)):
+            rows = float(result.get("eval_rows", 0.0) or 0.0) / self.tasks
+            self.allocator.observe(method, trial_id, int(result.get("step", t)), float(score), int(rows))
+        self._write()
+
+    def _finish(self, why: str):
+        self.finished = True
+        print(f"[{POOL}] no new trials: {why}; {len(self.gate.running)} still running", flush=True)
+        self._write(why)
+        return Searcher.FINISHED
+
+    def _write(self, why: str | None = None) -> None:
+        if self.state_dir is None:
+            return
+        write_pool_state(Path(self.state_dir), {
+            "finished": self.finished, "why_finished": why, "live": self.allocator.live(),
+            "eliminated": self.allocator.eliminated(), "allocation": self.allocator.state(),
+            "trials": {m: self.allocator.trials_started(m) for m in self.allocator.methods}})
+
+    # Tune saves a searcher with save() and restores it with restore(): the whole pool at once.
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
+        ledger = self.gate.ledger
+        if ledger.path is not None and Path(ledger.path).exists():  # the newer, charged per report
+            self.gate.ledger = type(ledger).load(ledger.path)
+
+
+def write_pool_state(folder: Path, state: dict) -> None:
+    from search.results import write_json_atomic
+
+    write_json_atomic(folder / POOL_STATE, state)
+
+
+def read_pool_state(folder: Path) -> dict | None:
+    import json
+
+    path = folder / POOL_STATE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+class ByMethod(Policy):
+    """One stopping policy per method; a trial is judged by its own method's."""
+
+    name = "by-method"
+
+    def __init__(self, make: Callable[[], Policy], max_t: int) -> None:
+        super().__init__(max_t)
+        self.make = make
+        self.policies: dict[str, Policy] = {}
+        self.method_of: dict[str, str] = {}
+
+    def assign(self, trial: str, method: str) -> None:
+        self.method_of[trial] = method
+        if method not in self.policies:
+            self.policies[method] = self.make()
+
+    def _policy(self, trial: str) -> Policy | None:
+        method = self.method_of.get(trial)
+        return None if method is None else self.policies[method]
+
+    def add(self, trial: str) -> None:
+        policy = self._policy(trial)
+        if policy is not None:
+            policy.add(trial)
+
+    def on_result(self, trial: str, t: int, score: float) -> str:
+        policy = self._policy(trial)
+        return CONTINUE if policy is None else policy.on_result(trial, t, score)
+
+    def on_complete(self, trial: str, t: int, score: float) -> None:
+        policy = self._policy(trial)
+        if policy is not None:
+            policy.on_complete(trial, t, score)
+
+    def remove(self, trial: str) -> None:
+        policy = self._policy(trial)
+        if policy is not None:
+            policy.remove(trial)
+
+
+class PoolScheduler(PolicyScheduler):
+    """``PolicyScheduler`` over a ``ByMethod`` policy: each trial's method read from its config."""
+
+    def __init__(self, policy: ByMethod) -> None:
+        super().__init__(policy)
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        self._load_once(trial)  # a restored search's saved policies first
+        method = trial.config.get(METHOD_KEY)
+        if method is not None:
+            self.policy.assign(trial.trial_id, method)
+        self.policy.add(trial.trial_id)
+
+
+def per_method_policy(name: str, max_t: int, grace: int, rf: float, **options) -> ByMethod:
+    from functools import partial
+
+    from search.policies import make_policy
+
+    return ByMethod(partial(make_policy, name, max_t, grace, rf, **options), max_t)
+
