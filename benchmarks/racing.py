@@ -1,4 +1,4 @@
-"""Racing confirmation (``search.select.racing``) on simulated outputs with known truth.
+"""Racing confirmation (``search.selection.racing``) on simulated outputs with known truth.
 
     python -m benchmarks.racing [--draws 1000]
 

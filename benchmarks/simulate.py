@@ -14,7 +14,7 @@ root of the sum of the variances: the truth an interval must cover (``m_c`` is s
 Arrays are (draws, seeds, rows), so a thousand draws cost a few numpy calls.
 
 Moved here from ``tests/crossed.py`` (which re-exports it) so that benchmarks import it too;
-``racing_outcomes`` and ``exact_difference`` simulate ``search.select.racing`` races over many draws.
+``racing_outcomes`` and ``exact_difference`` simulate ``search.selection.racing`` races over many draws.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-from search.select.racing import Candidate, Race
+from search.selection.racing import Candidate, Race
 from search.stats import Interval, Outputs, _crossed, difference, seed_scores
 
 

@@ -5,11 +5,14 @@
 Tune's own tables. ``MlflowCallback`` turns Tune's trial events into writes of
 ``tracking.TrialRuns``, made by a writer thread (``tracking.BackgroundWrites``: queued, in
 order, and retried when MLflow fails) so the Tune loop never waits on the tracking store.
+``ByMethod`` hands each trial's events to its method's callback in an experiment that holds
+several methods (``--budget``'s pool and race rounds).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from ray import tune
 
@@ -187,3 +190,51 @@ class MlflowCallback(tune.Callback):
         last = dict(trial.last_result or {})
         self.writes.add(f"end of trial {trial.trial_id}",
                         lambda: self.trial_runs.close(trial.trial_id, last, errored=True))
+
+
+class ByMethod(tune.Callback):
+    """Trial events to the callback of the trial's method; experiment events to all of them."""
+
+    def __init__(self, children: dict[str, tune.Callback]) -> None:
+        self.children = children
+
+    def _of(self, trial) -> tune.Callback | None:
+        config = trial.config or {}
+        run = config.get("run")  # a confirmation run's config: {"run": <flat train config>}
+        return self.children.get(config.get("method") or (run or {}).get("method"))
+
+    def _trial_event(name: str) -> Callable:  # noqa: N805 - builds the forwarding methods below
+        def forward(self, iteration, trials, trial, *args, **info) -> None:
+            child = self._of(trial)
+            if child is not None:
+                getattr(child, name)(iteration, trials, trial, *args, **info)
+
+        return forward
+
+    on_trial_start = _trial_event("on_trial_start")
+    on_trial_result = _trial_event("on_trial_result")
+    on_trial_complete = _trial_event("on_trial_complete")
+    on_trial_error = _trial_event("on_trial_error")
+    on_trial_restore = _trial_event("on_trial_restore")
+    on_trial_save = _trial_event("on_trial_save")
+    on_checkpoint = _trial_event("on_checkpoint")
+
+    def setup(self, **info) -> None:
+        for child in self.children.values():
+            child.setup(**info)
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        for child in self.children.values():
+            child.on_step_end(iteration, trials, **info)
+
+    def on_experiment_end(self, trials, **info) -> None:
+        for child in self.children.values():
+            child.on_experiment_end(trials, **info)
+
+    def get_state(self) -> dict | None:
+        return {m: c.get_state() for m, c in self.children.items()}
+
+    def set_state(self, state: dict) -> None:
+        for m, c in self.children.items():
+            if (state or {}).get(m) is not None:
+                c.set_state(state[m])

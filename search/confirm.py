@@ -46,6 +46,7 @@ from search.results import (
     resolved_config,
     write_json_atomic,
 )
+from search.selection.seeds import SEED_BLOCK, confirm_seeds  # noqa: F401 - re-exported
 from search.stats import Interval, Outputs
 from search.trainable import OUTPUTS, RUN_KEY, run_confirm
 
@@ -79,21 +80,6 @@ class Candidate:
         if not self.seed_scores or not all(math.isfinite(s) for s in self.seed_scores):
             return -math.inf
         return sum(self.seed_scores) / len(self.seed_scores)
-
-
-SEED_BLOCK = 1000
-"""Seeds per search seed: selection seeds from the block's start, fresh seeds from its middle."""
-
-
-def confirm_seeds(search_seed: int, n: int, fresh: bool = False) -> list[int]:
-    """N seeds no trial of the search used (every trial trains with ``search_seed``), in a block
-    of their own per search seed: searches with neighbouring ``--seed`` share none, so their
-    confirmations are independent. ``fresh``: the block's second half, for the runs that report
-    the pick (never the seeds that chose it). Up to 498 seeds each (--seed -2's block ends at -2)."""
-    half = SEED_BLOCK // 2
-    if not 0 < n < half - 1:
-        raise ValueError(f"confirmation seeds: 1 to {half - 2} per candidate, not {n}")
-    return [SEED_BLOCK * (search_seed + 1) + (half if fresh else 0) + i for i in range(n)]
 
 
 def pick_candidates(results: list, k: int, default: dict[str, Any] | None,
@@ -135,10 +121,10 @@ def run_config(candidate: Candidate, seed: int) -> dict[str, Any]:
 
 def run_confirmation(method: str, plan, data, tracker, parent: str, concurrency: int,
                      resuming: bool, candidates: list[Candidate], seeds: list[int],
-                     step: str = "confirm") -> bool:
+                     step: str = "confirm", ledger=None) -> bool:
     """Train every candidate with every seed (one Tune experiment, ``<experiment>-<method>-<step>``)
     and fill in each candidate's seed scores, checkpoints, outputs and interval. False when
-    interrupted."""
+    interrupted. ``ledger`` (``--budget``): charged with each run's seconds."""
     s = plan.settings
     name = f"{s.experiment}-{method}-{step}"
     path = f"{plan.storage_path.rstrip('/')}/{name}"
@@ -170,6 +156,10 @@ def run_confirmation(method: str, plan, data, tracker, parent: str, concurrency:
     if grid.num_terminated + grid.num_errors < len(runs):
         return False
     _collect(grid, candidates)
+    if ledger is not None:
+        for i, r in enumerate(grid):
+            seconds = float((r.metrics or {}).get("time_total_s", 0.0) or 0.0)
+            ledger.charge("confirm", method, seconds, run_id=f"{name}:{i}", index=1)
     return True
 
 

@@ -38,6 +38,7 @@ from search.results import (
     write_json_atomic,
     write_tables,
 )
+from search.schedule.budget import format_duration, parse_duration
 from search.schedulers import scheduler_for
 from search.searchers import METRIC, make_searcher, objective_metrics
 from search.settings import confirm_budget
@@ -79,12 +80,13 @@ def start_ray(address: str | None, verbose: bool = False) -> None:
 
 
 def default_concurrency(s) -> int:
-    """As many trials as the cluster's resources fit now (never more than the trials)."""
+    """As many trials as the cluster's resources fit now (never more than a per-method search's
+    trials)."""
     res = ray.cluster_resources()
     n = int(res.get("CPU", 1) // s.cpus_per_trial)
     if s.gpus_per_trial > 0:
         n = min(n, int(res.get("GPU", 0) // s.gpus_per_trial))
-    return max(1, min(n, s.num_samples))
+    return max(1, n if s.budget else min(n, s.num_samples))
 
 
 def run_search(plan: Plan, data, *, address: str | None, resuming: bool, verbose: bool = False) -> int:
@@ -108,9 +110,17 @@ def run_search(plan: Plan, data, *, address: str | None, resuming: bool, verbose
         return 2
     start_ray(address, verbose)
     concurrency = s.max_concurrent or default_concurrency(s)
-    print(f"search {s.experiment}: {', '.join(s.methods)} x {s.num_samples} trials, "
+    trials = (f"one pool of trials for {format_duration(parse_duration(s.budget))}" if s.budget
+              else f"{s.num_samples} trials")
+    print(f"search {s.experiment}: {', '.join(s.methods)} x {trials}, "
           f"{s.max_steps} steps, eval every {s.eval_every} ({s.max_t} rungs), {s.scheduler}+"
           f"{s.searcher}, {concurrency} at once; MLflow {plan.mlflow_uri}", flush=True)
+    if s.budget is not None:
+        try:
+            return _run_budgeted(plan, data, tracker, concurrency, resuming)
+        except FileExistsError as e:
+            print(f"error: {e}", flush=True)
+            return 2
     rows: list[dict[str, Any]] = []
     fronts: dict[str, list[dict[str, Any]]] = {}
     for method in s.methods:
@@ -128,14 +138,55 @@ def run_search(plan: Plan, data, *, address: str | None, resuming: bool, verbose
     return _finish(plan, rows, fronts)
 
 
-def _finish(plan: Plan, rows: list[dict[str, Any]], fronts: dict[str, list[dict[str, Any]]]) -> int:
+def _run_budgeted(plan: Plan, data, tracker: Tracker, concurrency: int, resuming: bool) -> int:
+    """``--budget``: the pool, the race and the fresh seeds (``search.budgeted``), then each method
+    recorded as a per-method search records it, and the answer."""
+    from search.budgeted import answer, run_budgeted
+
+    s = plan.settings
+    parents = {m: _parent(m, plan, tracker) for m in s.methods}
+    outcome = run_budgeted(plan, data, tracker, parents, concurrency, resuming)
+    if outcome is None:
+        print(f"\nsearch interrupted; the state and the budget used are saved. Continue it with:\n"
+              f"  python search/run.py --resume --out {s.out}", flush=True)
+        return 130
+    rows, fronts = [], {}
+    for method in s.methods:
+        (Path(s.out) / method).mkdir(parents=True, exist_ok=True)
+        results = outcome.by_method.get(method, [])
+        row = _record(method, plan, results, tracker, parents[method], outcome.wall_s, data,
+                      outcome.confirmations.get(method))
+        fronts[method] = row.pop("pareto")
+        rows.append(row)
+    verdict = answer(plan, outcome, rows)
+    tracker.retrying("recording the answer", lambda: tracker.answer_run(verdict))
+    return _finish(plan, rows, fronts, verdict)
+
+
+def _parent(method: str, plan: Plan, tracker: Tracker) -> str:
+    """The method's MLflow parent run, tagged with the settings that define its search."""
+    s = plan.settings
+    settings = {k: getattr(s, k) for k in (
+        "num_samples", "max_steps", "eval_every", "scheduler", "searcher", "grace_period",
+        "reduction_factor", "tasks", "data_dir", "model", "seed", "objective", "max_params",
+        "default_trial", "warm_start", "eval_rows", "eval_growth", "eval_full", "val_from_train",
+        "budget")}
+    settings["confirm"] = "race" if s.budget else "{}:{}".format(*confirm_budget(s))  # effective K:N
+    if plan.source is not None:  # a transfer search names its source (tags search.transfer_from, ...)
+        settings.update(plan.source)
+    return tracker.parent_run(method, settings, space=space_record(plan, method))
+
+
+def _finish(plan: Plan, rows: list[dict[str, Any]], fronts: dict[str, list[dict[str, Any]]],
+            verdict: dict[str, Any] | None = None) -> int:
     """Write and print the search's tables, build the report; the command's exit code."""
     s = plan.settings
     out = Path(s.out)
-    csv_path, json_path = write_tables(out, rows, {"experiment": s.experiment,
-                                                   "mlflow_uri": plan.mlflow_uri,
-                                                   "storage_path": plan.storage_path,
-                                                   "settings": vars(s), "pareto": fronts})
+    meta = {"experiment": s.experiment, "mlflow_uri": plan.mlflow_uri, "storage_path": plan.storage_path,
+            "settings": vars(s), "pareto": fronts}
+    if verdict is not None:
+        meta["answer"] = verdict
+    csv_path, json_path = write_tables(out, rows, meta)
     print("\n" + table(rows))
     saved = sum(r["evals_if_no_stopping"] - r["evals_run"] for r in rows)
     total = sum(r["evals_if_no_stopping"] for r in rows)
@@ -168,14 +219,7 @@ def run_method(method: str, plan: Plan, data, tracker: Tracker, concurrency: int
                resuming: bool) -> dict | None:
     """One Tune experiment; returns the method's table row, or None when interrupted."""
     s = plan.settings
-    settings = {k: getattr(s, k) for k in (
-        "num_samples", "max_steps", "eval_every", "scheduler", "searcher", "grace_period",
-        "reduction_factor", "tasks", "data_dir", "model", "seed", "objective", "max_params",
-        "default_trial", "warm_start", "eval_rows", "eval_growth", "eval_full", "val_from_train")}
-    settings["confirm"] = "{}:{}".format(*confirm_budget(s))  # the effective K:N (0:0 = none)
-    if plan.source is not None:  # a transfer search names its source (tags search.transfer_from, ...)
-        settings.update(plan.source)
-    parent = tracker.parent_run(method, settings, space=space_record(plan, method))
+    parent = _parent(method, plan, tracker)
     tuner, progress = _tuner(method, plan, data, tracker, parent, concurrency, resuming)
     start = time.time()
     try:

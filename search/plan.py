@@ -105,6 +105,20 @@ def check_settings(s: Settings) -> None:
         raise ValueError(f"--max-params must be > 0 (a % of the backbone), got {s.max_params:g}")
     if (s.max_params is not None or "auto" in s.methods) and s.searcher != "optuna":
         raise ValueError("--method auto and --max-params need --searcher optuna")
+    if s.budget is not None:
+        _check_budget(s)
+
+
+def _check_budget(s: Settings) -> None:
+    """What ``--budget`` runs with: one pool of trials over named methods (Optuna per method)."""
+    from search.schedule.budget import parse_duration
+
+    parse_duration(s.budget)  # a bad duration: ValueError naming it
+    unsupported = [name for name, on in [
+        ("--method auto", "auto" in s.methods), ("--transfer-from", s.transfer_from is not None),
+        ("--max-params", s.max_params is not None), ("--searcher random", s.searcher != "optuna")] if on]
+    if unsupported:
+        raise ValueError(f"--budget: not with {', '.join(unsupported)} yet")
 
 
 def _constants(s: Settings) -> dict[str, Any]:

@@ -65,6 +65,13 @@ class Settings:
         "(repeatable; the dim keeps its kind, log or linear)", WHAT, action="append",
         metavar="KEY=LOW:HIGH"))
     num_samples: int = field(default=8, metadata=flag("trials per method", BUDGET))
+    budget: str | None = field(default=None, metadata=flag(
+        "spend this much trial-time on the whole search and end with one answer, e.g. 2h or 45m: "
+        "the sum of the time trials and confirmation runs hold a slot (GPU-hours on a cluster). "
+        "Every method's trials share one pool, a method separably behind the leader gets no new "
+        "trials, the leaders and the defaults race on new seeds, and the search stops on time "
+        "with a verdict (README: One budget, one answer). Sizes the trials and the confirmation "
+        "itself: not with --num-samples or --confirm", BUDGET, metavar="DURATION"))
     max_params: float | None = field(default=None, metadata=flag(
         "prune, before training, every config whose trained parameters exceed PCT %% of the "
         "backbone (counted from the config; needs --searcher optuna)", BUDGET, metavar="PCT"))
@@ -268,6 +275,10 @@ def resolve_settings(typed: dict[str, Any], resume: bool) -> Settings:
                              "or pass another --experiment")
         if s.transfer_from:
             _transfer_method(s, "methods" in typed)
+        sized = [f"--{k.replace('_', '-')}" for k in ("num_samples", "confirm") if k in typed]
+        if s.budget is not None and sized:
+            raise ValueError(f"{' and '.join(sized)}: --budget sizes the trials and the confirmation "
+                             "itself (trials start while the budget can pay for them); drop one")
         return s
     out = Path(typed["out"]) if "out" in typed else _resume_dir(typed.get("experiment"))
     saved_file = out / "search.json"

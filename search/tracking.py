@@ -12,6 +12,7 @@ No Ray import: the Tune callback that feeds ``TrialRuns`` lives in ``search/call
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -177,6 +178,34 @@ class Tracker:
         run_id = self.client.create_run(self.experiment_id, run_name=method, tags=tags).info.run_id
         if space is not None:
             self.client.log_dict(run_id, space, SPACE_ARTIFACT)
+        return run_id
+
+    def answer_run(self, answer: dict[str, Any]) -> str:
+        """``--budget``'s answer on the search's own run (kind ``answer``, one per search; a
+        ``--resume`` that finishes again rewrites it): the verdict and the winner as tags, the
+        budget and the figures as metrics, the whole record as ``answer.json``."""
+        from mlflow.entities import Metric, RunTag
+
+        runs = self.client.search_runs([self.experiment_id], "tags.kind = 'answer'", max_results=1)
+        run_id = (runs[0].info.run_id if runs else
+                  self.client.create_run(self.experiment_id, run_name="answer",
+                                         tags={"kind": "answer"}).info.run_id)
+        winner, runner, lead = (answer.get(k) or {} for k in ("winner", "runner_up", "lead"))
+        numbers = {"budget_s": answer.get("budget_s"), "budget_used_s": answer.get("used_s"),
+                   "budget_used_share": answer.get("used_share"), "winner_score": winner.get("score"),
+                   "winner_lo": winner.get("lo"), "winner_hi": winner.get("hi"),
+                   "runner_up_score": runner.get("score"), "lead_points": lead.get("points"),
+                   "lead_lo": lead.get("lo"), "lead_hi": lead.get("hi")}
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, 0) for k, v in numbers.items()
+                   if isinstance(v, (int, float)) and math.isfinite(v)]
+        tags = [RunTag("verdict", str(answer.get("verdict", ""))[:4900]),
+                RunTag("winner_method", str(winner.get("method", ""))),
+                RunTag("runner_up_method", str(runner.get("method", ""))),
+                RunTag("split", str(answer.get("split")))]
+        self.client.log_batch(run_id, metrics=metrics, tags=tags)
+        self.client.log_dict(run_id, answer, "answer.json")
+        self.client.set_terminated(run_id, "FINISHED")
         return run_id
 
     def finish_parent(self, run_id: str, best: dict[str, Any] | None, summary: dict[str, float],

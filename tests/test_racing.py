@@ -1,4 +1,4 @@
-"""Racing confirmation (``search.select.racing``): the error rate over many simulated races with
+"""Racing confirmation (``search.selection.racing``): the error rate over many simulated races with
 known truth (``tests/crossed.py``), the budget, the drop records and the state round-trip.
 
 Simulated races use 300 rows (one binary task) and ``exact_difference`` (``stats.difference``'s
@@ -16,8 +16,8 @@ import pytest
 from crossed import Noise, binary, correct, exact_difference, racing_outcomes
 
 from search import stats
-from search.select import racing
-from search.select.racing import Candidate, Race, fresh_seeds, to_decide
+from search.selection import racing
+from search.selection.racing import Candidate, Race, fresh_seeds, to_decide
 
 NOISE = Noise(seed=0.03, config_seed=0.03)  # §11-like: seed scores sd ~1.7 points
 

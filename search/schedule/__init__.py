@@ -1,2 +1,4 @@
-"""Scheduling: how trial-time is spent. The budget and its ledger, the plan a budget buys, and
-which methods still receive trials (issue 26). Ray-free except the Tune adapters."""
+"""Scheduling: how trial-time is spent under ``--budget`` (issue 26). ``budget``: durations and
+the trial-time ledger; ``sizing``: the plan a budget buys; ``methods``: which methods still
+receive trials; ``pool``: one Tune searcher and scheduler over every method; ``stage``: the pool
+as a Tune experiment. Ray-free but ``pool`` and ``stage``."""

@@ -51,6 +51,8 @@ class Gate:
         """method -> seconds of each evaluation reported (the first includes the trial's set-up)."""
         self.running: dict[str, tuple[str, int]] = {}
         """trial -> (method, evaluations reported)."""
+        self.first: list[float] = []
+        """Seconds of each trial's first evaluation (set-up included)."""
 
     def eval_s(self, method: str) -> float | None:
         own = self.per_eval.get(method)
@@ -78,7 +80,19 @@ class Gate:
 
     def reported(self, trial: str, method: str, t: int, seconds: float) -> None:
         self.per_eval.setdefault(method, []).append(seconds)
+        if t == 1:
+            self.first.append(seconds)
         self.running[trial] = (method, t)
+
+    @property
+    def cold_start_s(self) -> float:
+        """What a trial on a new worker process pays once more than one on a warm worker: the
+        longest first evaluation less the median one (imports, a first model load). Every new
+        Tune experiment (a race round, the fresh seeds) starts on new workers."""
+        if len(self.first) < 2:
+            return max(self.first, default=0.0)
+        ordered = sorted(self.first)
+        return ordered[-1] - ordered[len(ordered) // 2]
 
     def ended(self, trial: str) -> None:
         self.running.pop(trial, None)
@@ -174,6 +188,7 @@ class PoolSearcher(Searcher):
         write_pool_state(Path(self.state_dir), {
             "finished": self.finished, "why_finished": why, "live": self.allocator.live(),
             "eliminated": self.allocator.eliminated(), "allocation": self.allocator.state(),
+            "cold_start_s": self.gate.cold_start_s,
             "trials": {m: self.allocator.trials_started(m) for m in self.allocator.methods}})
 
     # Tune saves a searcher with save() and restores it with restore(): the whole pool at once.

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from search import stats
-from search.select.seeds import confirm_seeds
+from search.selection.seeds import confirm_seeds
 from search.stats import Interval, Outputs
 
 ALPHA = 0.05

@@ -1,0 +1,295 @@
+"""``--budget``: one budget of trial-time in, one defended answer out (issue 26).
+
+The stages, each charged to one ledger (``search.schedule.budget``, saved as ``budget.json`` so
+``--resume`` goes on with what was left; time while the search was stopped is never charged):
+
+1. **Pool** (``search.schedule.stage``): every method's trials in one Tune experiment; a method
+   separably behind the leader at equal steps gets no new trials; no trial starts that the budget
+   left, less the race's reserve, cannot pay to its end.
+2. **Race** (``search.selection.racing``): each surviving method's leading configs and its defaults
+   get seeds in rounds; one separably behind the leader is dropped; it stops on one survivor or
+   when the reserve cannot pay another round.
+3. **Fresh seeds and the test split**: the race's leader, the best candidate of another method
+   (the runner-up) and the leader's method defaults are retrained with seeds the race never used;
+   the test split scores them (``search.heldout``). The reported figures come from these runs: the
+   race's seeds chose the leader, so its race mean is biased upward.
+
+The driver records each method as a per-method search does (``driver._record``) and then calls
+``answer`` for the verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from search import stats
+from search.confirm import Candidate as Pick
+from search.confirm import Confirmation, confirm_seeds, default_config, pick_candidates, run_confirmation
+from search.results import CONFIRM_OUTPUTS, TEST_OUTPUTS, progress_of, write_json_atomic
+from search.schedule.budget import Ledger, format_duration, parse_duration
+from search.schedule.methods import MethodAllocator
+from search.schedule.stage import run_pool
+from search.selection.race_tune import load_race, run_round, save_race
+from search.selection.racing import Candidate, Race
+from search.stats import Outputs
+
+BUDGET_FILE = "budget.json"
+ANSWER_FILE = "answer.json"
+RESERVE_SHARE = 0.3
+"""Of the budget, what the pool leaves for the race and the fresh seeds (at least)."""
+LEADERS = 2
+"""Configs per surviving method that enter the race (beside its defaults)."""
+FRESH_SEEDS = 3
+"""Seeds of the runs that report the answer (2 when the budget left pays no more)."""
+
+
+@dataclass
+class BudgetOutcome:
+    by_method: dict[str, list]
+    """method -> its pool trials' Tune results."""
+    confirmations: dict[str, Confirmation] = field(default_factory=dict)
+    """The methods retrained with fresh seeds: their pick and defaults (``driver._record``)."""
+    race: dict[str, Any] | None = None
+    eliminated: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ledger: Ledger | None = None
+    wall_s: float = 0.0
+
+
+def run_budgeted(plan, data, tracker, parents: dict[str, str], concurrency: int,
+                 resuming: bool) -> BudgetOutcome | None:
+    """The three stages; None when interrupted (``--resume`` goes on where it stopped)."""
+    s = plan.settings
+    out = Path(s.out)
+    budget_s = parse_duration(s.budget)
+    path = out / BUDGET_FILE
+    ledger = Ledger.load(path) if path.exists() else Ledger(budget_s, path)
+    ledger.save()
+    reserve_s = RESERVE_SHARE * budget_s
+    print(f"budget {format_duration(budget_s)} of trial-time ({format_duration(ledger.used)} used): "
+          f"a pool of {', '.join(s.methods)} trials ({s.max_steps} steps, evaluated every "
+          f"{s.eval_every}, {s.scheduler} rungs per method) while the budget less "
+          f"{format_duration(reserve_s)} pays for them; then the leaders and the defaults race on new "
+          f"seeds, and the answer is retrained with {FRESH_SEEDS} fresh seeds", flush=True)
+    pool = run_pool(plan, data, tracker, parents, concurrency, resuming, MethodAllocator(list(s.methods)),
+                    ledger, reserve_s)
+    if pool is None:
+        return None
+    ledger = Ledger.load(path)  # the pool's searcher charged (and saved) its own copy
+    outcome = BudgetOutcome(pool.by_method, eliminated=pool.state.get("eliminated", {}), ledger=ledger,
+                            wall_s=pool.wall_s)
+    for method, why in outcome.eliminated.items():
+        print(f"[{method}] no new trials after evaluation {why['when']}: {why['why']}", flush=True)
+    # Each race round and each method's fresh seeds is a Tune experiment of its own, on new
+    # workers: each of its first `concurrency` runs also pays the cold start the pool measured.
+    costs = Costs(_run_cost(pool.by_method, s.max_t), float(pool.state.get("cold_start_s") or 0.0),
+                  concurrency)
+    race = load_race(out)
+    if race is None:
+        fresh_s = 2 * costs.experiment(3 * FRESH_SEEDS / 2)  # two methods' fresh runs, at most
+        picks = _race_candidates(plan, pool.by_method, outcome.eliminated, ledger.left - fresh_s, costs)
+        if not picks:
+            print("[race] no method has a finite score: nothing to race", flush=True)
+            return outcome
+        race = Race(picks, reserve_s=max(ledger.left - fresh_s, 0.0),
+                    cost_per_run_s=max(costs.experiment(len(picks)) / len(picks), 1e-3), search_seed=s.seed)
+        save_race(out, race)
+    while not race.done:
+        if not run_round(plan, data, tracker, parents, concurrency, resuming, race, ledger):
+            return None
+        resuming = False  # only the round that was open when the search stopped is restored
+    result = race.result()
+    outcome.race = result.to_dict()
+    print(f"[race] {result.verdict} ({result.rounds} round(s), {result.runs} runs, stopped: "
+          f"{result.stopped})", flush=True)
+    if result.leader is None:
+        return outcome
+    confirmations = _fresh(plan, data, tracker, parents, concurrency, resuming, race, ledger, costs)
+    if confirmations is None:
+        return None
+    outcome.confirmations, outcome.ledger = confirmations, ledger
+    return outcome
+
+
+@dataclass
+class Costs:
+    """Seconds of the runs after the pool, from what the pool measured."""
+
+    run_s: dict[str, float]
+    """method -> one run to the full budget on a warm worker (``_run_cost``)."""
+    cold_s: float
+    """What a run on a new worker pays once more (``pool.Gate.cold_start_s``)."""
+    concurrency: int
+
+    @property
+    def run(self) -> float:
+        return max(self.run_s.values(), default=0.0)
+
+    def experiment(self, runs: float) -> float:
+        """``runs`` runs in one new Tune experiment: each a warm run, the first ``concurrency``
+        also cold."""
+        return runs * self.run + min(runs, self.concurrency) * self.cold_s
+
+
+def _run_cost(by_method: dict[str, list], max_t: int) -> dict[str, float]:
+    """Seconds of one run to the full budget, per method: the trials' seconds per evaluation
+    (set-up included) times the evaluations of a trial never stopped (an upper bound for a race
+    run, which evaluates once)."""
+    cost = {}
+    for method, results in by_method.items():
+        per_eval = [float(r.metrics["time_total_s"]) / int(r.metrics["training_iteration"])
+                    for r in results if r.metrics and r.metrics.get("training_iteration")
+                    and r.metrics.get("time_total_s")]
+        if per_eval:
+            cost[method] = sum(per_eval) / len(per_eval) * max_t
+    return cost
+
+
+def _race_candidates(plan, by_method: dict[str, list], eliminated: dict, reserve_s: float,
+                     costs: Costs) -> list[Candidate]:
+    """Each surviving method's ``LEADERS`` best configs (furthest-ran first) and its defaults;
+    fewer leaders, then fewer methods (the weakest first), while two seeds of every candidate
+    cost more than the reserve."""
+    best = {m: max((progress_of(r), float(r.metrics.get("score", -math.inf))) for r in rs if r.metrics)
+            for m, rs in by_method.items() if m not in eliminated and rs}
+    methods = sorted(best, key=lambda m: best[m], reverse=True)
+    for leaders in range(LEADERS, 0, -1):
+        for keep in range(len(methods), 0, -1):
+            picks = []
+            for m in methods[:keep]:
+                for c in pick_candidates(by_method[m], leaders, default_config(plan, m)):
+                    picks.append(Candidate(f"{m}:{c.label}", m, c.config, c.is_default))
+            if 2 * costs.experiment(len(picks)) <= reserve_s or (leaders == 1 and keep == 1):
+                return picks
+    return []
+
+
+def _fresh(plan, data, tracker, parents, concurrency, resuming, race: Race, ledger: Ledger,
+           costs: Costs) -> dict[str, Confirmation] | None:
+    """The race's leader, the runner-up (the best candidate of another method) and the leader's
+    method defaults retrained with fresh seeds, as many as the budget left pays (2 or
+    ``FRESH_SEEDS``); per method a ``Confirmation`` for the driver to record and test. None when
+    interrupted."""
+    s = plan.settings
+    leader = race.leader
+    order = sorted(race.candidates, key=lambda c: race.mean(c.name), reverse=True)  # failed: -inf
+    top = next(c for c in order if c.name == leader)
+    runner = next((c for c in order if c.method != top.method), None)
+    finalists = {top.method: top, **({runner.method: runner} if runner else {})}
+    runs = {m: [c] + ([d] if (d := _default_of(race, m)) is not None and d is not c else [])
+            for m, c in finalists.items()}
+    n = next((k for k in (FRESH_SEEDS, 2)
+              if ledger.fits(sum(costs.experiment(k * len(c)) for c in runs.values()))), 0)
+    if n == 0:
+        print(f"[answer] the budget left ({format_duration(ledger.left)}) pays for no fresh seeds: the "
+              "answer is the race's (its figures chose it: biased upward)", flush=True)
+        return {}
+    confirmations = {}
+    for method, chosen in runs.items():
+        picks = [_pick(race, c) for c in race.candidates if c.method == method]
+        fresh = [Pick(p.label, p.config, p.search_score, p.trial_id, p.is_default)
+                 for p in picks if p.label in {c.name for c in chosen}]
+        fresh.sort(key=lambda p: p.is_default and p.label != finalists[method].name)
+        if not run_confirmation(method, plan, data, tracker, parents[method], concurrency, resuming, fresh,
+                                confirm_seeds(s.seed, n, fresh=True), step="fresh", ledger=ledger):
+            return None
+        pick = next(p for p in picks if p.label == finalists[method].name)
+        confirmations[method] = Confirmation(picks, pick, fresh)
+    return confirmations
+
+
+def _default_of(race: Race, method: str) -> Candidate | None:
+    return next((c for c in race.candidates if c.method == method and c.is_default), None)
+
+
+def _pick(race: Race, c: Candidate) -> Pick:
+    """A race candidate as ``search.confirm`` records one (its race seeds as selection seeds)."""
+    pick = Pick(c.name, c.config, is_default=c.is_default)
+    pick.seed_scores = race.scores(c.name)
+    return pick
+
+
+# ---- the answer ------------------------------------------------------------------------------
+def answer(plan, outcome: BudgetOutcome, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The verdict from the fresh-seed runs (test split when there is one, else validation):
+    the winner with its score and interval, the runner-up and the lead with its interval, or a
+    tie and what more budget would likely decide it; per method how far it got. Written to
+    ``answer.json`` and printed."""
+    s = plan.settings
+    out = Path(s.out)
+    ledger = outcome.ledger or Ledger.load(out / BUDGET_FILE)
+    race = outcome.race or {}
+    by_row = {r["method"]: r for r in rows}
+    finalists = list(outcome.confirmations)
+    tested = finalists and all((out / m / TEST_OUTPUTS).exists() for m in finalists)
+    split = "test" if tested else "validation"
+    file = TEST_OUTPUTS if split == "test" else CONFIRM_OUTPUTS
+    outputs = {m: Outputs.load(out / m / file) for m in finalists if (out / m / file).exists()}
+    record: dict[str, Any] = {
+        "budget_s": ledger.budget_s, "used_s": ledger.used, "used_share": ledger.share_used,
+        "by_stage_s": {k: ledger.spent(kind=k) for k in ("trial", "confirm")},
+        "split": split, "race": race, "methods": _method_rows(outcome, by_row, ledger)}
+    if not outputs:
+        record["verdict"] = race.get("verdict", "no answer: no method reported a finite score")
+        return _write(out, record)
+    top = finalists[0]
+    iv = stats.interval(outputs[top])
+    record["winner"] = {"method": top, "config": outcome.confirmations[top].pick.config,
+                        "score": iv.mean, "lo": iv.lo, "hi": iv.hi, "seeds": iv.seeds, "rows": iv.rows}
+    if len(finalists) > 1 and finalists[1] in outputs:
+        runner = finalists[1]
+        d = stats.difference(outputs[top], outputs[runner])
+        riv = stats.interval(outputs[runner])
+        record["runner_up"] = {"method": runner, "score": riv.mean, "lo": riv.lo, "hi": riv.hi}
+        record["lead"] = {"points": 100 * d.mean, "lo": 100 * d.lo, "hi": 100 * d.hi}
+        if stats.separable(d) and d.mean > 0:
+            record["verdict"] = (f"{top} wins: {iv.mean:.4f} [{iv.lo:.4f}, {iv.hi:.4f}] on the {split} "
+                                 f"split, {100 * d.mean:+.2f} points [{100 * d.lo:+.2f}, {100 * d.hi:+.2f}] "
+                                 f"over {runner}")
+        else:
+            more = _to_decide(d, abs(d.mean))
+            record["verdict"] = (f"not separable at this budget: {top} and {runner} tie on the {split} "
+                                 f"split ({100 * d.mean:+.2f} points [{100 * d.lo:+.2f}, "
+                                 f"{100 * d.hi:+.2f}]); to decide it: {more}")
+    else:
+        record["verdict"] = (f"{top}: {iv.mean:.4f} [{iv.lo:.4f}, {iv.hi:.4f}] on the {split} split "
+                             "(no other method reached the race's end)")
+    return _write(out, record)
+
+
+def _to_decide(d, gap: float) -> str:
+    """What more budget would likely separate a tie: the fresh seeds per candidate at which the
+    observed gap would leave the interval (``racing.to_decide``), if it holds."""
+    from search.selection.racing import to_decide
+
+    need = to_decide(gap, d.seed_half, d.rows_half, d.seeds, stats.LEVEL)
+    if need is None:
+        return ("no number of seeds would at this gap: the rows' part of the interval covers it "
+                "(more evaluation rows, or a longer budget per run, might)")
+    return f"about {need} seeds per candidate instead of {d.seeds}, if the observed gap holds (an estimate)"
+
+
+def _method_rows(outcome: BudgetOutcome, by_row: dict[str, dict], ledger: Ledger) -> dict[str, dict]:
+    spent = ledger.by_method()
+    rows = {}
+    for method, results in outcome.by_method.items():
+        gone = outcome.eliminated.get(method)
+        rows[method] = {"trials": len(results), "trial_time_s": spent.get(method, 0.0),
+                        "best_score": by_row.get(method, {}).get("best_score"),
+                        "stopped_receiving": gone["why"] if gone else None}
+    return rows
+
+
+def _write(out: Path, record: dict[str, Any]) -> dict[str, Any]:
+    from search.replay import json_safe
+
+    write_json_atomic(out / ANSWER_FILE, json_safe(record))
+    print(f"\nanswer: {record['verdict']}\nbudget used {format_duration(record['used_s'])} of "
+          f"{format_duration(record['budget_s'])} ({100 * record['used_share']:.1f}%)", flush=True)
+    for method, row in record["methods"].items():
+        why = f"; no new trials: {row['stopped_receiving']}" if row["stopped_receiving"] else ""
+        print(f"  {method}: {row['trials']} trials, {format_duration(row['trial_time_s'])}{why}", flush=True)
+    return record
+

@@ -1,0 +1,126 @@
+"""The pool stage of a ``--budget`` search: every method's trials in one Tune experiment
+(``<experiment>-pool``), the allocator deciding which method gets each new trial, the ledger
+charged with every result, the search ending when what is left (less the racing reserve) cannot
+pay for another trial. Trials are recorded in MLflow under their method's parent run, as in a
+per-method search, so the UI and the report read them the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from search.callbacks import ByMethod, DriverMemory, MlflowCallback, Progress, result_files
+from search.pruning import CheckpointPruner
+from search.schedule.pool import (
+    METHOD_KEY,
+    POOL,
+    Gate,
+    PoolScheduler,
+    PoolSearcher,
+    per_method_policy,
+    read_pool_state,
+)
+from search.searchers import make_searcher, objective_metrics
+from search.trainable import run_trial
+from search.warm import start_points
+
+SAMPLES_CAP = 10_000
+"""Tune's sample count for the pool: the budget, not a count, ends it (the searcher says when)."""
+
+
+@dataclass
+class PoolOutcome:
+    by_method: dict[str, list]
+    """method -> the Tune results of its trials."""
+    wall_s: float
+    state: dict
+    """``pool_state.json``: methods still searched, why the others stopped, trials per method."""
+
+
+class PoolProgress(Progress):
+    """``Progress`` whose status line also says the budget used and left and the leader."""
+
+    def __init__(self, pool: PoolSearcher, max_t: int) -> None:
+        super().__init__(POOL, SAMPLES_CAP, max_t)
+        self.pool = pool
+
+    def _counts(self, trials, ending=None, failed: bool = False) -> str:
+        self.num_samples = len(trials)  # no fixed count: nothing is "pending" beyond what started
+        ledger = self.pool.gate.ledger
+        live = ", ".join(self.pool.allocator.live())
+        return (f"{super()._counts(trials, ending, failed)}; budget {ledger.used / 60:.1f}/"
+                f"{ledger.budget_s / 60:.1f} min used; methods still searched: {live}")
+
+
+def build_pool(plan, methods: list[str], concurrency: int, allocator, ledger, reserve_s: float,
+               state_dir: Path) -> tuple[PoolSearcher, PoolScheduler, dict[str, list]]:
+    """The pool's searcher and scheduler, and each method's enqueued first trials."""
+    s = plan.settings
+    searchers, constants, starts = {}, {}, {}
+    for method in methods:
+        starts[method] = start_points(plan, method)
+        searcher, fixed = make_searcher(
+            "optuna", plan.spaces[method], plan.constants[method], seed=s.seed,
+            max_concurrent=concurrency, num_samples=SAMPLES_CAP,
+            objectives=objective_metrics(s.objective), points=[p for _, p in starts[method]])
+        searchers[method], constants[method] = searcher, fixed
+    gate = Gate(ledger, reserve_s, s.max_t)
+    pool = PoolSearcher(searchers, constants, allocator, gate, tasks=len(plan.settings.tasks.split(",")),
+                        state_dir=str(state_dir))
+    options = {"epsilon": s.pasha_epsilon} if s.scheduler == "pasha" else {}
+    scheduler = PoolScheduler(per_method_policy(s.scheduler, s.max_t, s.grace_period,
+                                                s.reduction_factor, **options))
+    return pool, scheduler, starts
+
+
+def run_pool(plan, data, tracker, parents: dict[str, str], concurrency: int, resuming: bool,
+             allocator, ledger, reserve_s: float) -> PoolOutcome | None:
+    """The pool stage; None when interrupted (``--resume`` goes on with it)."""
+    s = plan.settings
+    name = f"{s.experiment}-{POOL}"
+    path = f"{plan.storage_path.rstrip('/')}/{name}"
+    resources = {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial}
+    trainable = tune.with_resources(tune.with_parameters(run_trial, data=data), resources)
+    if tune.Tuner.can_restore(path):
+        if not resuming:
+            raise FileExistsError(f"a Tune experiment already exists at {path}; pass --resume to "
+                                  "continue it, or another --experiment or --storage-path")
+        print(f"[{POOL}] resuming {path}", flush=True)
+        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        pool, scheduler, starts = build_pool(plan, list(parents), concurrency, allocator, ledger,
+                                             reserve_s, Path(s.out))
+        per_method = {m: MlflowCallback(plan.mlflow_uri, tracker.experiment_id, parents[m], m, s.max_t,
+                                        starts=starts[m]) for m in parents}
+        # The best --keep-checkpoints of each method: the race and the records start from them.
+        pruners = {m: CheckpointPruner(s.keep_checkpoints, m) for m in parents}
+        callbacks = [ByMethod(per_method), ByMethod(pruners), PoolProgress(pool, s.max_t),
+                     *result_files(), DriverMemory()]
+        tuner = tune.Tuner(
+            trainable, param_space={},
+            tune_config=tune.TuneConfig(search_alg=pool, scheduler=scheduler, num_samples=SAMPLES_CAP,
+                                        max_concurrent_trials=concurrency, reuse_actors=True,
+                                        trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
+            run_config=tune.RunConfig(name=name, storage_path=plan.storage_path, callbacks=callbacks,
+                                      verbose=0, log_to_file=True, checkpoint_config=tune.CheckpointConfig(),
+                                      failure_config=tune.FailureConfig(max_failures=2)))
+    start = time.time()
+    grid = tuner.fit()
+    by_method: dict[str, list[Any]] = {m: [] for m in parents}
+    for r in grid:
+        method = (r.config or {}).get(METHOD_KEY)
+        if method in by_method:
+            by_method[method].append(r)
+    state = read_pool_state(Path(s.out)) or {}
+    if not state.get("finished") or grid.num_terminated + grid.num_errors < len(grid):
+        return None  # interrupted: the searcher had not finished, or trials were still running
+    return PoolOutcome(by_method, time.time() - start, state)
+
+
+def _trial_name(trial) -> str:
+    return f"{trial.config.get(METHOD_KEY, 'trial')}_{trial.trial_id}"

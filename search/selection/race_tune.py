@@ -1,0 +1,98 @@
+"""The Tune side of the race (``search.selection.racing``): each round is one Tune experiment
+(``<experiment>-race-<k>``) of confirmation runs across methods: every survivor trained to the
+full budget with the round's seed, scored once on the whole validation set with its per-row
+predictions. Each run's seconds are charged to the budget's ledger; each run is recorded in MLflow
+under its method's parent run (kind ``confirm``), as a per-method confirmation's are.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from search.callbacks import ByMethod, MlflowCallback, Progress, result_files
+from search.results import failed, write_json_atomic
+from search.selection.racing import Candidate, Race
+from search.stats import Outputs
+from search.trainable import OUTPUTS, RUN_KEY, run_confirm
+
+RACE_STATE = "race.json"
+
+
+def run_of(config: dict[str, Any], seed: int) -> dict[str, Any]:
+    """A race run of ``config``: the round's seed, the full budget, one evaluation at the end on
+    the whole validation set (as ``search.confirm.run_config``)."""
+    return {**config, "seed": seed, "eval_every": config["max_steps"], "eval_rows": None,
+            "eval_full": False}
+
+
+def save_race(out: Path, race: Race) -> None:
+    write_json_atomic(out / RACE_STATE, race.state())
+
+
+def load_race(out: Path) -> Race | None:
+    path = out / RACE_STATE
+    return Race.from_state(json.loads(path.read_text())) if path.exists() else None
+
+
+def run_round(plan, data, tracker, parents: dict[str, str], concurrency: int, resuming: bool,
+              race: Race, ledger) -> bool:
+    """Run the race's open round (a new one, or the one ``--resume`` found open); False when
+    interrupted. The race looks at its survivors after the round's last record."""
+    runs = race.next_round()
+    if not runs:
+        return True
+    s = plan.settings
+    name = f"{s.experiment}-race-{race.round}"
+    path = f"{plan.storage_path.rstrip('/')}/{name}"
+    resources = {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial}
+    trainable = tune.with_resources(tune.with_parameters(run_confirm, data=data), resources)
+    print(f"[race] round {race.round}: {len(runs)} run(s) with seed {runs[0][1]}: "
+          f"{', '.join(c.name for c, _ in runs)}; budget left {ledger.left / 60:.1f} min", flush=True)
+    if tune.Tuner.can_restore(path):
+        if not resuming:
+            raise FileExistsError(f"a Tune experiment already exists at {path}; pass --resume to "
+                                  "continue it, or another --experiment or --storage-path")
+        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        per_method = {m: MlflowCallback(plan.mlflow_uri, tracker.experiment_id, parents[m], m, 1,
+                                        kind="confirm") for m in {c.method for c, _ in runs}}
+        callbacks = [ByMethod(per_method), Progress(f"race {race.round}", len(runs), 1), *result_files()]
+        tuner = tune.Tuner(
+            trainable, param_space={RUN_KEY: tune.grid_search([run_of(c.config, seed) for c, seed in runs])},
+            tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=concurrency, reuse_actors=True),
+            run_config=tune.RunConfig(name=name, storage_path=plan.storage_path, callbacks=callbacks,
+                                      verbose=0, log_to_file=True,
+                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                                      failure_config=tune.FailureConfig(max_failures=2)))
+    grid = tuner.fit()
+    if grid.num_terminated + grid.num_errors < len(runs):
+        return False
+    for r in grid:
+        candidate, seed = _which(runs, r.config[RUN_KEY])
+        outputs, seconds = _outputs(r), float((r.metrics or {}).get("time_total_s", 0.0) or 0.0)
+        ledger.charge("confirm", candidate.method, seconds, run_id=f"{name}:{candidate.name}", index=1)
+        race.record(candidate, seed, outputs, seconds or None)
+    save_race(Path(s.out), race)
+    return True
+
+
+def _which(runs: list[tuple[Candidate, int]], config: dict[str, Any]) -> tuple[Candidate, int]:
+    for candidate, seed in runs:
+        if run_of(candidate.config, seed) == config:
+            return candidate, seed
+    raise ValueError(f"a race run whose config matches no candidate (seed {config.get('seed')})")
+
+
+def _outputs(result) -> Outputs | None:
+    """The run's per-row validation outputs; None when it failed or kept none."""
+    score = float((result.metrics or {}).get("score", math.nan))
+    if failed(result) or not math.isfinite(score) or result.checkpoint is None:
+        return None
+    with result.checkpoint.as_directory() as folder:
+        file = Path(folder) / OUTPUTS
+        return Outputs.load(file) if file.exists() else None

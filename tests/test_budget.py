@@ -1,0 +1,110 @@
+"""``--budget`` end to end on the tiny model: a search interrupted midway and resumed keeps the
+budget it had used, ends inside the budget, and records its answer on disk and in MLflow."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+from searchkit import ENV, cli, mlflow_runs, run
+
+from search.schedule.budget import Ledger
+
+BUDGET_S = 150.0
+
+
+def test_budget_flags_that_it_sizes_itself_are_refused(tiny_model_dir, tmp_path):
+    proc = run(cli(tiny_model_dir, tmp_path / "x", "--method", "lora,adapter", "--budget", "2m",
+                   "--num-samples", "4"), tmp_path, rc=2)
+    assert "--num-samples: --budget sizes the trials" in proc.stderr
+    proc = run(cli(tiny_model_dir, tmp_path / "y", "--method", "lora", "--budget", "two hours"), tmp_path,
+               rc=2)
+    assert "--budget" in proc.stderr and "two hours" in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
+@pytest.mark.integration
+def test_a_budget_search_resumed_keeps_what_it_used_and_ends_inside_its_budget(tiny_model_dir, tmp_path):
+    out = tmp_path / "b"
+    cmd = cli(tiny_model_dir, out, "--method", "lora,adapter", "--budget", f"{BUDGET_S:g}s",
+              "--val-from-train", "0.2", "--experiment", "b", "--max-concurrent", "2",
+              "--max-steps", "300", "--eval-every", "100")  # trials of seconds: few, not hundreds
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:  # Ctrl+C once the pool has spent a fifth of the budget
+        deadline = time.time() + 300
+        while time.time() < deadline and _used(out) < BUDGET_S / 5:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+        reader.join(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output = "".join(lines)
+    assert proc.returncode == 130, output[-3000:]
+    used_before = _used(out)
+    assert 0 < used_before < BUDGET_S and not (out / "answer.json").exists()
+
+    time.sleep(3)  # time while stopped: never charged
+    resumed = run(cmd + ["--resume"], tmp_path, timeout=900)
+    start_line = next(ln for ln in resumed.stdout.splitlines() if ln.startswith("budget "))
+    assert "used)" in start_line and "(0s used)" not in start_line, start_line
+    ledger = Ledger.load(out / "budget.json")
+    assert ledger.used <= 1.05 * BUDGET_S, resumed.stdout[-3000:]
+    assert ledger.spent(kind="confirm") > 0, "the race and the fresh seeds were charged"
+    answer = json.loads((out / "answer.json").read_text())
+    assert answer["verdict"] and answer["used_s"] == pytest.approx(ledger.used, rel=1e-6)
+    assert set(answer["methods"]) == {"lora", "adapter"}
+    assert json.loads((out / "results.json").read_text())["answer"]["verdict"] == answer["verdict"]
+    _, runs = mlflow_runs(f"sqlite:///{out.parent / 'mlflow.db'}", "b")
+    recorded = [r for r in runs if r.data.tags.get("kind") == "answer"]
+    assert len(recorded) == 1 and recorded[0].data.tags["verdict"] == answer["verdict"]
+    assert recorded[0].data.metrics["budget_used_s"] == pytest.approx(ledger.used, rel=1e-6)
+
+
+def _used(out) -> float:
+    try:
+        return Ledger.load(out / "budget.json").used
+    except (OSError, ValueError, KeyError):
+        return 0.0
+
+
+@pytest.mark.integration
+def test_a_race_round_is_one_tune_experiment_charged_to_the_ledger(tiny_model_dir, tmp_path, ray_local):
+    """Two rounds of a race between two configs of the tiny model: every survivor trained once per
+    round with the round's seed, each run's seconds charged once, the race saved after each round."""
+    from search.confirm import default_config
+    from search.plan import make_plan, prepare
+    from search.selection.race_tune import load_race, run_round
+    from search.selection.racing import Candidate, Race
+    from search.settings import settings_from
+    from search.tracking import Tracker
+
+    s = settings_from({"method": "lora", "model": tiny_model_dir, "max_steps": 20, "eval_every": 10,
+                       "max_train_samples": 64, "max_eval_samples": 32, "out": str(tmp_path / "r"),
+                       "experiment": "r", "mlflow_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    plan = make_plan(s)
+    data = prepare(plan)
+    tracker = Tracker(plan.mlflow_uri, s.experiment)
+    parents = {"lora": tracker.parent_run("lora", {})}
+    default = default_config(plan, "lora")
+    other = {**default, "lr": default["lr"] * 3}
+    race = Race([Candidate("lora:default", "lora", default, True), Candidate("lora:x3", "lora", other)],
+                reserve_s=1e4, cost_per_run_s=1.0, max_rounds=2)
+    ledger = Ledger(1e4, tmp_path / "budget.json")
+    for _ in range(2):
+        assert run_round(plan, data, tracker, parents, 2, False, race, ledger)
+    assert race.round == 2 and race.runs_used == 4
+    assert [s for s, _, _ in race.runs["lora:x3"]] == [race.seed(1), race.seed(2)]
+    assert ledger.spent(kind="confirm") == pytest.approx(race.spent_s) and ledger.used > 0
+    saved = load_race(tmp_path / "r")
+    assert saved.runs_used == 4 and saved.scores("lora:x3") == race.scores("lora:x3")
+    assert run_round(plan, data, tracker, parents, 2, False, race, ledger)  # the race is over
+    assert race.done and race.runs_used == 4
