@@ -14,7 +14,7 @@ The stages, each charged to one ledger (``search.schedule.budget``, saved as ``b
    the test split scores them (``search.heldout``). The reported figures come from these runs: the
    race's seeds chose the leader, so its race mean is biased upward.
 
-The driver records each method as a per-method search does (``driver._record``) and then calls
+The driver records each method as a per-method search does (``search.recording.record_method``) and then calls
 ``answer`` for the verdict.
 """
 
@@ -51,7 +51,7 @@ class BudgetOutcome:
     by_method: dict[str, list]
     """method -> its pool trials' Tune results."""
     confirmations: dict[str, Confirmation] = field(default_factory=dict)
-    """The methods retrained with fresh seeds: their pick and defaults (``driver._record``)."""
+    """The methods retrained with fresh seeds: their pick and defaults (``recording.record_method``)."""
     race: dict[str, Any] | None = None
     eliminated: dict[str, dict[str, Any]] = field(default_factory=dict)
     ledger: Ledger | None = None
