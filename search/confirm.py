@@ -36,6 +36,7 @@ from ray import tune
 
 from search import stats
 from search.callbacks import MlflowCallback, Progress, result_files
+from search.experiments import restored, run_settings, trainable
 from search.results import (
     CONFIRM_JSON,
     CONFIRM_OUTPUTS,
@@ -127,31 +128,23 @@ def run_confirmation(method: str, plan, data, tracker, parent: str, concurrency:
     interrupted. ``ledger`` (``--budget``): charged with each run's seconds."""
     s = plan.settings
     name = f"{s.experiment}-{method}-{step}"
-    path = f"{plan.storage_path.rstrip('/')}/{name}"
     runs = [run_config(c, seed) for c in candidates for seed in seeds]
-    resources = {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial}
-    trainable = tune.with_resources(tune.with_parameters(run_confirm, data=data), resources)
+    fn = trainable(run_confirm, plan, data)
     doing = "confirming" if step == "confirm" else "retraining with fresh seeds"
     print(f"[{method}] {doing} {len(candidates)} config(s) ({', '.join(map(_name, candidates))}) "
           f"with seeds {', '.join(map(str, seeds))}: {len(runs)} runs of {s.max_steps} steps", flush=True)
-    if tune.Tuner.can_restore(path):
-        if not resuming:
-            raise FileExistsError(f"a Tune experiment already exists at {path}; pass --resume to "
-                                  "continue it, or another --experiment or --storage-path")
-        print(f"[{method}] resuming the confirmation {path}", flush=True)  # either step
-        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
+    tuner = restored(plan, name, fn, resuming)
+    if tuner is not None:
+        print(f"[{method}] resuming the confirmation {plan.storage_path.rstrip('/')}/{name}", flush=True)
     else:
         callbacks = [MlflowCallback(plan.mlflow_uri, tracker.experiment_id, parent, method, 1,
                                     kind="confirm"),
                      Progress(f"{method} {step}", len(runs), 1), *result_files()]
         tuner = tune.Tuner(
-            trainable, param_space={RUN_KEY: tune.grid_search(runs)},
+            fn, param_space={RUN_KEY: tune.grid_search(runs)},
             tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=concurrency,
                                         reuse_actors=True),
-            run_config=tune.RunConfig(name=name, storage_path=plan.storage_path, callbacks=callbacks,
-                                      verbose=0, log_to_file=True,
-                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                                      failure_config=tune.FailureConfig(max_failures=2)))
+            run_config=run_settings(plan, name, callbacks, keep_one=True))
     grid = tuner.fit()
     if grid.num_terminated + grid.num_errors < len(runs):
         return False

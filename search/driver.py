@@ -20,6 +20,7 @@ from search.budget import ParamCounter
 from search.callbacks import DriverMemory, MlflowCallback, Progress, result_files
 from search.confirm import confirm, default_config, pick_candidates
 from search.confirm import table as confirm_table
+from search.experiments import restored, run_settings, trainable
 from search.plan import Plan
 from search.pruning import CheckpointPruner
 from search.recording import PRUNED, parent_run, record_method
@@ -242,15 +243,11 @@ def _tuner(method: str, plan: Plan, data, tracker: Tracker, parent: str, concurr
     its searcher, scheduler and callbacks; ``Progress`` is None for a restored one)."""
     s = plan.settings
     name = f"{s.experiment}-{method}"
-    path = f"{plan.storage_path.rstrip('/')}/{name}"
-    resources = {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial}
-    trainable = tune.with_resources(tune.with_parameters(run_trial, data=data), resources)
-    if tune.Tuner.can_restore(path):
-        if not resuming:
-            raise FileExistsError(f"a Tune experiment already exists at {path}; pass --resume to "
-                                  "continue it, or another --experiment or --storage-path")
-        print(f"[{method}] resuming {path}", flush=True)
-        return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True), None
+    fn = trainable(run_trial, plan, data)
+    restored_tuner = restored(plan, name, fn, resuming)
+    if restored_tuner is not None:
+        print(f"[{method}] resuming {plan.storage_path.rstrip('/')}/{name}", flush=True)
+        return restored_tuner, None
     budget = ((ParamCounter(data.specs, s.model), s.max_params, str(Path(s.out) / method / PRUNED))
               if s.max_params else None)
     space = plan.auto if method == "auto" else plan.spaces[method]
@@ -265,18 +262,12 @@ def _tuner(method: str, plan: Plan, data, tracker: Tracker, parent: str, concurr
                                 starts=starts), progress, CheckpointPruner(s.keep_checkpoints, method),
                  *result_files(), DriverMemory()]
     tuner = tune.Tuner(
-        trainable, param_space=param_space,
+        fn, param_space=param_space,
         tune_config=tune.TuneConfig(
             search_alg=searcher, scheduler=scheduler, num_samples=s.num_samples,
             # A trial process imports torch, transformers and peft (seconds): keep it.
             reuse_actors=True, trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
-        run_config=tune.RunConfig(
-            name=name, storage_path=plan.storage_path, callbacks=callbacks, verbose=0, log_to_file=True,
-            # Every checkpoint is registered with Tune; search.pruning deletes the superseded
-            # ones and those of ended trials outside the best --keep-checkpoints (Tune's
-            # num_to_keep would save the whole experiment state after every trial checkpoint).
-            checkpoint_config=tune.CheckpointConfig(),
-            failure_config=tune.FailureConfig(max_failures=2)))
+        run_config=run_settings(plan, name, callbacks))
     return tuner, progress
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from ray import tune
 
 from search.callbacks import ByMethod, DriverMemory, MlflowCallback, Progress, result_files
+from search.experiments import restored, run_settings, trainable
 from search.pruning import CheckpointPruner
 from search.schedule.pool import (
     METHOD_KEY,
@@ -83,15 +84,10 @@ def run_pool(plan, data, tracker, parents: dict[str, str], concurrency: int, res
     """The pool stage; None when interrupted (``--resume`` goes on with it)."""
     s = plan.settings
     name = f"{s.experiment}-{POOL}"
-    path = f"{plan.storage_path.rstrip('/')}/{name}"
-    resources = {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial}
-    trainable = tune.with_resources(tune.with_parameters(run_trial, data=data), resources)
-    if tune.Tuner.can_restore(path):
-        if not resuming:
-            raise FileExistsError(f"a Tune experiment already exists at {path}; pass --resume to "
-                                  "continue it, or another --experiment or --storage-path")
-        print(f"[{POOL}] resuming {path}", flush=True)
-        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
+    fn = trainable(run_trial, plan, data)
+    tuner = restored(plan, name, fn, resuming)
+    if tuner is not None:
+        print(f"[{POOL}] resuming {plan.storage_path.rstrip('/')}/{name}", flush=True)
     else:
         pool, scheduler, starts = build_pool(plan, list(parents), concurrency, allocator, ledger,
                                              reserve_s, Path(s.out))
@@ -102,13 +98,11 @@ def run_pool(plan, data, tracker, parents: dict[str, str], concurrency: int, res
         callbacks = [ByMethod(per_method), ByMethod(pruners), PoolProgress(pool, s.max_t),
                      *result_files(), DriverMemory()]
         tuner = tune.Tuner(
-            trainable, param_space={},
+            fn, param_space={},
             tune_config=tune.TuneConfig(search_alg=pool, scheduler=scheduler, num_samples=SAMPLES_CAP,
                                         max_concurrent_trials=concurrency, reuse_actors=True,
                                         trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
-            run_config=tune.RunConfig(name=name, storage_path=plan.storage_path, callbacks=callbacks,
-                                      verbose=0, log_to_file=True, checkpoint_config=tune.CheckpointConfig(),
-                                      failure_config=tune.FailureConfig(max_failures=2)))
+            run_config=run_settings(plan, name, callbacks))
     start = time.time()
     grid = tuner.fit()
     by_method: dict[str, list[Any]] = {m: [] for m in parents}

@@ -15,6 +15,7 @@ from typing import Any
 from ray import tune
 
 from search.callbacks import ByMethod, MlflowCallback, Progress, result_files
+from search.experiments import restored, run_settings, trainable
 from search.results import failed, write_json_atomic
 from search.selection.racing import Candidate, Race
 from search.stats import Outputs
@@ -48,27 +49,18 @@ def run_round(plan, data, tracker, parents: dict[str, str], concurrency: int, re
         return True
     s = plan.settings
     name = f"{s.experiment}-race-{race.round}"
-    path = f"{plan.storage_path.rstrip('/')}/{name}"
-    resources = {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial}
-    trainable = tune.with_resources(tune.with_parameters(run_confirm, data=data), resources)
+    fn = trainable(run_confirm, plan, data)
     print(f"[race] round {race.round}: {len(runs)} run(s) with seed {runs[0][1]}: "
           f"{', '.join(c.name for c, _ in runs)}; budget left {ledger.left / 60:.1f} min", flush=True)
-    if tune.Tuner.can_restore(path):
-        if not resuming:
-            raise FileExistsError(f"a Tune experiment already exists at {path}; pass --resume to "
-                                  "continue it, or another --experiment or --storage-path")
-        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
-    else:
+    tuner = restored(plan, name, fn, resuming)
+    if tuner is None:
         per_method = {m: MlflowCallback(plan.mlflow_uri, tracker.experiment_id, parents[m], m, 1,
                                         kind="confirm") for m in {c.method for c, _ in runs}}
         callbacks = [ByMethod(per_method), Progress(f"race {race.round}", len(runs), 1), *result_files()]
         tuner = tune.Tuner(
-            trainable, param_space={RUN_KEY: tune.grid_search([run_of(c.config, seed) for c, seed in runs])},
+            fn, param_space={RUN_KEY: tune.grid_search([run_of(c.config, seed) for c, seed in runs])},
             tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=concurrency, reuse_actors=True),
-            run_config=tune.RunConfig(name=name, storage_path=plan.storage_path, callbacks=callbacks,
-                                      verbose=0, log_to_file=True,
-                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                                      failure_config=tune.FailureConfig(max_failures=2)))
+            run_config=run_settings(plan, name, callbacks, keep_one=True))
     grid = tuner.fit()
     if grid.num_terminated + grid.num_errors < len(runs):
         return False
