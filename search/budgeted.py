@@ -254,8 +254,12 @@ def answer(plan, outcome: BudgetOutcome, rows: list[dict[str, Any]]) -> dict[str
                                  f"split ({100 * d.mean:+.2f} points [{100 * d.lo:+.2f}, "
                                  f"{100 * d.hi:+.2f}]); to decide it: {more}")
     else:
-        record["verdict"] = (f"{top}: {iv.mean:.4f} [{iv.lo:.4f}, {iv.hi:.4f}] on the {split} split "
-                             "(no other method reached the race's end)")
+        raced = sorted(set((race.get("methods") or {}).values()))
+        others = [m for m in s.methods if m != top]
+        why = ("no other method reached the race's end" if len(raced) > 1 else
+               f"only {top}'s candidates entered the race: the budget left paid for no more"
+               if others else "the only method searched")
+        record["verdict"] = f"{top}: {iv.mean:.4f} [{iv.lo:.4f}, {iv.hi:.4f}] on the {split} split ({why})"
     return _write(out, record)
 
 
