@@ -17,6 +17,7 @@ from ray import tune
 from search.callbacks import ByMethod, DriverMemory, MlflowCallback, Progress, result_files
 from search.experiments import restored, run_settings, trainable
 from search.pruning import CheckpointPruner
+from search.reported import expand
 from search.schedule.pool import (
     METHOD_KEY,
     POOL,
@@ -26,6 +27,7 @@ from search.schedule.pool import (
     per_method_policy,
     read_pool_state,
 )
+from search.schedule.sizing import Cost, size_plan
 from search.searchers import make_searcher, objective_metrics
 from search.trainable import run_trial
 from search.warm import start_points
@@ -44,11 +46,15 @@ class PoolOutcome:
 
 
 class PoolProgress(Progress):
-    """``Progress`` whose status line also says the budget used and left and the leader."""
+    """``Progress`` whose status line also says the budget used and left and the methods still
+    searched; once every method has reported, what the budget buys at the measured costs
+    (``search.schedule.sizing``) is printed."""
 
-    def __init__(self, pool: PoolSearcher, max_t: int) -> None:
+    def __init__(self, pool: PoolSearcher, max_t: int, plan=None, slots: int = 1) -> None:
         super().__init__(POOL, SAMPLES_CAP, max_t)
-        self.pool = pool
+        self.pool, self.plan, self.slots = pool, plan, slots
+        self.costs: dict[str, Cost] = {}
+        self.sized = False
 
     def _counts(self, trials, ending=None, failed: bool = False) -> str:
         self.num_samples = len(trials)  # no fixed count: nothing is "pending" beyond what started
@@ -56,6 +62,28 @@ class PoolProgress(Progress):
         live = ", ".join(self.pool.allocator.live())
         return (f"{super()._counts(trials, ending, failed)}; budget {ledger.used / 60:.1f}/"
                 f"{ledger.budget_s / 60:.1f} min used; methods still searched: {live}")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        super().on_trial_result(iteration, trials, trial, result, **info)
+        method = (trial.config or {}).get(METHOD_KEY)
+        if self.sized or self.plan is None or method in self.costs:
+            return
+        m = expand(result)
+        step, t = m.get("step"), m.get("training_iteration")
+        if step and t and m.get("train_s") is not None and m.get("eval_s") is not None:
+            self.costs[method] = Cost(step_s=max(float(m["train_s"]) / float(step), 1e-9),
+                                      eval_s=float(m["eval_s"]) / float(t),
+                                      setup_s=float(m.get("setup_s") or 0))
+        if set(self.costs) == set(self.pool.allocator.methods):
+            self.sized = True
+            s, budget_s = self.plan.settings, self.pool.gate.ledger.budget_s
+            try:
+                sized = size_plan(budget_s, self.costs, self.slots, max_steps=s.max_steps,
+                                  eval_every=s.eval_every, reduction_factor=s.reduction_factor,
+                                  reserve_share=self.pool.gate.reserve_s / budget_s)
+                self._say(f"at the costs measured so far, {sized.describe()}")
+            except ValueError as e:
+                self._say(f"warning: {e}")
 
 
 def build_pool(plan, methods: list[str], concurrency: int, allocator, ledger, reserve_s: float,
@@ -95,7 +123,7 @@ def run_pool(plan, data, tracker, parents: dict[str, str], concurrency: int, res
                                         starts=starts[m]) for m in parents}
         # The best --keep-checkpoints of each method: the race and the records start from them.
         pruners = {m: CheckpointPruner(s.keep_checkpoints, m) for m in parents}
-        callbacks = [ByMethod(per_method), ByMethod(pruners), PoolProgress(pool, s.max_t),
+        callbacks = [ByMethod(per_method), ByMethod(pruners), PoolProgress(pool, s.max_t, plan, concurrency),
                      *result_files(), DriverMemory()]
         tuner = tune.Tuner(
             fn, param_space={},
