@@ -102,8 +102,13 @@ def run_budgeted(plan, data, tracker, parents: dict[str, str], concurrency: int,
         resuming = False  # only the round that was open when the search stopped is restored
     result = race.result()
     outcome.race = result.to_dict()
-    print(f"[race] {result.verdict} ({result.rounds} round(s), {result.runs} runs, stopped: "
-          f"{result.stopped})", flush=True)
+    if result.rounds == 0:
+        print(f"[race] no round was run ({result.stopped}); {len(race.candidates)} candidate(s): "
+              f"the fresh seeds decide among the leader ({result.leader}) and the best of another "
+              "method", flush=True)
+    else:
+        print(f"[race] {result.verdict} ({result.rounds} round(s), {result.runs} runs, stopped: "
+              f"{result.stopped})", flush=True)
     if result.leader is None:
         return outcome
     confirmations = _fresh(plan, data, tracker, parents, concurrency, resuming, race, ledger, costs)

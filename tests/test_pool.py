@@ -172,3 +172,6 @@ def test_a_tune_run_of_the_pool_ends_inside_its_budget_and_starves_the_weak_meth
     methods = [r.config[METHOD_KEY] for r in grid]
     assert "bad" in state["eliminated"] and methods.count("good") > methods.count("bad")
     assert math.isfinite(used) and used > 1.0, "the budget was spent, not left idle"
+    # every report charged once, the last included (Tune sends it to on_trial_complete only)
+    reported = sum(float(r.metrics_dataframe["time_this_iter_s"].sum()) for r in grid)
+    assert used == pytest.approx(reported, rel=1e-6)

@@ -155,6 +155,11 @@ class PoolSearcher(Searcher):
         if method is None:
             return
         self.searchers[method].on_trial_complete(trial_id, result=result, error=error)
+        if result and not error:
+            # Tune hands a trial's last result (its last evaluation, or the one a rung stopped
+            # it at) to on_trial_complete only, never to on_trial_result: charge and observe it
+            # here (a report already charged is not charged again).
+            self._observe(trial_id, method, result)
         if error and not (result or {}).get(TIME):
             self.allocator.failed(method, trial_id)
             self.errors += 1
