@@ -12,6 +12,7 @@ import time
 import pytest
 from searchkit import ENV, cli, mlflow_runs, run
 
+from benchmarks.budget_vs_sequential import trial_time
 from search.schedule.budget import Ledger
 
 BUDGET_S = 150.0
@@ -58,6 +59,9 @@ def test_a_budget_search_resumed_keeps_what_it_used_and_ends_inside_its_budget(t
     assert "used)" in start_line and "(0s used)" not in start_line, start_line
     ledger = Ledger.load(out / "budget.json")
     assert ledger.used <= 1.05 * BUDGET_S, resumed.stdout[-3000:]
+    # the ledger against every report Tune wrote: nothing left uncharged
+    files = trial_time(out / "tune")["total_s"]
+    assert ledger.used == pytest.approx(files, rel=0.02), (ledger.used, files)
     assert ledger.spent(kind="confirm") > 0, "the race and the fresh seeds were charged"
     answer = json.loads((out / "answer.json").read_text())
     assert answer["verdict"] and answer["used_s"] == pytest.approx(ledger.used, rel=1e-6)
