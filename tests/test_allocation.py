@@ -311,3 +311,12 @@ def test_the_state_survives_a_json_round_trip():
     assert again.next_method() == alloc.next_method() and again.leader() == alloc.leader()
     assert again.best("lora", 80) == alloc.best("lora", 80) and again.seen == alloc.seen
     assert again.state() == alloc.state()
+
+
+def test_a_very_large_z_is_corrected_without_overflow():
+    """z = 8 puts the normal's upper tail below float resolution of 1 - p: the correction must
+    still give a finite z at least as large (it crashed with 'p must be in (0, 1)')."""
+    a = MethodAllocator(["a", "b", "c", "d"], z=8.0)
+    z = a.z_for(4, 3)
+    assert math.isfinite(z) and z > 8.0
+    assert MethodAllocator(["a", "b"], z=40.0).z_for(4, 3) == 40.0  # tail 0 in floats: as given

@@ -172,7 +172,8 @@ class MethodAllocator:
         comparison gets the two-sided level of ``z`` divided by ``(compared - 1) * steps``
         (Bonferroni). Two methods at one step: ``z`` itself."""
         tests = max(1, compared - 1) * max(1, steps)
-        return NormalDist().inv_cdf(1.0 - (1.0 - NormalDist().cdf(self.z)) / tests)
+        tail = (1.0 - NormalDist().cdf(self.z)) / tests
+        return self.z if tail <= 0.0 else -NormalDist().inv_cdf(tail)  # the upper tail, precisely
 
     def threshold(self, a: float, b: float, rows: int, compared: int = 2, steps: int = 1) -> float:
         """The gap beyond which ``b`` is separably behind ``a`` on ``rows`` rows, when the leader
