@@ -30,6 +30,7 @@ from search.confirm import Candidate as Pick
 from search.confirm import Confirmation, confirm_seeds, default_config, pick_candidates, run_confirmation
 from search.results import CONFIRM_OUTPUTS, TEST_OUTPUTS, progress_of, write_json_atomic
 from search.schedule.budget import Ledger, format_duration, parse_duration
+from search.schedule.gate import RESERVE_SHARE
 from search.schedule.methods import MethodAllocator
 from search.schedule.stage import run_pool
 from search.selection.race_tune import load_race, run_round, save_race
@@ -38,8 +39,6 @@ from search.stats import Outputs
 
 BUDGET_FILE = "budget.json"
 ANSWER_FILE = "answer.json"
-RESERVE_SHARE = 0.3
-"""Of the budget, what the pool leaves for the race and the fresh seeds (at least)."""
 LEADERS = 2
 """Configs per surviving method that enter the race (beside its defaults)."""
 FRESH_SEEDS = 3

@@ -36,7 +36,7 @@ the answer with fresh seeds out of the reserve; the table has one seed per confi
 that is replayed: the replay measures the pool's part (the reserve is left unspent). Nor are a
 searcher that learns (orders are random; the product's pool uses Optuna, defaults first), Tune's
 overheads, or a hand-set ``--num-samples`` (the baseline stops on its share of trial-time). No Ray
-import: ``pool.py`` imports Ray, so ``Gate`` below repeats ``pool.Gate``'s arithmetic.
+import: the gate is ``search.schedule.gate``'s, the one the pool runs.
 """
 
 from __future__ import annotations
@@ -50,12 +50,11 @@ from typing import Any
 from search.policies import CONTINUE, Policy, make_policy
 from search.replay import Curve, Replay, _so_far, hold_ratios, never_inf, quartiles, table_best
 from search.schedule.budget import Ledger
+from search.schedule.gate import RESERVE_SHARE, Gate
 from search.schedule.methods import MethodAllocator
 from search.trial_outcome import furthest_best
 
 Table = dict[str, list[Curve]]
-RESERVE_SHARE = 0.3
-"""As ``search.budgeted.RESERVE_SHARE`` (not imported: that module imports Ray)."""
 TOLERANCE = 0.005
 WAIT, DONE = "wait", "done"
 
@@ -68,41 +67,6 @@ def total_fifo_s(table: Table) -> float:
 def overall_best(table: Table) -> float:
     """The best full-budget whole-dev score over every method's configs."""
     return max(table_best(cs) for cs in table.values())
-
-
-class Gate:
-    """``search.schedule.pool.Gate``'s arithmetic: may a trial of ``method`` start?"""
-
-    def __init__(self, ledger: Ledger, reserve_s: float, max_t: int) -> None:
-        self.ledger, self.reserve_s, self.max_t = ledger, reserve_s, max_t
-        self.per_eval: dict[str, list[float]] = {}
-        self.running: dict[str, tuple[str, int]] = {}
-
-    def eval_s(self, method: str) -> float | None:
-        own = self.per_eval.get(method)
-        if own:
-            return sum(own) / len(own)
-        seen = [sum(v) / len(v) for v in self.per_eval.values() if v]
-        return sum(seen) / len(seen) if seen else None
-
-    def committed_s(self) -> float:
-        return sum((self.eval_s(m) or 0.0) * max(0, self.max_t - done) for m, done in self.running.values())
-
-    def allows(self, method: str) -> bool:
-        cost = self.eval_s(method)
-        if cost is None:
-            return self.ledger.left - self.reserve_s > 0
-        return self.ledger.left - self.reserve_s - self.committed_s() >= cost * self.max_t
-
-    def started(self, trial: str, method: str) -> None:
-        self.running[trial] = (method, 0)
-
-    def reported(self, trial: str, method: str, t: int, seconds: float) -> None:
-        self.per_eval.setdefault(method, []).append(seconds)
-        self.running[trial] = (method, t)
-
-    def ended(self, trial: str) -> None:
-        self.running.pop(trial, None)
 
 
 @dataclass
