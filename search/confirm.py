@@ -113,11 +113,15 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return {k: str(v) for k, v in a.items()} == {k: str(v) for k, v in b.items()}
 
 
+def run_of(config: dict[str, Any], seed: int) -> dict[str, Any]:
+    """A confirmation (or race) run of ``config``: new seed, the full budget, one evaluation at
+    the end on the whole validation set."""
+    return {**config, "seed": seed, "eval_every": config["max_steps"], "eval_rows": None,
+            "eval_full": False}
+
+
 def run_config(candidate: Candidate, seed: int) -> dict[str, Any]:
-    """A confirmation run of ``candidate``: new seed, the full budget, one evaluation at the
-    end on the whole validation set."""
-    return {**candidate.config, "seed": seed, "eval_every": candidate.config["max_steps"],
-            "eval_rows": None, "eval_full": False}
+    return run_of(candidate.config, seed)
 
 
 def run_confirmation(method: str, plan, data, tracker, parent: str, concurrency: int,

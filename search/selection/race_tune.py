@@ -15,6 +15,7 @@ from typing import Any
 from ray import tune
 
 from search.callbacks import ByMethod, MlflowCallback, Progress, result_files
+from search.confirm import run_of
 from search.experiments import restored, run_settings, trainable
 from search.results import failed, write_json_atomic
 from search.selection.racing import Candidate, Race
@@ -22,13 +23,6 @@ from search.stats import Outputs
 from search.trainable import OUTPUTS, RUN_KEY, run_confirm
 
 RACE_STATE = "race.json"
-
-
-def run_of(config: dict[str, Any], seed: int) -> dict[str, Any]:
-    """A race run of ``config``: the round's seed, the full budget, one evaluation at the end on
-    the whole validation set (as ``search.confirm.run_config``)."""
-    return {**config, "seed": seed, "eval_every": config["max_steps"], "eval_rows": None,
-            "eval_full": False}
 
 
 def save_race(out: Path, race: Race) -> None:
