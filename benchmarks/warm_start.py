@@ -1,11 +1,15 @@
 """Warm start: trials a search on a new task set needs to reach the cold search's best score,
 started with the best config of an earlier search (``--warm-start``) and without it.
 
-    python -m benchmarks.warm_start --data-dir ../shared/data/cs224n \
-        --source-dir benchmarks/results/replay_table --tasks sst,cfimdb
+    python -m benchmarks.warm_start --data-dir ../shared/data/cs224n --record-source 16
+    python -m benchmarks.warm_start --data-dir ../shared/data/cs224n --no-default-trial \
+        --json benchmarks/results/warm_start_nodefault.json
 
-The source is a finished search of the same method in its own MLflow store (by default the
-scheduler_replay table: adapter on sst, quora, sts). Both searches (cold and warm) use that same
+The source is a finished search of the same method in its own MLflow store (``--source-dir``, by
+default ``benchmarks/results/replay_table``: the scheduler_replay table, adapter on sst, quora,
+sts). ``--record-source N`` records one there first when the folder has no store: the product's
+default search (PASHA, Optuna, dev subsets) of ``--method`` on sst, quora, sts, N trials of
+``--max-steps``, seed 0. Both searches (cold and warm) use that same
 store, the same searcher seed, FIFO (every trial's score is a full-budget, whole-dev score) and
 the product's default first trial (the method's defaults; ``--no-default-trial`` drops it from
 both, to see warm start's own effect); the warm one adds ``--warm-start``.
@@ -67,6 +71,8 @@ def main() -> int:
     p.add_argument("--set", action="append", default=["max_length=64"])
     p.add_argument("--no-default-trial", action="store_true",
                    help="both searches without the default first trial (warm start's own effect)")
+    p.add_argument("--record-source", type=int, default=0, metavar="N",
+                   help="record the source search (N trials) first when --source-dir has no mlflow.db")
     p.add_argument("--work", type=Path, default=ROOT / "benchmarks/results/warm_start_runs")
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/warm_start.json")
     a = p.parse_args()
@@ -77,6 +83,15 @@ def main() -> int:
     base += ["--no-default-trial"] if a.no_default_trial else []
     for item in a.set:
         base += ["--set", item]
+    if not (a.source_dir / "mlflow.db").exists():
+        if not a.record_source:
+            raise SystemExit(f"{a.source_dir}: no mlflow.db; record the source search with --record-source N")
+        source = [x for x in base if x != "--no-default-trial"]
+        source[source.index("--tasks") + 1] = "sst,quora,sts"
+        source[source.index("--scheduler") + 1] = "pasha"
+        source[source.index("--num-samples") + 1] = str(a.record_source)
+        _, wall = run(a.source_dir, uri, source + ["--seed", "0"])
+        print(f"source search recorded in {a.source_dir} ({wall:.0f} s)", flush=True)
     rows = []
     tag = "nodefault-" if a.no_default_trial else ""  # experiment names must be new in the store
     for seed in [int(x) for x in a.seeds.split(",")]:
