@@ -234,9 +234,11 @@ def peft_search_trials(storage: Path) -> list[dict]:
         lines = path.read_text().strip().splitlines()
         if lines:
             last = json.loads(lines[-1])
+            details = last.get("details") or {}  # the trainer's extra metrics, one JSON string
+            details = json.loads(details) if isinstance(details, str) else details
             trials.append({"trial_id": last.get("trial_id"), "score": last.get("score"),
-                           "evals": last.get("training_iteration"), "eval_rows": last.get("eval_rows"),
-                           "eval_full": bool(last.get("eval_full"))})
+                           "evals": last.get("training_iteration"), "eval_rows": details.get("eval_rows"),
+                           "eval_full": bool(details.get("eval_full"))})
     return trials
 
 
