@@ -233,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true",
                    help="smaller defaults: " + ", ".join(f"{k} {v}" for k, v in QUICK.items() if k != "out"))
     p.add_argument("--methods", default=None, help=f"default {FULL['methods']}")
-    p.add_argument("--seeds", default=None, help=f"search seeds, default {FULL['seeds']}")
+    p.add_argument("--seeds", default=None, help=f"search seeds, default {FULL['seeds']} ('' with --full-seed: "
+                   "full fine-tuning's search only)")
     p.add_argument("--full-seed", type=int, default=None, help="also search full fine-tuning at this seed")
     p.add_argument("--num-samples", type=int, default=None, help=f"default {FULL['num_samples']}")
     p.add_argument("--steps", type=int, default=None, help=f"default {FULL['steps']}")
@@ -254,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "-m", "benchmarks.leaderboard", *argv])
     print(f"command: {command}", flush=True)
 
-    jobs = [(f"seed{s}", args.methods, int(s)) for s in args.seeds.split(",")]
+    jobs = [(f"seed{s}", args.methods, int(s)) for s in args.seeds.split(",") if s.strip()]
     if args.full_seed is not None:
         jobs.append((f"full-seed{args.full_seed}", "full", args.full_seed))
     searches: dict[str, dict] = {}
