@@ -100,14 +100,17 @@ class Outcome:
     winner: int | None
     leader: int | None
     dropped: list[int]
+    """Dropped as separably behind (a claim; halving cuts and failures are not)."""
     runs: int
     confirm_pick: int
+    cut: list[int]
+    """Cut by halving (behind by mean; no claim)."""
 
 
 def racing_outcomes(truths: list[float], draws: int, rows: int, noise: Noise, *, seed: int = 0,
                     max_rounds: int = 10, reserve_runs: float | None = None, min_seeds: int = 2,
-                    alpha: float = 0.05, futility: bool = True, confirm_seeds: int = 3, compare=exact_difference,
-                    chunk: int = 100) -> list[Outcome]:
+                    alpha: float = 0.05, futility: bool = True, halving: bool = True, confirm_seeds: int = 3,
+                    compare=exact_difference, chunk: int = 100) -> list[Outcome]:
     """``draws`` races over configs with true scores ``truths`` (one shared set of ``rows``
     validation rows per draw, seed ids shared by round); the reserve is ``reserve_runs`` runs of
     1 s (default: enough for ``max_rounds`` rounds of every candidate)."""
@@ -123,7 +126,7 @@ def racing_outcomes(truths: list[float], draws: int, rows: int, noise: Noise, *,
         for d in range(size):
             race = Race([Candidate(str(i), "m") for i in range(k)], reserve_s=reserve, cost_per_run_s=1.0,
                         min_seeds=min_seeds, max_rounds=max_rounds, alpha=alpha,
-                        futility=futility, compare=compare)
+                        futility=futility, halving=halving, compare=compare)
             while batch := race.next_round():
                 for cand, s in batch:
                     i, r = int(cand.name), race.round - 1
@@ -131,6 +134,7 @@ def racing_outcomes(truths: list[float], draws: int, rows: int, noise: Noise, *,
             res = race.result()
             out.append(Outcome(None if res.winner is None else int(res.winner),
                                None if res.leader is None else int(res.leader),
-                               [int(x.name) for x in res.drops], res.runs,
-                               int(np.argmax(scores[:, d, :confirm_seeds].mean(-1)))))
+                               [int(x.name) for x in res.drops if x.separable], res.runs,
+                               int(np.argmax(scores[:, d, :confirm_seeds].mean(-1))),
+                               [int(x.name) for x in res.drops if not x.separable]))
     return out

@@ -7,8 +7,9 @@ The stages, each charged to one ledger (``search.schedule.budget``, saved as ``b
    separably behind the leader at equal steps gets no new trials; no trial starts that the budget
    left, less the race's reserve, cannot pay to its end.
 2. **Race** (``search.selection.racing``): each surviving method's leading configs and its defaults
-   get seeds in rounds; one separably behind the leader is dropped; it stops on one survivor or
-   when the reserve cannot pay another round.
+   get seeds in rounds, planned as sequential halving over the reserve (the worse half by mean
+   cut after each phase, no claim made); one separably behind the leader is dropped; it stops on
+   one survivor or when the plan's rounds have run or the reserve cannot pay another round.
 3. **Fresh seeds and the test split**: the race's leader, the best candidate of another method
    (the runner-up) and the leader's method defaults are retrained with seeds the race never used;
    the test split scores them (``search.heldout``). The reported figures come from these runs: the

@@ -31,6 +31,12 @@ rules, and why:
   survived after ``min_seeds``, so the alpha split covers every look the race can make.
 - **Failures**: a run that fails drops its candidate (a config that diverges under a seed is never
   the pick, as in ``search.confirm``).
+- **Halving** (default; ``search.selection.halving``): the reserve is planned as sequential
+  halving, so after its phases' rounds the worse half by mean is cut (a ``Drop`` with ``separable``
+  False: where the runs go, no claim) and the last two get the rest. Without it every survivor
+  gets every round until a drop, the reserve or the futility stop ends the race. The futility
+  stop is for races without halving only: with it the plan bounds the runs already, and stopping
+  the final pair early cost the leader (measured: ``benchmarks/racing.py``).
 
 The race's seeds chose the winner, so its mean over them is biased upward: the figure to report
 comes from fresh seeds (``fresh_seeds``, disjoint from the race's) and the test split; the caller
@@ -47,7 +53,9 @@ from typing import Any
 import numpy as np
 
 from search import stats
-from search.selection.seeds import confirm_seeds
+from search.selection.halving import HalvingPlan, halving_plan
+from search.selection.result import RaceResult
+from search.selection.seeds import confirm_seeds, to_decide
 from search.stats import Interval, Outputs
 
 ALPHA = 0.05
@@ -77,30 +85,14 @@ class Drop:
     lo: float = math.nan
     hi: float = math.nan
     level: float = math.nan
+    separable: bool = True
+    """False for a halving cut (behind by mean) and a failed run: the race claims nothing."""
 
 
 def fresh_seeds(search_seed: int, n: int) -> list[int]:
     """Seeds for the runs that report the winner: the fresh half of the block, disjoint from every
     seed a race of this search used."""
     return confirm_seeds(search_seed, n, fresh=True)
-
-
-def to_decide(gap: float, seed_half: float, rows_half: float, seeds: int, level: float,
-              most: int = 497) -> int | None:
-    """Seeds per candidate at which the interval of a difference of ``gap`` would exclude 0 at
-    ``level``: the seed part's standard error shrinks as 1/sqrt(n) (and its t-quantile with the
-    degrees of freedom), the rows part stays; None when even ``most`` seeds would not (the rows
-    part alone covers the gap: more validation rows would decide it, not more seeds)."""
-    from scipy.stats import t
-
-    if not (math.isfinite(gap) and math.isfinite(seed_half)) or seeds < 2:
-        return None
-    q = (1 + level) / 2
-    seed_se = seed_half / float(t.ppf(q, seeds - 1))
-    for n in range(seeds + 1, most + 1):
-        if math.hypot(float(t.ppf(q, n - 1)) * seed_se * math.sqrt(seeds / n), rows_half) < abs(gap):
-            return n
-    return None
 
 
 class Race:
@@ -110,7 +102,8 @@ class Race:
 
     def __init__(self, candidates: Sequence[Candidate], *, reserve_s: float, cost_per_run_s: float,
                  search_seed: int = 0, min_seeds: int = 2, max_rounds: int = MAX_ROUNDS,
-                 alpha: float = ALPHA, futility: bool = True, compare: Compare | None = None):
+                 alpha: float = ALPHA, futility: bool = True, halving: bool = True,
+                 compare: Compare | None = None):
         names = [c.name for c in candidates]
         if len(set(names)) != len(names) or not names:
             raise ValueError(f"a race needs candidates with distinct names, not {names}")
@@ -119,8 +112,11 @@ class Race:
         self.candidates = list(candidates)
         self.reserve_s, self.cost_per_run_s = float(reserve_s), float(cost_per_run_s)
         self.search_seed, self.min_seeds, self.alpha = search_seed, min_seeds, alpha
-        self.futility = futility
-        self.max_rounds = min(max_rounds, self._affordable_rounds())
+        self.futility, self.halving = futility and not halving, halving
+        runs = self.reserve_s / self.cost_per_run_s
+        self.plan = halving_plan(len(names), runs, max_rounds) if halving else HalvingPlan(
+            min(max_rounds, self._affordable_rounds()))
+        self.max_rounds = self.plan.rounds
         self.compare: Compare = compare or stats.difference
         self.round = 0
         self.alive = list(names)
@@ -193,7 +189,7 @@ class Race:
         if self.round >= self.max_rounds:
             return f"the planned rounds ran ({self.max_rounds})"
         cost = len(self.alive) * self.cost_estimate_s
-        if self.spent_s + cost > self.reserve_s:
+        if self.spent_s + cost > self.reserve_s + 1e-9:
             return (f"the reserve cannot pay another round ({len(self.alive)} runs x "
                     f"{self.cost_estimate_s:.0f} s > {self.reserve_s - self.spent_s:.0f} s left)")
         return None
@@ -225,9 +221,26 @@ class Race:
         self._stacks.pop(name, None)
         if outputs is None:
             self.alive.remove(name)
-            self.drops.append(Drop(name, self.round, f"its run with seed {seed} failed"))
+            self.drops.append(Drop(name, self.round, f"its run with seed {seed} failed", separable=False))
         if not self.pending and self.round >= self.min_seeds and len(self.alive) > 1:
             self._look()
+        if not self.pending and self.stopped is None:
+            self._cut()
+
+    def _cut(self) -> None:
+        """The halving plan's cut after this round: the worse by mean leave, no claim made."""
+        keep = self.plan.cuts.get(self.round)
+        if keep is None or len(self.alive) <= keep:
+            return
+        order = sorted(self.alive, key=self.mean, reverse=True)
+        leader = order[0]
+        for name in order[keep:]:
+            gap = self.mean(leader) - self.mean(name)
+            self.alive.remove(name)
+            self.last.pop(name, None)
+            self.drops.append(Drop(name, self.round, f"cut by halving after {self.round} seed(s): "
+                                   f"{100 * gap:.2f} points behind {leader} by mean (not separable: its "
+                                   "runs go to the better half)", leader, gap, separable=False))
 
     def outputs(self, name: str) -> Outputs:
         """A candidate's outputs over its seeds (seed order)."""
@@ -335,7 +348,8 @@ class Race:
             "candidates": [asdict(c) for c in self.candidates],
             "plan": {"reserve_s": self.reserve_s, "cost_per_run_s": self.cost_per_run_s,
                      "search_seed": self.search_seed, "min_seeds": self.min_seeds,
-                     "max_rounds": self.max_rounds, "alpha": self.alpha, "futility": self.futility},
+                     "max_rounds": self.max_rounds, "alpha": self.alpha,
+                     "futility": self.futility, "halving": self.halving},
             "round": self.round, "alive": self.alive, "pending": [list(p) for p in self.pending],
             "measured": self.measured, "stopped": self.stopped, "rows": rows, "last": self.last,
             "drops": [asdict(d) for d in self.drops],
@@ -345,8 +359,11 @@ class Race:
 
     @classmethod
     def from_state(cls, state: dict[str, Any], compare: Compare | None = None) -> Race:
-        race = cls([Candidate(**c) for c in state["candidates"]], compare=compare, **state["plan"])
-        race.max_rounds = state["plan"]["max_rounds"]  # as planned, whatever the plan would say now
+        plan = {"halving": False, **state["plan"]}  # a race saved before halving existed had none
+        race = cls([Candidate(**c) for c in state["candidates"]], compare=compare, **plan)
+        if race.max_rounds != state["plan"]["max_rounds"]:  # as planned, whatever it would say now
+            race.plan = HalvingPlan(state["plan"]["max_rounds"])
+            race.max_rounds = race.plan.rounds
         race.round, race.alive, race.stopped = state["round"], list(state["alive"]), state["stopped"]
         race.pending = [(n, int(s)) for n, s in state["pending"]]
         race.measured, race.last = list(state["measured"]), dict(state["last"])
@@ -360,31 +377,3 @@ class Race:
                                   {t: np.asarray(v)[None, :] for t, v in run["preds"].items()})
                 race.runs[name].append((int(run["seed"]), out, float(run["seconds"])))
         return race
-
-
-@dataclass
-class RaceResult:
-    winner: str | None
-    """The one candidate left (None for a tie or when every one failed)."""
-    leader: str | None
-    """The best mean among the survivors (the winner, or the first of a tie)."""
-    tied: list[str]
-    verdict: str
-    stopped: str
-    rounds: int
-    seeds: list[int]
-    scores: dict[str, list[float]]
-    means: dict[str, float]
-    drops: list[Drop]
-    runs: int
-    spent_s: float
-    to_decide: dict[str, Any] | None
-    methods: dict[str, str]
-    defaults: list[str]
-    note: str
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["means"] = {k: (v if math.isfinite(v) else None) for k, v in self.means.items()}
-        out["scores"] = {k: [x if math.isfinite(x) else None for x in v] for k, v in self.scores.items()}
-        return out
