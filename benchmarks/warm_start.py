@@ -9,12 +9,14 @@ The source is a finished search of the same method in its own MLflow store (``--
 default ``benchmarks/results/replay_table``: the scheduler_replay table, adapter on sst, quora,
 sts). ``--record-source N`` records one there first when the folder has no store: the product's
 default search (PASHA, Optuna, dev subsets) of ``--method`` on sst, quora, sts, N trials of
-``--max-steps``, seed 0. Both searches (cold and warm) use that same
-store, the same searcher seed, FIFO (every trial's score is a full-budget, whole-dev score) and
-the product's default first trial (the method's defaults; ``--no-default-trial`` drops it from
-both, to see warm start's own effect); the warm one adds ``--warm-start``.
-Per seed: the trial (in the order trials started; the first two start together) at which each search first reached the cold
-search's best, and the ratio warm / cold. Prints a table, writes JSON.
+``--max-steps``, seed ``--source-seed`` (100: a seed the compared searches do not use; with the
+same seed the cold search draws the source's own configs in the same order). Both searches (cold
+and warm) use that same store, the same searcher seed, FIFO (every trial's score is a full-budget,
+whole-dev score) and the product's default first trial (the method's defaults;
+``--no-default-trial`` drops it from both, to see warm start's own effect); the warm one adds
+``--warm-start``. Per seed: the trial (in the order trials started; the first two start together)
+at which each search first reached the cold search's best, and the ratio warm / cold. Prints a
+table, writes JSON.
 """
 
 from __future__ import annotations
@@ -73,6 +75,9 @@ def main() -> int:
                    help="both searches without the default first trial (warm start's own effect)")
     p.add_argument("--record-source", type=int, default=0, metavar="N",
                    help="record the source search (N trials) first when --source-dir has no mlflow.db")
+    p.add_argument("--source-seed", type=int, default=100,
+                   help="the recorded source search's seed: not one of --seeds, or the cold search of "
+                        "that seed draws the source's own configs in the same order")
     p.add_argument("--work", type=Path, default=ROOT / "benchmarks/results/warm_start_runs")
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/warm_start.json")
     a = p.parse_args()
@@ -90,7 +95,7 @@ def main() -> int:
         source[source.index("--tasks") + 1] = "sst,quora,sts"
         source[source.index("--scheduler") + 1] = "pasha"
         source[source.index("--num-samples") + 1] = str(a.record_source)
-        _, wall = run(a.source_dir, uri, source + ["--seed", "0"])
+        _, wall = run(a.source_dir, uri, source + ["--seed", str(a.source_seed)])
         print(f"source search recorded in {a.source_dir} ({wall:.0f} s)", flush=True)
     rows = []
     tag = "nodefault-" if a.no_default_trial else ""  # experiment names must be new in the store
