@@ -98,7 +98,7 @@ def test_measured_seconds_raise_the_estimate():
 
 
 def test_drops_are_recorded_with_round_gap_and_interval():
-    race = Race(_cands(3), reserve_s=100, cost_per_run_s=1.0, compare=exact_difference)
+    race = Race(_cands(3), reserve_s=100, cost_per_run_s=1.0, compare=exact_difference, halving=False)
     _drive(race, {"c0": 0.9, "c1": 0.2, "c2": 0.88})
     res = race.result()
     drop = next(d for d in res.drops if d.name == "c1")
@@ -142,7 +142,7 @@ def test_state_round_trips_through_json_mid_round():
     assert again.scores("c0") == race.scores("c0") and again.max_rounds == race.max_rounds
     _drive(race, scores)
     _drive(again, scores)
-    assert again.result().to_dict() == race.result().to_dict()
+    assert json.dumps(again.result().to_dict()) == json.dumps(race.result().to_dict())  # NaN-safe
 
 
 def test_seeds_follow_the_confirmation_scheme():
@@ -162,22 +162,28 @@ def test_the_alpha_split_sums_to_alpha():
 
 
 def test_the_halving_plan_spends_its_runs_in_halving_phases():
-    plan = halving_plan(8, 24, max_rounds=10)  # 3 phases of 8 runs: 8 x 1, 4 x 2, 2 x 4
-    assert plan.cuts == {1: 4, 3: 2} and plan.rounds == 7 and plan.runs_for(8) == 24
-    assert halving_plan(4, 12, 10).cuts == {1: 2} and halving_plan(4, 12, 10).runs_for(4) == 12
+    # 20 runs for 8 (under 3 per candidate): the even split, 8 x 1, 4 x 1, then 2 x 4 with the rest
+    plan = halving_plan(8, 20, max_rounds=10)
+    assert plan.cuts == {1: 4, 2: 2} and plan.rounds == 6 and plan.runs_for(8) == 20
+    # 24 runs (3 per candidate): two seeds each before the first cut, then the even split
+    plan = halving_plan(8, 24, max_rounds=10)
+    assert plan.cuts == {2: 4, 3: 2} and plan.rounds == 5 and plan.runs_for(8) == 24
+    assert halving_plan(8, 24, 10, first=1).cuts == {1: 4, 3: 2}  # Karnin's even split from the start
+    assert halving_plan(4, 12, 10).cuts == {2: 2} and halving_plan(4, 12, 10).runs_for(4) == 12
     capped = halving_plan(4, 1000, max_rounds=10)
     assert capped.rounds == 10 and capped.runs_for(4) <= 1000 and capped.cuts
     assert halving_plan(8, 7, 10).rounds == 0  # not one seed each: no race
-    assert halving_plan(2, 9, 10) == type(capped)(4, {})
+    assert halving_plan(2, 9, 10) == type(capped)(4, {})  # two candidates: nothing to halve
 
 
 def test_a_cut_leaves_the_worse_half_by_mean_and_claims_nothing():
     scores = {"c0": 0.61, "c1": 0.30, "c2": 0.61, "c3": 0.32}  # c0, c2 tie: the plan runs out
     race = Race(_cands(4), reserve_s=12, cost_per_run_s=1.0, compare=exact_difference, futility=False)
-    first = race.next_round()
-    for cand, seed in first:
-        race.record(cand, seed, _outputs(scores[cand.name], seed))
-    assert race.round == 1 and sorted(race.alive) == ["c0", "c2"]
+    assert race.plan.cuts == {2: 2}  # 3 runs each: two seeds before the cut
+    for _ in range(2):
+        for cand, seed in race.next_round():
+            race.record(cand, seed, _outputs(scores[cand.name], seed))
+    assert race.round == 2 and sorted(race.alive) == ["c0", "c2"]
     cuts = [d for d in race.drops]
     assert {d.name for d in cuts} == {"c1", "c3"} and not any(d.separable for d in cuts)
     assert all("not separable" in d.reason and d.gap > 0.2 for d in cuts)
