@@ -62,7 +62,8 @@ def test_a_budget_search_resumed_keeps_what_it_used_and_ends_inside_its_budget(t
     # the ledger against every report Tune wrote: nothing left uncharged
     files = trial_time(out / "tune")["total_s"]
     assert ledger.used == pytest.approx(files, rel=0.02), (ledger.used, files)
-    assert ledger.spent(kind="confirm") > 0, "the race and the fresh seeds were charged"
+    assert ledger.spent(kind="confirm") > 0, ("the race and the fresh seeds were charged",
+                                             resumed.stdout[-3000:])
     answer = json.loads((out / "answer.json").read_text())
     assert answer["verdict"] and answer["used_s"] == pytest.approx(ledger.used, rel=1e-6)
     assert set(answer["methods"]) == {"lora", "adapter"}
