@@ -54,7 +54,7 @@ import numpy as np
 
 from search import stats
 from search.selection.halving import HalvingPlan, halving_plan
-from search.selection.result import RaceResult
+from search.selection.result import Drop, RaceResult
 from search.selection.seeds import confirm_seeds, to_decide
 from search.stats import Interval, Outputs
 
@@ -70,23 +70,6 @@ class Candidate:
     method: str
     config: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     is_default: bool = False
-
-
-@dataclass
-class Drop:
-    """Why and when a candidate left the race."""
-
-    name: str
-    round: int
-    reason: str
-    against: str | None = None
-    gap: float = math.nan
-    """``leader - candidate`` in score units (x100 for points)."""
-    lo: float = math.nan
-    hi: float = math.nan
-    level: float = math.nan
-    separable: bool = True
-    """False for a halving cut (behind by mean) and a failed run: the race claims nothing."""
 
 
 def fresh_seeds(search_seed: int, n: int) -> list[int]:

@@ -1,13 +1,29 @@
-"""What a race found (``search.selection.racing.Race.result``), JSON-able."""
+"""What a race found (``search.selection.racing.Race.result``) and why each candidate left it;
+JSON-able."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from search.selection.racing import Drop
+
+@dataclass
+class Drop:
+    """Why and when a candidate left the race."""
+
+    name: str
+    round: int
+    reason: str
+    against: str | None = None
+    gap: float = math.nan
+    """``leader - candidate`` in score units (x100 for points)."""
+    lo: float = math.nan
+    hi: float = math.nan
+    level: float = math.nan
+    separable: bool = True
+    """False for a halving cut (behind by mean) and a failed run: the race claims nothing."""
+
 
 @dataclass
 class RaceResult:
