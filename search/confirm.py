@@ -47,7 +47,7 @@ from search.results import (
     resolved_config,
     write_json_atomic,
 )
-from search.selection.seeds import SEED_BLOCK, confirm_seeds  # noqa: F401 - re-exported
+from search.seeds import SEED_BLOCK, confirm_seeds  # noqa: F401 - re-exported
 from search.stats import Interval, Outputs
 from search.trainable import OUTPUTS, RUN_KEY, run_confirm
 

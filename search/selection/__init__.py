@@ -1,7 +1,8 @@
 """Selection: which candidate is the answer (issue 26). ``racing`` (Ray-free): the leading
 candidates across methods get seeds in rounds, the worse half cut by ``halving``'s plan, and drop
 out when separably behind the leader; ``result``: what a race found; ``race_tune``: a round as one
-Tune experiment; ``seeds``: the confirmation seed blocks and the seeds a gap would need.
+Tune experiment. The seeds come from ``search.seeds`` (the confirmation seed blocks, shared with
+``search.confirm``).
 
 Not named ``select``: ``python search/run.py`` puts ``search/`` first on ``sys.path``, where a
 ``select`` package would hide the standard library's (which ``subprocess`` imports)."""

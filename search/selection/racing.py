@@ -53,9 +53,9 @@ from typing import Any
 import numpy as np
 
 from search import stats
+from search.seeds import confirm_seeds, to_decide
 from search.selection.halving import HalvingPlan, halving_plan
 from search.selection.result import Drop, RaceResult
-from search.selection.seeds import confirm_seeds, to_decide
 from search.stats import Interval, Outputs
 
 ALPHA = 0.05

@@ -1,5 +1,5 @@
 """The confirmation seed blocks, and how many seeds would decide a gap (``to_decide``); Ray-free:
-racing (``search.selection.racing``) draws its seeds here.
+``search.confirm`` and the race (``search.selection.racing``) both draw their seeds here.
 
 A block of ``SEED_BLOCK`` seeds per search seed: selection seeds from the block's start, fresh
 seeds from its middle. Here, not in ``search.confirm`` (which imports Ray), so the race can use it;
