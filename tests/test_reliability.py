@@ -70,7 +70,9 @@ def test_killed_trial_worker_restarts_from_its_checkpoint(tiny_model_dir, tmp_pa
     after = trial_results(out, "kw", "lora")
     assert len(after) == 2
     for trial, rows in after.items():
-        assert_went_on(rows, trial)
+        # a kill between a report and its checkpoint's registration repeats that one step (seen
+        # once in three suite runs: steps 60, 120, 180, 180, 240, ...); never more, never from 60
+        assert_went_on(rows, trial, repeats_allowed=1 if trial == victim else 0)
     rows = after[victim]
     pids = list(dict.fromkeys(int(r["pid"]) for r in rows))
     assert len(pids) == 2, "a new worker process went on with the killed trial"
