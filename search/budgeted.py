@@ -21,6 +21,7 @@ The driver records each method as a per-method search does (``search.recording.r
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,11 @@ LEADERS = 2
 """Configs per surviving method that enter the race (beside its defaults)."""
 FRESH_SEEDS = 3
 """Seeds of the runs that report the answer (2 when the budget left pays no more)."""
+LOAD_MARGIN = 1.1
+"""Fresh-seed runs start only when their estimate times this still fits the budget left: room for
+a machine that slows down between the last measured stage and these runs."""
+FRESH_FILE = "fresh.json"
+"""method -> the fresh seeds chosen for it, so ``--resume`` retrains with the same seeds."""
 
 
 @dataclass
@@ -56,6 +62,8 @@ class BudgetOutcome:
     eliminated: dict[str, dict[str, Any]] = field(default_factory=dict)
     ledger: Ledger | None = None
     wall_s: float = 0.0
+    no_runner_up: str | None = None
+    """Why the runner-up got no fresh seeds (the budget left), when it got none."""
 
 
 def run_budgeted(plan, data, tracker, parents: dict[str, str], concurrency: int,
@@ -102,6 +110,9 @@ def run_budgeted(plan, data, tracker, parents: dict[str, str], concurrency: int,
         resuming = False  # only the round that was open when the search stopped is restored
     result = race.result()
     outcome.race = result.to_dict()
+    last = [sec for runs in race.runs.values() for seed, _, sec in runs
+            if race.round and seed == race.seed(race.round)]
+    costs.observe(len(last), sum(last))  # the race's last round, measured: what the fresh runs cost now
     if result.rounds == 0:
         print(f"[race] no round was run ({result.stopped}); {len(race.candidates)} candidate(s): "
               f"the fresh seeds decide among the leader ({result.leader}) and the best of another "
@@ -111,10 +122,11 @@ def run_budgeted(plan, data, tracker, parents: dict[str, str], concurrency: int,
               f"{result.stopped})", flush=True)
     if result.leader is None:
         return outcome
-    confirmations = _fresh(plan, data, tracker, parents, concurrency, resuming, race, ledger, costs)
-    if confirmations is None:
+    fresh = _fresh(plan, data, tracker, parents, concurrency, resuming, race, ledger, costs)
+    if fresh is None:
         return None
-    outcome.confirmations, outcome.ledger = confirmations, ledger
+    outcome.confirmations, outcome.no_runner_up = fresh
+    outcome.ledger = ledger
     return outcome
 
 
@@ -127,6 +139,9 @@ class Costs:
     cold_s: float
     """What a run on a new worker pays once more (``pool.Gate.cold_start_s``)."""
     concurrency: int
+    factor: float = 1.0
+    """Charged / estimated seconds of the latest experiment after the pool (1 until one ran):
+    later estimates scale by it, so a machine that slowed down since the pool is seen."""
 
     @property
     def run(self) -> float:
@@ -134,8 +149,20 @@ class Costs:
 
     def experiment(self, runs: float) -> float:
         """``runs`` runs in one new Tune experiment: each a warm run, the first ``concurrency``
-        also cold."""
-        return runs * self.run + min(runs, self.concurrency) * self.cold_s
+        also cold; scaled by ``factor``."""
+        return self.factor * (runs * self.run + min(runs, self.concurrency) * self.cold_s)
+
+    def observe(self, runs: int, charged_s: float) -> None:
+        """An experiment of ``runs`` runs charged ``charged_s``: the next estimates scale to it."""
+        base = self.experiment(runs) / self.factor
+        if runs > 0 and base > 0 and charged_s > 0:
+            self.factor = charged_s / base
+
+    def seeds_that_fit(self, ledger: Ledger, configs: list[int], most: int) -> int:
+        """The most fresh seeds (``most`` down to 2) for experiments of ``configs`` configs each
+        whose estimate, with ``LOAD_MARGIN``, the budget left still pays; 0 when not even 2 do."""
+        return next((k for k in range(most, 1, -1)
+                     if ledger.fits(LOAD_MARGIN * sum(self.experiment(k * c) for c in configs))), 0)
 
 
 def _run_cost(by_method: dict[str, list], max_t: int) -> dict[str, float]:
@@ -172,11 +199,11 @@ def _race_candidates(plan, by_method: dict[str, list], eliminated: dict, reserve
 
 
 def _fresh(plan, data, tracker, parents, concurrency, resuming, race: Race, ledger: Ledger,
-           costs: Costs) -> dict[str, Confirmation] | None:
+           costs: Costs) -> tuple[dict[str, Confirmation], str | None] | None:
     """The race's leader, the runner-up (the best candidate of another method) and the leader's
     method defaults retrained with fresh seeds, as many as the budget left pays (2 or
-    ``FRESH_SEEDS``); per method a ``Confirmation`` for the driver to record and test. None when
-    interrupted."""
+    ``FRESH_SEEDS``); per method a ``Confirmation`` for the driver to record and test, and why the
+    runner-up has none when the budget left paid for none. None when interrupted."""
     s = plan.settings
     leader = race.leader
     order = sorted(race.candidates, key=lambda c: race.mean(c.name), reverse=True)  # failed: -inf
@@ -185,24 +212,39 @@ def _fresh(plan, data, tracker, parents, concurrency, resuming, race: Race, ledg
     finalists = {top.method: top, **({runner.method: runner} if runner else {})}
     runs = {m: [c] + ([d] if (d := _default_of(race, m)) is not None and d is not c else [])
             for m, c in finalists.items()}
-    n = next((k for k in (FRESH_SEEDS, 2)
-              if ledger.fits(sum(costs.experiment(k * len(c)) for c in runs.values()))), 0)
-    if n == 0:
+    chosen_file = Path(s.out) / FRESH_FILE
+    chosen_n = json.loads(chosen_file.read_text()) if chosen_file.exists() else {}
+    n_all = (max(chosen_n.values()) if chosen_n else
+             costs.seeds_that_fit(ledger, [len(c) for c in runs.values()], FRESH_SEEDS))
+    if n_all == 0:
         print(f"[answer] the budget left ({format_duration(ledger.left)}) pays for no fresh seeds: the "
               "answer is the race's (its figures chose it: biased upward)", flush=True)
-        return {}
-    confirmations = {}
-    for method, chosen in runs.items():
+        return {}, None
+    confirmations: dict[str, Confirmation] = {}
+    for i, (method, chosen) in enumerate(runs.items()):
+        # The runner-up's runs are costed again from the leader's, just measured: a machine slowed
+        # by other work since the pool or the race is seen here (fewer seeds, or none).
+        n = int(chosen_n.get(method)
+                or (n_all if i == 0 else costs.seeds_that_fit(ledger, [len(chosen)], n_all)))
+        if n == 0:
+            note = (f"the budget left ({format_duration(ledger.left)}) paid no fresh seeds for {method}: "
+                    f"the leader's fresh runs took {costs.factor:.2f}x their estimate")
+            print(f"[answer] {note}", flush=True)
+            return confirmations, note
+        chosen_n[method] = n
+        write_json_atomic(chosen_file, chosen_n)
         picks = [_pick(race, c) for c in race.candidates if c.method == method]
         fresh = [Pick(p.label, p.config, p.search_score, p.trial_id, p.is_default)
                  for p in picks if p.label in {c.name for c in chosen}]
         fresh.sort(key=lambda p: p.is_default and p.label != finalists[method].name)
+        before = ledger.used
         if not run_confirmation(method, plan, data, tracker, parents[method], concurrency, resuming, fresh,
                                 confirm_seeds(s.seed, n, fresh=True), step="fresh", ledger=ledger):
             return None
+        costs.observe(n * len(fresh), ledger.used - before)
         pick = next(p for p in picks if p.label == finalists[method].name)
         confirmations[method] = Confirmation(picks, pick, fresh)
-    return confirmations
+    return confirmations, None
 
 
 def _default_of(race: Race, method: str) -> Candidate | None:
@@ -261,7 +303,8 @@ def answer(plan, outcome: BudgetOutcome, rows: list[dict[str, Any]]) -> dict[str
     else:
         raced = sorted(set((race.get("methods") or {}).values()))
         others = [m for m in s.methods if m != top]
-        why = ("no other method reached the race's end" if len(raced) > 1 else
+        why = (outcome.no_runner_up if outcome.no_runner_up else
+               "no other method reached the race's end" if len(raced) > 1 else
                f"only {top}'s candidates entered the race: the budget left paid for no more"
                if others else "the only method searched")
         record["verdict"] = f"{top}: {iv.mean:.4f} [{iv.lo:.4f}, {iv.hi:.4f}] on the {split} split ({why})"

@@ -113,3 +113,41 @@ def test_a_race_round_is_one_tune_experiment_charged_to_the_ledger(tiny_model_di
     assert saved.runs_used == 4 and saved.scores("lora:x3") == race.scores("lora:x3")
     assert run_round(plan, data, tracker, parents, 2, False, race, ledger)  # the race is over
     assert race.done and race.runs_used == 4
+
+
+def test_fresh_runs_are_costed_from_the_last_measured_experiment_not_the_pool_alone(tmp_path):
+    """The overspend found under load (BENCHMARKS §15): the pool's estimate of a run was far too
+    low once the machine slowed down. After the leader's fresh runs charged twice their estimate,
+    the runner-up's are costed at that rate and get no seeds, where the pool's estimate alone would
+    have started 3 seeds that run past the budget."""
+    from search.budgeted import LOAD_MARGIN, Costs
+    from search.schedule.budget import Ledger
+
+    costs = Costs({"lora": 10.0, "adapter": 12.0}, cold_s=2.0, concurrency=2)
+    assert costs.experiment(6) == 6 * 12.0 + 2 * 2.0  # the slowest method's run, 2 cold starts
+    ledger = Ledger(400.0, tmp_path / "b.json")
+    ledger.charge("trial", "lora", 150.0, run_id="pool", index=1)
+    # Before the fresh runs: 3 seeds of leader, its defaults, runner-up and its defaults fit.
+    assert LOAD_MARGIN * 2 * costs.experiment(6) <= ledger.left
+    assert costs.seeds_that_fit(ledger, [2, 2], 3) == 3
+    # The leader's 6 runs charged twice their estimate (the machine slowed down).
+    charged = 2 * costs.experiment(6)
+    ledger.charge("confirm", "lora", charged, run_id="fresh", index=1)
+    costs.observe(6, charged)
+    assert costs.factor == pytest.approx(2.0)
+    assert costs.seeds_that_fit(ledger, [2], 3) == 0
+    # Without the re-estimate: 3 seeds, which at the measured rate overspend.
+    unobserved = Costs({"lora": 10.0, "adapter": 12.0}, cold_s=2.0, concurrency=2)
+    n = unobserved.seeds_that_fit(ledger, [2], 3)
+    assert n == 3 and 2 * unobserved.experiment(2 * n) > ledger.left
+
+
+def test_a_faster_stage_lowers_the_next_estimate_and_a_failed_one_leaves_it():
+    from search.budgeted import Costs
+
+    costs = Costs({"lora": 20.0}, cold_s=0.0, concurrency=1)
+    costs.observe(4, 40.0)  # race runs evaluate once: half the pool's per-run estimate
+    assert costs.factor == pytest.approx(0.5)
+    assert costs.experiment(2) == pytest.approx(20.0)
+    costs.observe(0, 0.0)  # nothing charged (every run restored, or none ran): no change
+    assert costs.factor == pytest.approx(0.5)
