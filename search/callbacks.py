@@ -80,7 +80,10 @@ class Progress(tune.Callback):
             return "best: none yet"
         trial_id = furthest_best({t: (step, score) for t, (score, step) in self.latest.items()})
         score, step = self.latest[trial_id]
-        return f"best {score:.4f} ({trial_id} at step {step})"
+        return f"best {score:.4f} ({self._label(trial_id)} at step {step})"
+
+    def _label(self, trial_id: str) -> str:
+        return trial_id
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         # A restored trial starts again: its clock restarts with the new process.

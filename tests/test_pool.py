@@ -175,3 +175,21 @@ def test_a_tune_run_of_the_pool_ends_inside_its_budget_and_starves_the_weak_meth
     # every report charged once, the last included (Tune sends it to on_trial_complete only)
     reported = sum(float(r.metrics_dataframe["time_this_iter_s"].sum()) for r in grid)
     assert used == pytest.approx(reported, rel=1e-6)
+
+
+def test_the_progress_line_names_the_leaders_method_the_budget_and_the_time_to_the_end():
+    from types import SimpleNamespace
+
+    from search.schedule.stage import PoolProgress
+
+    pool, _, ledger = pool_of(["lora", "adapter"], budget_s=1200.0)
+    ledger.charge("trial", "lora", 300.0, run_id="a", index=1)
+    progress = PoolProgress(pool, max_t=4, slots=2)
+    trials = [SimpleNamespace(trial_id=t, config={METHOD_KEY: m}, status="RUNNING", last_result={})
+              for t, m in (("t1", "lora"), ("t2", "adapter"))]
+    progress.on_trial_result(0, trials, trials[0], result(1, 0.41))
+    progress.on_trial_result(0, trials, trials[1], result(1, 0.52))
+    line = f"{progress._counts(trials)}; {progress._best()}"
+    assert "leader 0.5200 (adapter t2 at step 10)" in line
+    assert "budget 5.0/20.0 min used" in line
+    assert "about 7.5 min to the end at 2 slot(s)" in line  # 900 s left over 2 slots

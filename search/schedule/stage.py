@@ -55,17 +55,28 @@ class PoolProgress(Progress):
         self.pool, self.plan, self.slots = pool, plan, slots
         self.costs: dict[str, Cost] = {}
         self.sized = False
+        self.method_of: dict[str, str] = {}
 
     def _counts(self, trials, ending=None, failed: bool = False) -> str:
         self.num_samples = len(trials)  # no fixed count: nothing is "pending" beyond what started
         ledger = self.pool.gate.ledger
         live = ", ".join(self.pool.allocator.live())
         return (f"{super()._counts(trials, ending, failed)}; budget {ledger.used / 60:.1f}/"
-                f"{ledger.budget_s / 60:.1f} min used; methods still searched: {live}")
+                f"{ledger.budget_s / 60:.1f} min used, {_to_end(ledger.left, self.slots)}; "
+                f"methods still searched: {live}")
+
+    def _best(self) -> str:
+        return super()._best().replace("best ", "leader ", 1)
+
+    def _label(self, trial_id: str) -> str:
+        method = self.method_of.get(trial_id)
+        return f"{method} {trial_id}" if method else trial_id
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        super().on_trial_result(iteration, trials, trial, result, **info)
         method = (trial.config or {}).get(METHOD_KEY)
+        if method:
+            self.method_of[trial.trial_id] = method
+        super().on_trial_result(iteration, trials, trial, result, **info)
         if self.sized or self.plan is None or method in self.costs:
             return
         m = expand(result)
@@ -142,6 +153,12 @@ def run_pool(plan, data, tracker, parents: dict[str, str], concurrency: int, res
     if not state.get("finished") or grid.num_terminated + grid.num_errors < len(grid):
         return None  # interrupted: the searcher had not finished, or trials were still running
     return PoolOutcome(by_method, time.time() - start, state)
+
+
+def _to_end(left_s: float, slots: int) -> str:
+    """Wall time to the end if every slot stays busy: the trial-time left (race and fresh seeds
+    included) over the slots; the search may end sooner when nothing more fits."""
+    return f"about {max(left_s, 0.0) / max(slots, 1) / 60:.1f} min to the end at {slots} slot(s)"
 
 
 def _trial_name(trial) -> str:
