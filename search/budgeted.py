@@ -32,6 +32,7 @@ from search.confirm import Candidate as Pick
 from search.confirm import Confirmation, confirm_seeds, default_config, pick_candidates, run_confirmation
 from search.results import CONFIRM_OUTPUTS, TEST_OUTPUTS, progress_of, write_json_atomic
 from search.schedule.budget import Ledger, format_duration, parse_duration
+from search.schedule.calibrate import sized_steps
 from search.schedule.gate import RESERVE_SHARE
 from search.schedule.methods import MethodAllocator
 from search.schedule.stage import run_pool
@@ -75,6 +76,11 @@ def run_budgeted(plan, data, tracker, parents: dict[str, str], concurrency: int,
     path = out / BUDGET_FILE
     ledger = Ledger.load(path) if path.exists() else Ledger(budget_s, path)
     ledger.save()
+    if s.steps_from_budget:
+        sized = sized_steps(plan, data, concurrency, resuming, ledger)
+        if sized is None:
+            return None
+        print(f"[budget] sized from the measured costs: {sized.describe()}", flush=True)
     reserve_s = RESERVE_SHARE * budget_s
     print(f"budget {format_duration(budget_s)} of trial-time ({format_duration(ledger.used)} used): "
           f"a pool of {', '.join(s.methods)} trials ({s.max_steps} steps, evaluated every "

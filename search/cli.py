@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     hints = typing.get_type_hints(Settings)
     groups: dict[str, argparse._ArgumentGroup] = {}
     for f in fields(Settings):
+        if f.metadata.get("internal"):
+            continue
         group = groups.get(f.metadata["group"]) or groups.setdefault(
             f.metadata["group"], p.add_argument_group(f.metadata["group"]))
         _add_setting(group, f, hints[f.name], choices)

@@ -101,8 +101,9 @@ def run_search(plan: Plan, data, *, address: str | None, resuming: bool, verbose
     concurrency = s.max_concurrent or default_concurrency(s)
     trials = (f"one pool of trials for {format_duration(parse_duration(s.budget))}" if s.budget
               else f"{s.num_samples} trials")
-    print(f"search {s.experiment}: {', '.join(s.methods)} x {trials}, "
-          f"{s.max_steps} steps, eval every {s.eval_every} ({s.max_t} rungs), {s.scheduler}+"
+    steps = ("steps and rungs sized from the budget" if s.steps_from_budget and not resuming else
+             f"{s.max_steps} steps, eval every {s.eval_every} ({s.max_t} rungs)")
+    print(f"search {s.experiment}: {', '.join(s.methods)} x {trials}, {steps}, {s.scheduler}+"
           f"{s.searcher}, {concurrency} at once; MLflow {plan.mlflow_uri}", flush=True)
     if s.budget is not None:
         try:

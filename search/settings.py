@@ -159,6 +159,10 @@ class Settings:
         "search name: MLflow experiment and runs/<experiment>/ (unset = search-<time>)", RECORDS))
     out: str | None = field(default=None, metadata=flag("output folder (unset = runs/<experiment>)",
                                                         RECORDS))
+    steps_from_budget: bool = field(default=False, metadata={"internal": True})
+    """Not a flag: ``--budget`` without ``--max-steps`` and ``--eval-every`` sizes both from one
+    measured run per method (``search.schedule.calibrate``); the sized values replace the
+    defaults above and are saved with the search."""
 
     def __post_init__(self) -> None:
         if self.pasha_epsilon is not None:
@@ -279,6 +283,7 @@ def resolve_settings(typed: dict[str, Any], resume: bool) -> Settings:
         if s.budget is not None and sized:
             raise ValueError(f"{' and '.join(sized)}: --budget sizes the trials and the confirmation "
                              "itself (trials start while the budget can pay for them); drop one")
+        s.steps_from_budget = s.budget is not None and not {"max_steps", "eval_every"} & set(typed)
         return s
     out = Path(typed["out"]) if "out" in typed else _resume_dir(typed.get("experiment"))
     saved_file = out / "search.json"

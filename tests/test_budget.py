@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import threading
 import time
 
 import pytest
-from searchkit import ENV, cli, mlflow_runs, run
+from searchkit import ENV, ROOT, cli, mlflow_runs, run
 
 from benchmarks.budget_vs_sequential import trial_time
 from search.schedule.budget import Ledger
@@ -151,3 +152,32 @@ def test_a_faster_stage_lowers_the_next_estimate_and_a_failed_one_leaves_it():
     assert costs.experiment(2) == pytest.approx(20.0)
     costs.observe(0, 0.0)  # nothing charged (every run restored, or none ran): no change
     assert costs.factor == pytest.approx(0.5)
+
+
+@pytest.mark.integration
+def test_a_budget_without_max_steps_sizes_the_steps_from_one_measured_run_per_method(tiny_model_dir,
+                                                                                     tmp_path):
+    """Issue 26 item 1: the budget sizes the trials' length and rungs from measured costs. The
+    calibration runs are charged, the sized steps are what the pool's trials ran, they are saved
+    for --resume, and the search still ends inside its budget with an answer."""
+    from search.schedule.calibrate import STEPS
+
+    out = tmp_path / "s"
+    cmd = [sys.executable, str(ROOT / "search" / "run.py"), "--model", tiny_model_dir,
+           "--max-train-samples", "64", "--max-eval-samples", "32", "--out", str(out),
+           "--mlflow-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--method", "lora,adapter",
+           "--budget", f"{BUDGET_S:g}s", "--val-from-train", "0.2", "--experiment", "s",
+           "--max-concurrent", "2"]
+    proc = run(cmd, tmp_path, timeout=900)
+    assert "steps and rungs sized from the budget" in proc.stdout
+    assert "[budget] sized from the measured costs: budget" in proc.stdout, proc.stdout[-3000:]
+    sizing = json.loads((out / "sizing.json").read_text())
+    saved = json.loads((out / "search.json").read_text())
+    assert (saved["max_steps"], saved["eval_every"]) == (sizing["max_steps"], sizing["eval_every"])
+    assert saved["steps_from_budget"] is True and set(sizing["costs"]) == {"lora", "adapter"}
+    ledger = Ledger.load(out / "budget.json")
+    assert all(ledger.charged(f"s-calibrate:{m}", 1) for m in ("lora", "adapter"))
+    assert ledger.used <= 1.05 * BUDGET_S, proc.stdout[-3000:]
+    steps = {json.loads(p.read_text())["max_steps"] for p in (out / "tune" / "s-pool").glob("*/params.json")}
+    assert steps == {sizing["max_steps"]} and sizing["max_steps"] != STEPS, steps
+    assert json.loads((out / "answer.json").read_text())["verdict"]
