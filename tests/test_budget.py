@@ -181,3 +181,28 @@ def test_a_budget_without_max_steps_sizes_the_steps_from_one_measured_run_per_me
     steps = {json.loads(p.read_text())["max_steps"] for p in (out / "tune" / "s-pool").glob("*/params.json")}
     assert steps == {sizing["max_steps"]} and sizing["max_steps"] != STEPS, steps
     assert json.loads((out / "answer.json").read_text())["verdict"]
+
+
+def test_a_resumed_sized_search_keeps_its_sized_steps_without_measuring_again(tiny_model_dir, tmp_path):
+    from search.plan import make_plan
+    from search.schedule.calibrate import SIZING_FILE, sized_steps
+    from search.schedule.sizing import Cost, size_plan
+    from search.settings import settings_from
+
+    s = settings_from({"method": "lora,adapter", "model": tiny_model_dir, "budget": "20m",
+                       "out": str(tmp_path / "r"), "experiment": "r",
+                       "mlflow_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    s.steps_from_budget = True
+    plan = make_plan(s)
+    costs = {"lora": Cost(0.3, 4.0, 6.0), "adapter": Cost(0.35, 4.0, 6.0)}
+    sized = size_plan(1100.0, costs, 2)
+    assert (sized.max_steps, sized.eval_every) != (s.max_steps, s.eval_every)
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / SIZING_FILE).write_text(json.dumps(sized.to_dict()))
+    ledger = Ledger(1200.0)
+    # No Ray is started and nothing is charged: the saved sizing is applied as it was.
+    again = sized_steps(plan, None, 2, True, ledger)
+    assert again == sized and ledger.used == 0
+    assert (plan.settings.max_steps, plan.settings.eval_every) == (sized.max_steps, sized.eval_every)
+    assert all(c["max_steps"] == sized.max_steps and c["eval_every"] == sized.eval_every
+               for c in plan.constants.values())
