@@ -106,9 +106,11 @@ def run_search(plan: Plan, data, *, address: str | None, resuming: bool, verbose
     print(f"search {s.experiment}: {', '.join(s.methods)} x {trials}, {steps}, {s.scheduler}+"
           f"{s.searcher}, {concurrency} at once; MLflow {plan.mlflow_uri}", flush=True)
     if s.budget is not None:
+        from search.schedule.calibrate import SizingError
+
         try:
             return _run_budgeted(plan, data, tracker, concurrency, resuming)
-        except FileExistsError as e:
+        except (FileExistsError, SizingError) as e:
             print(f"error: {e}", flush=True)
             return 2
     rows: list[dict[str, Any]] = []

@@ -206,3 +206,19 @@ def test_a_resumed_sized_search_keeps_its_sized_steps_without_measuring_again(ti
     assert (plan.settings.max_steps, plan.settings.eval_every) == (sized.max_steps, sized.eval_every)
     assert all(c["max_steps"] == sized.max_steps and c["eval_every"] == sized.eval_every
                for c in plan.constants.values())
+
+
+@pytest.mark.integration
+def test_a_budget_too_small_for_the_measured_costs_ends_with_one_line_naming_the_minimum(tiny_model_dir,
+                                                                                          tmp_path):
+    out = tmp_path / "t"
+    cmd = [sys.executable, str(ROOT / "search" / "run.py"), "--model", tiny_model_dir,
+           "--max-train-samples", "64", "--max-eval-samples", "32", "--out", str(out),
+           "--mlflow-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--method", "lora,adapter",
+           "--budget", "5s", "--experiment", "t", "--max-concurrent", "2"]
+    proc = run(cmd, tmp_path, timeout=600, rc=2)
+    errors = [ln for ln in proc.stdout.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "is too small for 2 methods" in errors[0] and "needs at least" in errors[0], \
+        proc.stdout[-2000:]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not (out / "sizing.json").exists()

@@ -34,9 +34,13 @@ STEPS = 20
 SIZING_FILE = "sizing.json"
 
 
+class SizingError(ValueError):
+    """The budget cannot be sized (one line for the terminal): the search ends with exit code 2."""
+
+
 def sized_steps(plan, data, concurrency: int, resuming: bool, ledger: Ledger) -> BudgetPlan | None:
     """Measure, size and apply (see the module doc); the saved sizing when there is one. None when
-    interrupted. Raises ValueError (one line) when a method has no defaults to measure, a
+    interrupted. Raises ``SizingError`` (one line) when a method has no defaults to measure, a
     calibration run failed, or the budget is too small for one trial per method at the shortest
     length."""
     s = plan.settings
@@ -48,8 +52,11 @@ def sized_steps(plan, data, concurrency: int, resuming: bool, ledger: Ledger) ->
     costs = measure(plan, data, concurrency, resuming, ledger)
     if costs is None:
         return None
-    sized = size_plan(ledger.left, costs, concurrency, reduction_factor=s.reduction_factor,
-                      reserve_share=RESERVE_SHARE)
+    try:
+        sized = size_plan(ledger.left, costs, concurrency, reduction_factor=s.reduction_factor,
+                          reserve_share=RESERVE_SHARE)
+    except ValueError as e:
+        raise SizingError(f"{e} (measured: {ledger.describe()})") from None
     apply(plan, sized.max_steps, sized.eval_every)
     write_json_atomic(path, sized.to_dict())
     write_json_atomic(Path(s.out) / "search.json", asdict(s))
@@ -64,7 +71,7 @@ def measure(plan, data, concurrency: int, resuming: bool, ledger: Ledger) -> dic
     for method in s.methods:
         config = default_config(plan, method)
         if config is None:
-            raise ValueError(f"--budget cannot size the steps: {method} has no default config to "
+            raise SizingError(f"--budget cannot size the steps: {method} has no default config to "
                              "measure; pass --max-steps and --eval-every")
         runs[method] = {**run_of(config, s.seed), "max_steps": STEPS, "eval_every": STEPS}
     name = f"{s.experiment}-calibrate"
@@ -83,7 +90,7 @@ def measure(plan, data, concurrency: int, resuming: bool, ledger: Ledger) -> dic
         method = r.config[RUN_KEY]["method"]
         m = expand(r.metrics)
         if failed(r) or not m.get("train_s") or m.get("eval_s") is None:
-            raise ValueError(f"--budget cannot size the steps: {method}'s calibration run failed "
+            raise SizingError(f"--budget cannot size the steps: {method}'s calibration run failed "
                              f"({m.get('error') or r.error or 'no timing reported'}); pass --max-steps "
                              "and --eval-every")
         ledger.charge("trial", method, float(m.get("time_total_s") or 0.0), run_id=f"{name}:{method}",
