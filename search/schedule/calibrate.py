@@ -31,6 +31,9 @@ from search.trainable import RUN_KEY, run_confirm
 
 STEPS = 20
 """Training steps of a calibration run: enough to average a step's time past the first ones."""
+RUNGS = 3
+"""Rungs of a sized trial: 4 evaluations (1, 2, 4), as in BENCHMARKS §9's scheduler tables; with
+4 rungs (8 evaluations) short budgets bought trials that spent more on evaluating than training."""
 SIZING_FILE = "sizing.json"
 
 
@@ -53,7 +56,7 @@ def sized_steps(plan, data, concurrency: int, resuming: bool, ledger: Ledger) ->
     if costs is None:
         return None
     try:
-        sized = size_plan(ledger.left, costs, concurrency, reduction_factor=s.reduction_factor,
+        sized = size_plan(ledger.left, costs, concurrency, rungs=RUNGS, reduction_factor=s.reduction_factor,
                           reserve_share=RESERVE_SHARE)
     except ValueError as e:
         raise SizingError(f"{e} (measured: {ledger.describe()})") from None
