@@ -333,3 +333,32 @@ def test_every_setting_has_one_flag_with_its_help_and_default():
     assert "trials per method (default: 8)" in text
     assert "(default: pasha)" in text and "{asha,hyperband,pasha,fifo}" in text
     assert "(default: lora)" in text and "--verbose" in text
+
+
+def test_every_search_command_in_the_readme_parses_to_settings(tmp_path, monkeypatch):
+    """A README example with a renamed, removed or refused flag (e.g. --num-samples beside
+    --budget) fails here. Commands that need a source checkpoint or continue a search are
+    parsed only."""
+    import re
+    import shlex
+
+    from search.cli import RUNTIME, build_parser
+    from search.settings import resolve_settings
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("#")[0].strip()
+            if line.startswith("python search/run.py") and "..." not in line:
+                commands.append(shlex.split(line)[2:])
+    assert any("--budget" in c for c in commands) and len(commands) >= 8
+    monkeypatch.chdir(tmp_path)  # runs/<experiment> of a new search: nothing exists there
+    parser = build_parser()
+    for argv in commands:
+        args = vars(parser.parse_args(argv))
+        resume = [args.pop(k, None) for k in RUNTIME][0]
+        if resume or "transfer_from" in args:
+            continue
+        s = resolve_settings(args, False)
+        assert s.methods, argv
