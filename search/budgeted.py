@@ -188,13 +188,14 @@ def _run_cost(by_method: dict[str, list], max_t: int) -> dict[str, float]:
 def _race_candidates(plan, by_method: dict[str, list], eliminated: dict, reserve_s: float,
                      costs: Costs) -> list[Candidate]:
     """Each surviving method's ``LEADERS`` best configs (furthest-ran first) and its defaults;
-    fewer leaders, then fewer methods (the weakest first), while two seeds of every candidate
-    cost more than the reserve."""
+    while two seeds of every candidate cost more than the reserve, fewer leaders per method, then
+    fewer methods (the weakest first): the race is there to compare methods, so one leader and
+    the defaults of each of two methods come before two leaders of one."""
     best = {m: max((progress_of(r), float(r.metrics.get("score", -math.inf))) for r in rs if r.metrics)
             for m, rs in by_method.items() if m not in eliminated and rs}
     methods = sorted(best, key=lambda m: best[m], reverse=True)
-    for leaders in range(LEADERS, 0, -1):
-        for keep in range(len(methods), 0, -1):
+    for keep in range(len(methods), 0, -1):
+        for leaders in range(LEADERS, 0, -1):
             picks = []
             for m in methods[:keep]:
                 for c in pick_candidates(by_method[m], leaders, default_config(plan, m)):

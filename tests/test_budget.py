@@ -222,3 +222,34 @@ def test_a_budget_too_small_for_the_measured_costs_ends_with_one_line_naming_the
         proc.stdout[-2000:]
     assert "Traceback" not in proc.stdout + proc.stderr
     assert not (out / "sizing.json").exists()
+
+
+def test_a_small_reserve_races_fewer_leaders_before_fewer_methods(tiny_model_dir, tmp_path):
+    """Found on CS224N (seed 0 of the live comparison): a reserve too small for every method's two
+    leaders raced two leaders and the defaults of the leading method only, so the answer compared
+    no methods. One leader and the defaults of each of two methods come first."""
+    from types import SimpleNamespace
+
+    from search.budgeted import Costs, _race_candidates
+    from search.plan import make_plan
+    from search.settings import settings_from
+
+    s = settings_from({"method": "lora,dora,adapter,lora_adapter", "model": tiny_model_dir,
+                       "max_steps": 40, "eval_every": 20, "out": str(tmp_path / "r"), "experiment": "r",
+                       "mlflow_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    plan = make_plan(s)
+
+    def trial(method, i, score):
+        config = {**plan.constants[method], "lr": 1e-4 * (i + 2), "seed": s.seed}
+        return SimpleNamespace(config=config, error=None, metrics={"score": score, "training_iteration": 2,
+                                                       "step": 40, "trial_id": f"{method}{i}"})
+
+    by_method = {m: [trial(m, i, 0.40 + 0.01 * k + 0.001 * i) for i in range(3)]
+                 for k, m in enumerate(s.methods)}
+    costs = Costs({m: 40.0 for m in s.methods}, cold_s=0.0, concurrency=2)
+    # 2 seeds x 4 candidates fit; 2 x 6 do not
+    picks = _race_candidates(plan, by_method, {}, reserve_s=2 * 4 * 40.0 + 1, costs=costs)
+    assert {c.method for c in picks} == {"lora_adapter", "adapter"}, [c.name for c in picks]
+    assert sum(c.is_default for c in picks) == 2 and len(picks) == 4
+    everything = _race_candidates(plan, by_method, {}, reserve_s=1e9, costs=costs)
+    assert len({c.method for c in everything}) == 4 and len(everything) == 12
