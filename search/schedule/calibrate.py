@@ -24,9 +24,9 @@ from search.confirm import default_config, run_of
 from search.experiments import restored, run_settings, trainable
 from search.reported import expand
 from search.results import failed, write_json_atomic
-from search.schedule.budget import Ledger
+from search.schedule.budget import Ledger, format_duration
 from search.schedule.gate import RESERVE_SHARE
-from search.schedule.sizing import BudgetPlan, Cost, size_plan
+from search.schedule.sizing import BudgetPlan, Cost, minimum_budget, size_plan
 from search.trainable import RUN_KEY, run_confirm
 
 STEPS = 20
@@ -34,6 +34,8 @@ STEPS = 20
 RUNGS = 3
 """Rungs of a sized trial: 4 evaluations (1, 2, 4), as in BENCHMARKS §9's scheduler tables; with
 4 rungs (8 evaluations) short budgets bought trials that spent more on evaluating than training."""
+MIN_STEPS = 40
+"""The shortest sized trial (``size_plan``'s ``min_steps``)."""
 SIZING_FILE = "sizing.json"
 
 
@@ -56,10 +58,15 @@ def sized_steps(plan, data, concurrency: int, resuming: bool, ledger: Ledger) ->
     if costs is None:
         return None
     try:
-        sized = size_plan(ledger.left, costs, concurrency, rungs=RUNGS, reduction_factor=s.reduction_factor,
-                          reserve_share=RESERVE_SHARE)
-    except ValueError as e:
-        raise SizingError(f"{e} (measured: {ledger.describe()})") from None
+        sized = size_plan(max(ledger.left, 0.0), costs, concurrency, rungs=RUNGS, min_steps=MIN_STEPS,
+                          reduction_factor=s.reduction_factor, reserve_share=RESERVE_SHARE)
+    except ValueError:
+        need = minimum_budget(costs, MIN_STEPS, max(1, round(s.reduction_factor ** (RUNGS - 1))))
+        raise SizingError(
+            f"--budget {format_duration(ledger.budget_s)} is too small for {len(costs)} methods: measuring "
+            f"them took {format_duration(ledger.used)}, and one trial per method of {MIN_STEPS} steps "
+            f"plus a minimal confirmation needs {format_duration(need)} more; give at least "
+            f"{format_duration(ledger.used + need)}, or --max-steps and --eval-every") from None
     apply(plan, sized.max_steps, sized.eval_every)
     write_json_atomic(path, sized.to_dict())
     write_json_atomic(Path(s.out) / "search.json", asdict(s))
