@@ -154,13 +154,16 @@ class Costs:
         return max(self.run_s.values(), default=0.0)
 
     def experiment(self, runs: float) -> float:
-        """``runs`` runs in one new Tune experiment: each a warm run, the first ``concurrency``
-        also cold; scaled by ``factor``."""
-        return self.factor * (runs * self.run + min(runs, self.concurrency) * self.cold_s)
+        """``runs`` runs in one new Tune experiment, scaled by ``factor``."""
+        return self.factor * self._unscaled(runs)
+
+    def _unscaled(self, runs: float) -> float:
+        """Each a warm run, the first ``concurrency`` also cold, as the pool measured them."""
+        return runs * self.run + min(runs, self.concurrency) * self.cold_s
 
     def observe(self, runs: int, charged_s: float) -> None:
         """An experiment of ``runs`` runs charged ``charged_s``: the next estimates scale to it."""
-        base = self.experiment(runs) / self.factor
+        base = self._unscaled(runs)
         if runs > 0 and base > 0 and charged_s > 0:
             self.factor = charged_s / base
 

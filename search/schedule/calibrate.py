@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from ray import tune
 
@@ -53,7 +52,7 @@ def sized_steps(plan, data, concurrency: int, resuming: bool, ledger: Ledger) ->
     if path.exists():
         saved = json.loads(path.read_text())
         apply(plan, int(saved["max_steps"]), int(saved["eval_every"]))
-        return _plan_of(saved)
+        return BudgetPlan.from_dict(saved)
     costs = measure(plan, data, concurrency, resuming, ledger)
     if costs is None:
         return None
@@ -105,19 +104,11 @@ def measure(plan, data, concurrency: int, resuming: bool, ledger: Ledger) -> dic
                              "and --eval-every")
         ledger.charge("trial", method, float(m.get("time_total_s") or 0.0), run_id=f"{name}:{method}",
                       index=1)
-        costs[method] = cost_of(m)
+        costs[method] = Cost.from_report(m)
     for method, c in costs.items():
         print(f"[budget] {method}: {c.step_s:.3f} s/step, {c.eval_s:.1f} s/evaluation, "
               f"{c.setup_s:.1f} s/start", flush=True)
     return costs
-
-
-def cost_of(metrics: dict[str, Any]) -> Cost:
-    """A run's seconds per step, per evaluation and per start from its last report."""
-    steps = max(1, int(metrics.get("step") or STEPS))
-    evaluations = max(1, int(metrics.get("training_iteration") or 1))
-    return Cost(step_s=max(float(metrics["train_s"]) / steps, 1e-9),
-                eval_s=float(metrics["eval_s"]) / evaluations, setup_s=float(metrics.get("setup_s") or 0.0))
 
 
 def apply(plan, max_steps: int, eval_every: int) -> None:
@@ -126,9 +117,3 @@ def apply(plan, max_steps: int, eval_every: int) -> None:
     s.max_steps, s.eval_every = max_steps, eval_every
     for constants in plan.constants.values():
         constants["max_steps"], constants["eval_every"] = max_steps, eval_every
-
-
-def _plan_of(saved: dict[str, Any]) -> BudgetPlan:
-    fields = {k: v for k, v in saved.items() if k not in ("costs", "spare_s")}
-    fields["rungs"], fields["fixed"] = tuple(fields["rungs"]), tuple(fields["fixed"])
-    return BudgetPlan(**fields, costs={m: Cost(**c) for m, c in saved["costs"].items()})

@@ -67,6 +67,14 @@ class Cost:
         """Seconds of one run of ``steps`` steps with ``evaluations`` evaluations, start included."""
         return self.setup_s + steps * self.step_s + evaluations * self.eval_s
 
+    @classmethod
+    def from_report(cls, metrics: dict) -> Cost:
+        """A trial's costs from one of its reports (the trainer's cumulative ``train_s`` and
+        ``eval_s`` over its ``step`` steps and ``training_iteration`` evaluations)."""
+        return cls(step_s=max(float(metrics["train_s"]) / float(metrics["step"]), 1e-9),
+                   eval_s=float(metrics["eval_s"]) / float(metrics["training_iteration"]),
+                   setup_s=float(metrics.get("setup_s") or 0.0))
+
 
 @dataclass(frozen=True)
 class BudgetPlan:
@@ -123,6 +131,13 @@ class BudgetPlan:
         out["fixed"] = list(self.fixed)
         out["spare_s"] = self.spare_s
         return out
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> BudgetPlan:
+        """The plan ``to_dict`` wrote."""
+        fields_ = {k: v for k, v in saved.items() if k not in ("costs", "spare_s")}
+        fields_["rungs"], fields_["fixed"] = tuple(fields_["rungs"]), tuple(fields_["fixed"])
+        return cls(**fields_, costs={m: Cost(**c) for m, c in saved.get("costs", {}).items()})
 
 
 def changes(old: BudgetPlan, new: BudgetPlan) -> str:

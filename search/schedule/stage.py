@@ -82,9 +82,7 @@ class PoolProgress(Progress):
         m = expand(result)
         step, t = m.get("step"), m.get("training_iteration")
         if step and t and m.get("train_s") is not None and m.get("eval_s") is not None:
-            self.costs[method] = Cost(step_s=max(float(m["train_s"]) / float(step), 1e-9),
-                                      eval_s=float(m["eval_s"]) / float(t),
-                                      setup_s=float(m.get("setup_s") or 0))
+            self.costs[method] = Cost.from_report(m)
         if set(self.costs) == set(self.pool.allocator.methods):
             self.sized = True
             s, budget_s = self.plan.settings, self.pool.gate.ledger.budget_s
