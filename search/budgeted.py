@@ -6,12 +6,14 @@ The stages, each charged to one ledger (``search.schedule.budget``, saved as ``b
 1. **Pool** (``search.schedule.stage``): every method's trials in one Tune experiment; a method
    separably behind the leader at equal steps gets no new trials; no trial starts that the budget
    left, less the race's reserve, cannot pay to its end.
-2. **Race** (``search.selection.racing``): each surviving method's leading configs and its defaults
-   get seeds in rounds, planned as sequential halving over the reserve (the worse half by mean
-   cut after each phase, no claim made); one separably behind the leader is dropped; it stops on
-   one survivor or when the plan's rounds have run or the reserve cannot pay another round.
+2. **Race** (``search.selection.racing``): each surviving method's best config, then as the
+   reserve allows the methods' defaults and next leaders (``_race_candidates``), get seeds in
+   rounds, planned as sequential halving over the reserve (the worse half by mean cut after each
+   phase, no claim made); one separably behind the leader is dropped; it stops on one survivor or
+   when the plan's rounds have run or the reserve cannot pay another round.
 3. **Fresh seeds and the test split**: the race's leader, the best candidate of another method
-   (the runner-up) and the leader's method defaults are retrained with seeds the race never used;
+   (the runner-up) and their methods' defaults (when they raced) are retrained with seeds the
+   race never used, 3 or as many as 5 when the budget left pays;
    the test split scores them (``search.heldout``). The reported figures come from these runs: the
    race's seeds chose the leader, so its race mean is biased upward.
 
@@ -45,7 +47,10 @@ ANSWER_FILE = "answer.json"
 LEADERS = 2
 """Configs per surviving method that enter the race (beside its defaults)."""
 FRESH_SEEDS = 3
-"""Seeds of the runs that report the answer (2 when the budget left pays no more)."""
+"""Seeds of the runs that report the answer, as planned (2 when the budget left pays no more)."""
+MOST_FRESH_SEEDS = 5
+"""... and as many as this when the budget left after the race pays for them: what the race and
+the estimates left unspent (7-12% of B on CS224N, BENCHMARKS §15) narrows the answer's interval."""
 LOAD_MARGIN = 1.1
 """Fresh-seed runs start only when their estimate times this still fits the budget left: room for
 a machine that slows down between the last measured stage and these runs."""
@@ -86,7 +91,8 @@ def run_budgeted(plan, data, tracker, parents: dict[str, str], concurrency: int,
           f"a pool of {', '.join(s.methods)} trials ({s.max_steps} steps, evaluated every "
           f"{s.eval_every}, {s.scheduler} rungs per method) while the budget less "
           f"{format_duration(reserve_s)} pays for them; then the leaders and the defaults race on new "
-          f"seeds, and the answer is retrained with {FRESH_SEEDS} fresh seeds", flush=True)
+          f"seeds, and the answer is retrained with {FRESH_SEEDS} fresh seeds (up to "
+          f"{MOST_FRESH_SEEDS} when the budget left pays)", flush=True)
     pool = run_pool(plan, data, tracker, parents, concurrency, resuming, MethodAllocator(list(s.methods)),
                     ledger, reserve_s)
     if pool is None:
@@ -190,29 +196,35 @@ def _run_cost(by_method: dict[str, list], max_t: int) -> dict[str, float]:
 
 def _race_candidates(plan, by_method: dict[str, list], eliminated: dict, reserve_s: float,
                      costs: Costs) -> list[Candidate]:
-    """Each surviving method's ``LEADERS`` best configs (furthest-ran first) and its defaults;
-    while two seeds of every candidate cost more than the reserve, fewer leaders per method, then
-    fewer methods (the weakest first): the race is there to compare methods, so one leader and
-    the defaults of each of two methods come before two leaders of one."""
+    """The race's entrants, in the order of what the race is for: the best config of each
+    surviving method (the methods compared), then each one's defaults (is tuning worth it), then
+    each one's next ``LEADERS - 1`` configs; within each, the methods by their pool standing. The
+    longest such prefix of which two seeds each fit the reserve, never fewer than the first two
+    (the two leading methods' bests; one method's best and its defaults when one method is left).
+
+    Measured on CS224N (BENCHMARKS §15, seeds 1 and 2): a reserve that paid for three entrants
+    raced one method's two leaders and its defaults, and the answer compared no methods."""
     best = {m: max((progress_of(r), float(r.metrics.get("score", -math.inf))) for r in rs if r.metrics)
             for m, rs in by_method.items() if m not in eliminated and rs}
     methods = sorted(best, key=lambda m: best[m], reverse=True)
-    for keep in range(len(methods), 0, -1):
-        for leaders in range(LEADERS, 0, -1):
-            picks = []
-            for m in methods[:keep]:
-                for c in pick_candidates(by_method[m], leaders, default_config(plan, m)):
-                    picks.append(Candidate(f"{m}:{c.label}", m, c.config, c.is_default))
-            if 2 * costs.experiment(len(picks)) <= reserve_s or (leaders == 1 and keep == 1):
-                return picks
-    return []
+    per: dict[str, list[Candidate]] = {}
+    for m in methods:
+        per[m] = [Candidate(f"{m}:{c.label}", m, c.config, c.is_default)
+                  for c in pick_candidates(by_method[m], LEADERS, default_config(plan, m))]
+    firsts = [cs[0] for cs in per.values() if cs]
+    defaults = [c for cs in per.values() for c in cs[1:] if c.is_default]
+    seconds = [c for cs in per.values() for c in cs[1:] if not c.is_default]
+    order = firsts + defaults + seconds
+    keep = next((k for k in range(len(order), 2, -1) if 2 * costs.experiment(k) <= reserve_s),
+                min(2, len(order)))
+    return order[:keep]
 
 
 def _fresh(plan, data, tracker, parents, concurrency, resuming, race: Race, ledger: Ledger,
            costs: Costs) -> tuple[dict[str, Confirmation], str | None] | None:
     """The race's leader, the runner-up (the best candidate of another method) and the leader's
-    method defaults retrained with fresh seeds, as many as the budget left pays (2 or
-    ``FRESH_SEEDS``); per method a ``Confirmation`` for the driver to record and test, and why the
+    method defaults retrained with fresh seeds, as many as the budget left pays (2 to
+    ``MOST_FRESH_SEEDS``); per method a ``Confirmation`` for the driver to record and test, and why the
     runner-up has none when the budget left paid for none. None when interrupted."""
     s = plan.settings
     leader = race.leader
@@ -225,7 +237,7 @@ def _fresh(plan, data, tracker, parents, concurrency, resuming, race: Race, ledg
     chosen_file = Path(s.out) / FRESH_FILE
     chosen_n = json.loads(chosen_file.read_text()) if chosen_file.exists() else {}
     n_all = (max(chosen_n.values()) if chosen_n else
-             costs.seeds_that_fit(ledger, [len(c) for c in runs.values()], FRESH_SEEDS))
+             costs.seeds_that_fit(ledger, [len(c) for c in runs.values()], MOST_FRESH_SEEDS))
     if n_all == 0:
         print(f"[answer] the budget left ({format_duration(ledger.left)}) pays for no fresh seeds: the "
               "answer is the race's (its figures chose it: biased upward)", flush=True)

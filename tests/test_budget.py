@@ -227,10 +227,11 @@ def test_a_budget_too_small_for_the_measured_costs_ends_with_one_line_naming_the
     assert not (out / "sizing.json").exists()
 
 
-def test_a_small_reserve_races_fewer_leaders_before_fewer_methods(tiny_model_dir, tmp_path):
-    """Found on CS224N (seed 0 of the live comparison): a reserve too small for every method's two
-    leaders raced two leaders and the defaults of the leading method only, so the answer compared
-    no methods. One leader and the defaults of each of two methods come first."""
+def test_a_small_reserve_races_the_methods_bests_before_defaults_and_second_leaders(tiny_model_dir, tmp_path):
+    """Found on CS224N (the live comparison): a reserve too small for every method's two leaders
+    raced one method's leaders and defaults (seed 0 before 1e70c17; seeds 1 and 2 after it, where
+    three entrants fitted), so the answer compared no methods. Each method's best comes first,
+    then the defaults, then the second leaders, the methods by their standing."""
     from types import SimpleNamespace
 
     from search.budgeted import Costs, _race_candidates
@@ -250,9 +251,21 @@ def test_a_small_reserve_races_fewer_leaders_before_fewer_methods(tiny_model_dir
     by_method = {m: [trial(m, i, 0.40 + 0.01 * k + 0.001 * i) for i in range(3)]
                  for k, m in enumerate(s.methods)}
     costs = Costs({m: 40.0 for m in s.methods}, cold_s=0.0, concurrency=2)
-    # 2 seeds x 4 candidates fit; 2 x 6 do not
-    picks = _race_candidates(plan, by_method, {}, reserve_s=2 * 4 * 40.0 + 1, costs=costs)
-    assert {c.method for c in picks} == {"lora_adapter", "adapter"}, [c.name for c in picks]
-    assert sum(c.is_default for c in picks) == 2 and len(picks) == 4
+    # 2 seeds x k candidates fit the reserve, 2 x (k + 1) do not
+    def race(k, eliminated=None):
+        return _race_candidates(plan, by_method, eliminated or {}, reserve_s=2 * k * 40.0 + 1, costs=costs)
+
+    three = race(3)
+    assert [c.method for c in three] == ["lora_adapter", "adapter", "dora"], [c.name for c in three]
+    assert not any(c.is_default for c in three)
+    six = race(6)
+    assert [c.method for c in six[:4]] == ["lora_adapter", "adapter", "dora", "lora"]
+    assert [(c.method, c.is_default) for c in six[4:]] == [("lora_adapter", True), ("adapter", True)]
+    # too small for two: still the two leading methods, never one method alone
+    assert [c.method for c in race(0)] == ["lora_adapter", "adapter"]
+    # one method left: its best and its defaults
+    alone = race(0, {m: {} for m in s.methods if m != "dora"})
+    assert [(c.method, c.is_default) for c in alone] == [("dora", False), ("dora", True)]
     everything = _race_candidates(plan, by_method, {}, reserve_s=1e9, costs=costs)
     assert len({c.method for c in everything}) == 4 and len(everything) == 12
+    assert not any(c.is_default for c in everything[:4])
