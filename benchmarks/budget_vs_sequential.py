@@ -30,8 +30,10 @@ same data, methods, steps, evaluation rows and ``--set`` (batch, max length):
 2. **Budget**: the same flags with ``--budget <B>s`` instead of ``--num-samples``/``--confirm``.
    Read from ``answer.json``: the winner's test score with its interval, ``used_s`` (the ledger,
    ``budget.json``, by kind and method).
-3. **Peer** (``--peer``): ``benchmarks/peer_search.py`` takes ``--num-samples`` only (no time
-   budget) and searches LoRA only, so it cannot run "at B": the script says so and skips it.
+3. **Peer** (``--peer``, ``peer_at_b``): ``benchmarks/peer_search.py``, the Ray Tune script a
+   user writes by hand (LoRA only), with Tune's own wall-clock stop at B / slots, validation from
+   the train files, and its best config trained again with 3 new seeds and scored on the test
+   split (outside B). Its test score is compared unpaired (its seeds and rows are its own).
 
 Per seed: both picks with their test scores, the difference in points (with the paired interval
 over fresh seeds and test rows when both arms wrote ``test_outputs.npz``: the two arms' fresh
@@ -80,7 +82,6 @@ QUICK = {"methods": "lora,adapter", "seeds": "0", "num_samples": 3, "steps": 20,
          "confirm": "2:2", "val_rows": 32, "max_train_samples": 64, "data_dir": None,
          "work": ROOT / "benchmarks/results/budget_vs_sequential-quick",
          "json": ROOT / "benchmarks/results/budget_vs_sequential-quick.json"}
-PEER = ROOT / "benchmarks/peer_search.py"
 
 
 # ---- trial-time from Tune's records ---------------------------------------------------------
@@ -309,13 +310,42 @@ def one_seed(args, seed: int, sets: list[str]) -> dict:
     return {"seed": seed, "B_s": b, "sequential": seq, "budget": bud, "difference": diff}
 
 
-def peer_note() -> str:
-    text = PEER.read_text() if PEER.exists() else ""
-    if "--budget" in text or "--time-budget" in text:
-        return ("benchmarks/peer_search.py has a time-budget flag, but this script does not drive it yet: "
-                "skipped")
-    return ("benchmarks/peer_search.py has no time budget (it takes --num-samples; LoRA only, --data-dir "
-            "required), so it cannot run at trial-time B: skipped (peer_search.py not modified)")
+def peer_at_b(args, row: dict, sets: list[str]) -> dict:
+    """The by-hand peer (``benchmarks/peer_search.py``, LoRA only) given this seed's B: Tune's
+    wall-clock stop at B / slots (its trials hold at most B of slot-time), validation from the
+    train files as the product's, then its best config trained with 3 new seeds and scored on the
+    test split (outside B: more search time than the budget arm had, never less)."""
+    seed, b = row["seed"], row["B_s"]
+    n = row["budget"].get("slots") or row["sequential"].get("slots") or 2
+    kv = dict(x.split("=", 1) for x in sets)
+    out = args.work / f"seed{seed}-peer.json"
+    cmd = [sys.executable, "-m", "benchmarks.peer_search", "--peer-only", "--seed", str(seed),
+           "--data-dir", str(Path(args.data_dir).resolve()), "--num-samples", "10000",
+           "--max-steps", str(args.steps), "--eval-every", str(args.eval_every),
+           "--max-eval-samples", str(args.val_rows), "--batch-size", kv.get("batch_size", "16"),
+           "--max-length", kv.get("max_length", "128"), "--val-from-train", str(args.val_from_train),
+           "--time-budget-s", f"{b / n:.1f}", "--test-seeds", "3", "--work", str(args.work / "peer"),
+           "--json", str(out)]
+    wall = None
+    if not (args.reuse and out.exists()):
+        out.unlink(missing_ok=True)
+        print(f"running: {shlex.join(cmd)}", flush=True)
+        t0 = time.time()
+        with open(args.work / f"seed{seed}-peer.log", "w") as log:
+            rc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
+        wall = time.time() - t0
+        if rc != 0:
+            return {"seed": seed, "failed": f"exit {rc}; see {args.work / f'seed{seed}-peer.log'}"}
+    peer = json.loads(out.read_text())
+    test = peer.get("test") or {}
+    return {"seed": seed, "B_s": b, "time_budget_s": b / n, "command": shlex.join(cmd),
+            "wall_s": wall, "trials": len(peer["trials"]), "trial_time_s": peer.get("trial_time_s"),
+            "best_val": peer["best_score"], "best_config": peer["best_config"], "test": test.get("score"),
+            "lo": test.get("lo"), "hi": test.get("hi"), "test_scores": test.get("scores"),
+            "test_trial_time_s": test.get("trial_time_s"),
+            "budget_minus_peer_points": (100 * (row["budget"]["test"] - test["score"])
+                                         if test.get("score") is not None and row["budget"].get("test") is not None
+                                         else None)}
 
 
 # ---- output -----------------------------------------------------------------------------------
@@ -411,8 +441,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: the report's rank 1 is not the best confirmed score at seeds {mismatch}")
     peer = None
     if args.peer:
-        peer = {"skipped": peer_note()}
-        print(f"\npeer: {peer['skipped']}")
+        peer = [peer_at_b(args, r, sets) for r in rows]
+        print("\n| seed | peer (LoRA, by hand) trials | its trial-time / B | its test [95%, 3 seeds] "
+              "| budget pick's test | budget − peer (points) |\n|---|---|---|---|---|---|")
+        for r, q in zip(rows, peer, strict=True):
+            if "failed" in q:
+                print(f"| {q['seed']} | failed: {q['failed']} | | | | |")
+                continue
+            print(f"| {q['seed']} | {q['trials']} | {_f((q['trial_time_s'] or math.nan) / q['B_s'], '.2f')} | "
+                  f"{_score(q)} | {_f(r['budget'].get('test'))} | {_f(q['budget_minus_peer_points'], '+.2f')} |")
+        ok = [q for q in peer if q.get("test") is not None]
+        if ok:
+            print(f"median test: peer {statistics.median(q['test'] for q in ok):.4f}, budget "
+                  f"{statistics.median(r['budget']['test'] for r in rows if r['budget'].get('test') is not None):.4f} "
+                  "(unpaired: the peer's seeds and validation rows are its own)")
     record = {"quick": args.quick, "settings": {k: str(v) for k, v in vars(args).items()} | {"set": sets},
               "rows": rows, "summary": summary, "peer": peer}
     args.json.parent.mkdir(parents=True, exist_ok=True)

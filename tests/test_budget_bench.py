@@ -145,3 +145,31 @@ def test_slot_use_reads_the_trials_at_once_the_search_printed(tmp_path):
                    "2 at once; MLflow sqlite:///x.db\n")
     assert slots(log) == 2 and slots(tmp_path / "none.log") is None
     assert utilisation(300.0, 200.0, 2) == pytest.approx(0.75) and utilisation(300.0, 200.0, None) is None
+
+
+def test_the_peer_at_b_validates_on_train_rows_and_keeps_the_dev_files_for_its_test(tmp_path):
+    """The by-hand peer's data at B: its validation rows come out of the train files (never trained
+    on, capped), and the dev files are left whole as its test split, as the product's
+    ``--val-from-train`` does; without the flag it validates on the dev files as before."""
+    from benchmarks.peer_search import FILES, peer_load_data
+
+    rows = {"sst": 40, "quora": 30, "sts": 24}
+    for task, (train, dev, text, pair, label) in FILES.items():
+        for name, n, tag in ((train, rows[task], "tr"), (dev, 7, "dv")):
+            cols = ["id", text] + ([pair] if pair else []) + [label]
+            lines = ["\t" + "\t".join(cols)]
+            for i in range(n):
+                vals = [f"{tag}{task}{i}", f"{tag} {task} text {i}", *([f"pair {i}"] if pair else []),
+                        str(i % 2)]
+                lines.append(f"{i}\t" + "\t".join(vals))
+            (tmp_path / name).write_text("\n".join(lines) + "\n")
+    data = peer_load_data(str(tmp_path), max_eval=5, val_from_train=0.25)
+    for task, (_, _, text, _, _) in FILES.items():
+        train, val, test = (set(data[s][task][text]) for s in ("train", "dev", "test"))
+        assert len(val) == min(round(0.25 * rows[task]), 5) and not val & train
+        assert len(train) + len(val) == rows[task]
+        assert len(test) == 7 and all(t.startswith("dv") for t in test)
+        assert all(t.startswith("tr") for t in val)
+    plain = peer_load_data(str(tmp_path), max_eval=5)
+    assert "test" not in plain and all(len(df) == 5 for df in plain["dev"].values())
+    assert all(len(df) == rows[t] for t, df in plain["train"].items())
