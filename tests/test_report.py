@@ -366,3 +366,29 @@ def test_unconfirmed_leaderboard_says_its_ranks_rest_on_one_seed():
     assert "confirmed [95%]" not in header and [r["method"] for r in records] == ["adapter", "lora"]
     assert verdict(exp, records).startswith("**Not confirmed**")
     assert verdict(ExperimentRecord("x", "1", "u", exp.methods[:1]), records[:1]) == ""
+
+
+def test_a_budget_search_table_says_its_order_is_not_the_answer_and_shows_no_nan():
+    """A ``--budget`` search confirms only the methods that reached its race's fresh seeds: the
+    terminal table shows '-' for the others' confirmed cell (it printed 'nan [nan, nan]') and the
+    verdict points at the answer instead of telling the user to run with ``--confirm``."""
+    from pathlib import Path
+
+    from search.report.board import leaderboard, verdict
+    from search.report.make import Report, summary_text
+
+    rng = np.random.default_rng(2)
+    raced = _confirmed("adapter", _right(rng), None, 0.50)
+    other = _method("lora_adapter", trials=[_trial("lora_adapter", 0, 0.55, 1.0, {"lr": 1e-4})])
+    for m in (raced, other):
+        m.settings["budget"] = "1591.4s"
+    exp = ExperimentRecord("x", "1", "sqlite:///x.db", [raced, other])
+    _, _, records = leaderboard(exp)
+    text = verdict(exp, records)
+    assert text.startswith("**A `--budget` search**") and "adapter reached" in text
+    assert "--confirm" not in text
+    table = summary_text(Report(Path("."), Path("r.html"), Path("r.md"), {}, records, [], [], text))
+    assert "nan" not in table and "lora_adapter" in table
+    lora = _method("lora", trials=[_trial("lora", 0, 0.5, 1.0, {})])
+    plain = ExperimentRecord("x", "1", "u", [_confirmed("adapter", _right(rng), None, 0.5), lora])
+    assert verdict(plain, leaderboard(plain)[2]).startswith("**Not confirmed**")

@@ -130,6 +130,12 @@ def verdict(exp: ExperimentRecord, records: list[dict]) -> str:
     if not all(math.isfinite(r["confirmed"]) for r in records):
         if len(records) < 2:
             return ""
+        if any(m.settings.get("budget") not in (None, "", "None") for m in exp.methods):
+            raced = [r["method"] for r in records if math.isfinite(r["confirmed"])]
+            return ("**A `--budget` search**: its answer (`answer.json`) comes from the race and the "
+                    f"fresh seeds, which {' and '.join(raced) or 'no method'} reached; the other methods' "
+                    "best-of-N is one seed of the best of several configs, scored on the rows that "
+                    "selected it (biased upward), so this table's order is not the answer's.")
         return ("**Not confirmed**: each score is one seed of the best of several configs, scored on "
                 "the rows that selected it, so it is biased upward and 1-2 points between methods can "
                 "be noise. Rank with intervals: run the search with `--confirm K:N` (e.g. 2:3).")

@@ -139,8 +139,9 @@ def summary_text(report: Report) -> str:
              + f"{'best-of-N':>10}" + (f"{'test':>8}" if confirmed else "")
              + f"{'% stored':>10}{'trials':>8}{'early':>7}{'trial-steps':>13}"]
     for r in report.leaderboard:
-        conf = (f"{r['confirmed']:>9.4f} [{r['confirmed_lo'] or float('nan'):.4f}, "
-                f"{r['confirmed_hi'] or float('nan'):.4f}]" if confirmed else "")
+        conf = ("" if not confirmed else f"{'-':>27}" if not math.isfinite(r["confirmed"]) else
+                f"{r['confirmed']:>9.4f} [{r['confirmed_lo'] or float('nan'):.4f}, "
+                f"{r['confirmed_hi'] or float('nan'):.4f}]")
         test = f"{number(r['test']):>8}" if confirmed else ""
         lines.append(f"{r['method']:<{width}}{conf}{r['score']:>10.4f}{test}{r['stored_pct']:>10.3f}"
                      f"{r['trials']:>8}{r['stopped_early']:>7}{r['trial_steps']:>13}")
