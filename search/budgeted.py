@@ -228,7 +228,8 @@ def _fresh(plan, data, tracker, parents, concurrency, resuming, race: Race, ledg
     runner-up has none when the budget left paid for none. None when interrupted."""
     s = plan.settings
     leader = race.leader
-    order = sorted(race.candidates, key=lambda c: race.mean(c.name), reverse=True)  # failed: -inf
+    by_name = {c.name: c for c in race.candidates}
+    order = [by_name[n] for n in race.standing()]  # survivors, then later leavers; failed: -inf
     top = next(c for c in order if c.name == leader)
     runner = next((c for c in order if c.method != top.method), None)
     finalists = {top.method: top, **({runner.method: runner} if runner else {})}

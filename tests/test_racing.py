@@ -193,3 +193,17 @@ def test_a_cut_leaves_the_worse_half_by_mean_and_claims_nothing():
     # the state keeps the plan: a resumed race cuts at the same rounds
     again = Race.from_state(json.loads(json.dumps(race.state())), compare=exact_difference)
     assert again.plan == race.plan and again.halving
+
+
+def test_standing_ranks_later_leavers_above_a_better_mean_over_fewer_seeds():
+    """Found on CS224N (seed 1 of the live comparison): the answer's runner-up was the method cut
+    by halving after one seed (its one seed's mean above the finalist's three-seed mean), not the
+    other method that raced to the end. Survivors come first, then later leavers."""
+    race = Race(_cands(4), reserve_s=12, cost_per_run_s=1.0, compare=exact_difference, futility=False)
+    early = {"c0": 0.70, "c1": 0.66, "c2": 0.50, "c3": 0.40}
+    while batch := race.next_round():  # the survivors' later seeds go badly
+        for cand, seed in batch:
+            race.record(cand, seed, _outputs(early[cand.name] if race.round <= 2 else 0.2, seed))
+    assert race.round == 4 and sorted(race.alive) == ["c0", "c1"]
+    assert race.mean("c2") > max(race.mean("c0"), race.mean("c1"))  # over 2 seeds against 4
+    assert race.standing() == ["c0", "c1", "c2", "c3"]

@@ -246,6 +246,15 @@ class Race:
     def leader(self) -> str | None:
         return max(self.alive, key=self.mean, default=None)
 
+    def standing(self) -> list[str]:
+        """Every candidate, best first: the survivors by mean, then the ones that left, later
+        leavers first (each beat those that left before it on the seeds they shared), the same
+        round's by mean. Means over different numbers of seeds are not compared: one lucky seed
+        of a candidate cut after round 1 does not rank it above one that ran three."""
+        alive = set(self.alive)
+        return sorted((c.name for c in self.candidates),
+                      key=lambda n: (n in alive, len(self.runs[n]), self.mean(n)), reverse=True)
+
     def _look(self) -> None:
         leader = self.leader
         assert leader is not None
