@@ -90,9 +90,9 @@ def run_budgeted(plan, data, tracker, parents: dict[str, str], concurrency: int,
     print(f"budget {format_duration(budget_s)} of trial-time ({format_duration(ledger.used)} used): "
           f"a pool of {', '.join(s.methods)} trials ({s.max_steps} steps, evaluated every "
           f"{s.eval_every}, {s.scheduler} rungs per method) while the budget less "
-          f"{format_duration(reserve_s)} pays for them; then the leaders and the defaults race on new "
-          f"seeds, and the answer is retrained with {FRESH_SEEDS} fresh seeds (up to "
-          f"{MOST_FRESH_SEEDS} when the budget left pays)", flush=True)
+          f"{format_duration(reserve_s)} pays for them; then each method's best (and, as the reserve "
+          f"allows, its defaults) race on new seeds, and the answer is retrained with {FRESH_SEEDS} "
+          f"fresh seeds (up to {MOST_FRESH_SEEDS} when the budget left pays)", flush=True)
     pool = run_pool(plan, data, tracker, parents, concurrency, resuming, MethodAllocator(list(s.methods)),
                     ledger, reserve_s)
     if pool is None:

@@ -69,7 +69,7 @@ class Settings:
         "spend this much trial-time on the whole search and end with one answer, e.g. 2h or 45m: "
         "the sum of the time trials and confirmation runs hold a slot (GPU-hours on a cluster). "
         "Every method's trials share one pool, a method separably behind the leader gets no new "
-        "trials, the leaders and the defaults race on new seeds, and the search stops on time "
+        "trials, each method's best config races on new seeds, and the search stops on time "
         "with a verdict (README: One budget, one answer). Sizes the trials and the confirmation "
         "itself: not with --num-samples or --confirm", BUDGET, metavar="DURATION"))
     max_params: float | None = field(default=None, metadata=flag(
