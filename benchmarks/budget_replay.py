@@ -46,8 +46,11 @@ ahead, lora behind by 5 points, roughly as BENCHMARKS §11's defaults (adapter 0
 COST = {"lora": 1.0, "dora": 1.3, "adapter": 0.9, "lora_adapter": 1.15}
 """--synthetic: each method's training seconds relative to lora's."""
 RECORD = ("peft-search --method lora,dora,adapter,lora_adapter --num-samples 16 --scheduler fifo "
-          "--searcher random --eval-full --no-default-trial --max-steps 120 --eval-every 30 "
-          "--set max_length=64 --data-dir ../shared/data/cs224n --experiment budget_table")
+          "--searcher random --eval-full --no-default-trial --confirm 0 --max-steps 40 --eval-every 10 "
+          "--val-from-train 0.05 --max-eval-samples 300 --set batch_size=16 --set max_length=64 "
+          "--data-dir ../shared/data/cs224n --experiment budget_table")
+"""The live comparison's settings (BENCHMARKS §15) at 4 evaluations; ``--confirm 0``: a table needs
+no confirmation (with several methods the search would otherwise confirm 2:3). ~25 min here."""
 
 
 def synthetic_methods(seed: int, configs: int = 16, subset_sd: float = 0.05) -> Table:
@@ -130,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                      help="MLflow experiment of a FIFO --eval-full search of several methods (--record says how)")
     src.add_argument("--synthetic", type=int, default=0, help="replay N made-up 4-method tables (seeds 0..N-1)")
     src.add_argument("--record", action="store_true",
-                     help=f"print the command that records the 4-method table and exit (hours on CPU): {RECORD}")
+                     help=f"print the command that records the 4-method table and exit (~25 min on this 2-core VM): {RECORD}")
     p.add_argument("--mlflow-uri", default=None, help="--table's store (unset = sqlite:///$PWD/mlflow.db)")
     p.add_argument("--configs", type=int, default=16, help="--synthetic: configs per method")
     p.add_argument("--subset-sd", type=float, default=0.05, help="--synthetic: subset score noise at rung 1")
