@@ -60,11 +60,13 @@ def test_a_budget_search_resumed_keeps_what_it_used_and_ends_inside_its_budget(t
     assert "used)" in start_line and "(0s used)" not in start_line, start_line
     ledger = Ledger.load(out / "budget.json")
     assert ledger.used <= 1.05 * BUDGET_S, resumed.stdout[-3000:]
-    # the ledger against every report Tune wrote: nothing left uncharged. The ledger may hold a
-    # little more: a report charged just before the Ctrl+C that Tune had not yet written, whose
-    # iteration the restored trial ran again (seen once in a fresh-clone run: 125.7 s vs 122.0 s).
+    # the ledger against every report Tune wrote. They charge the same (trial, iteration) pairs
+    # (checked in a failed run), but an iteration running at the Ctrl+C ran again after the
+    # restore: the ledger holds the first run's seconds, Tune's files the second's, so they
+    # differ by up to one evaluation per running trial, either way (fresh clones: 125.7 s vs
+    # 122.0 s, 145.0 s vs 148.5 s). A ledger that missed reports at large falls outside 5% of B.
     files = trial_time(out / "tune")["total_s"]
-    assert 0.98 * files <= ledger.used <= files + 0.05 * BUDGET_S, (ledger.used, files)
+    assert abs(ledger.used - files) <= 0.05 * BUDGET_S, (ledger.used, files)
     assert ledger.spent(kind="confirm") > 0, ("the race and the fresh seeds were charged",
                                              resumed.stdout[-3000:])
     answer = json.loads((out / "answer.json").read_text())
