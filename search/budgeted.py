@@ -73,26 +73,32 @@ class BudgetOutcome:
 
 
 def run_budgeted(plan, data, tracker, parents: dict[str, str], concurrency: int,
-                 resuming: bool) -> BudgetOutcome | None:
-    """The three stages; None when interrupted (``--resume`` goes on where it stopped)."""
+                 resuming: bool, deadline_at: float | None = None) -> BudgetOutcome | None:
+    """The three stages; None when interrupted (``--resume`` goes on where it stopped).
+    ``deadline_at``: ``--deadline``'s wall clock (epoch seconds), this invocation's only."""
     s = plan.settings
     out = Path(s.out)
     budget_s = parse_duration(s.budget)
     path = out / BUDGET_FILE
     ledger = Ledger.load(path) if path.exists() else Ledger(budget_s, path)
+    ledger.set_deadline(deadline_at, concurrency)
     ledger.save()
     if s.steps_from_budget:
         sized = sized_steps(plan, data, concurrency, resuming, ledger)
         if sized is None:
             return None
         print(f"[budget] sized from the measured costs: {sized.describe()}", flush=True)
-    reserve_s = RESERVE_SHARE * budget_s
+    reserve_s = RESERVE_SHARE * min(budget_s, ledger.used + max(ledger.left, 0.0))  # --deadline caps it
     print(f"budget {format_duration(budget_s)} of trial-time ({format_duration(ledger.used)} used): "
           f"a pool of {', '.join(s.methods)} trials ({s.max_steps} steps, evaluated every "
           f"{s.eval_every}, {s.scheduler} rungs per method) while the budget less "
           f"{format_duration(reserve_s)} pays for them; then each method's best (and, as the reserve "
           f"allows, its defaults) race on new seeds, and the answer is retrained with {FRESH_SEEDS} "
           f"fresh seeds (up to {MOST_FRESH_SEEDS} when the budget left pays)", flush=True)
+    if ledger.deadline_at is not None:
+        print(f"[budget] --deadline: every run ends within {format_duration(ledger.wall_left)} on the "
+              f"clock; of the budget, at most {concurrency} slot(s) x that is left "
+              f"({format_duration(max(ledger.left, 0.0))})", flush=True)
     pool = run_pool(plan, data, tracker, parents, concurrency, resuming, MethodAllocator(list(s.methods)),
                     ledger, reserve_s)
     if pool is None:
@@ -117,6 +123,12 @@ def run_budgeted(plan, data, tracker, parents: dict[str, str], concurrency: int,
                     cost_per_run_s=max(costs.experiment(len(picks)) / len(picks), 1e-3), search_seed=s.seed)
         save_race(out, race)
     while not race.done:
+        if ledger.deadline_at is not None and not race.pending and not race.done and not ledger.fits(
+                costs.experiment(len(race.alive)), wall=costs.wall(len(race.alive))):
+            race.stopped = (f"--deadline: another round would end after it "
+                            f"({format_duration(ledger.wall_left)} left)")
+            save_race(out, race)
+            break
         if not run_round(plan, data, tracker, parents, concurrency, resuming, race, ledger):
             return None
         resuming = False  # only the round that was open when the search stopped is restored
@@ -167,6 +179,10 @@ class Costs:
         """Each a warm run, the first ``concurrency`` also cold, as the pool measured them."""
         return runs * self.run + min(runs, self.concurrency) * self.cold_s
 
+    def wall(self, runs: float) -> float:
+        """Seconds on the clock of ``runs`` runs in one experiment, spread over the slots."""
+        return self.experiment(runs) / max(1.0, min(runs, self.concurrency))
+
     def observe(self, runs: int, charged_s: float) -> None:
         """An experiment of ``runs`` runs charged ``charged_s``: the next estimates scale to it."""
         base = self._unscaled(runs)
@@ -177,7 +193,8 @@ class Costs:
         """The most fresh seeds (``most`` down to 2) for experiments of ``configs`` configs each
         whose estimate, with ``LOAD_MARGIN``, the budget left still pays; 0 when not even 2 do."""
         return next((k for k in range(most, 1, -1)
-                     if ledger.fits(LOAD_MARGIN * sum(self.experiment(k * c) for c in configs))), 0)
+                     if ledger.fits(LOAD_MARGIN * sum(self.experiment(k * c) for c in configs),
+                                    wall=LOAD_MARGIN * sum(self.wall(k * c) for c in configs))), 0)
 
 
 def _run_cost(by_method: dict[str, list], max_t: int) -> dict[str, float]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 import typing
 from dataclasses import MISSING, Field, asdict, fields
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 
 from search.settings import Settings, resolve_settings
 
-RUNTIME = ("resume", "address", "verbose")
+RUNTIME = ("resume", "address", "verbose", "deadline")
 """Flags of one invocation, not of the search: never saved in ``search.json``."""
 
 
@@ -78,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
         group = groups.get(f.metadata["group"]) or groups.setdefault(
             f.metadata["group"], p.add_argument_group(f.metadata["group"]))
         _add_setting(group, f, hints[f.name], choices)
+    groups["budget"].add_argument(
+        "--deadline", default=None, metavar="DURATION", help="with --budget: a wall clock from this "
+        "start (a --resume starts a new one), e.g. 1h: no trial, race round or fresh run starts that "
+        "would end after it, and the budget left counts at most the slots x the time to it")
     groups["resources and cluster"].add_argument(
         "--address", default=None, help="join a running Ray cluster ('auto' on a `ray up` head); "
         "unset = local Ray")
@@ -97,11 +102,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return replay(argv[1:])
     args = vars(build_parser().parse_args(argv))
-    resume, address, verbose = (args.pop(k, None) for k in RUNTIME)
+    started = time.time()
+    resume, address, verbose, deadline = (args.pop(k, None) for k in RUNTIME)
     try:
         from search.plan import make_plan, prepare
 
         settings = resolve_settings(args, bool(resume))
+        deadline_at = _deadline(deadline, settings.budget, started)
         plan = make_plan(settings)
         data = prepare(plan)
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as e:
@@ -112,4 +119,18 @@ def main(argv: list[str] | None = None) -> int:
     write_json_atomic(Path(settings.out) / "search.json", asdict(settings))
     from search.driver import run_search  # Ray is imported from here on
 
-    return run_search(plan, data, address=address, resuming=bool(resume), verbose=bool(verbose))
+    return run_search(plan, data, address=address, resuming=bool(resume), verbose=bool(verbose),
+                      deadline_at=deadline_at)
+
+
+def _deadline(text: str | None, budget: str | None, started: float) -> float | None:
+    """``--deadline``'s wall clock (epoch seconds) from this invocation's start; None unset."""
+    if text is None:
+        return None
+    from search.schedule.budget import parse_duration
+
+    seconds = parse_duration(text, "--deadline")
+    if budget is None:
+        raise ValueError(f"--deadline {text}: needs --budget (the trial-time to spend; with N slots, "
+                         f"--budget N x {text} spends what the deadline allows)")
+    return started + seconds

@@ -78,7 +78,8 @@ def default_concurrency(s) -> int:
     return max(1, n if s.budget else min(n, s.num_samples))
 
 
-def run_search(plan: Plan, data, *, address: str | None, resuming: bool, verbose: bool = False) -> int:
+def run_search(plan: Plan, data, *, address: str | None, resuming: bool, verbose: bool = False,
+               deadline_at: float | None = None) -> int:
     """Run every method's search in turn; 0 when all are recorded, 1 when a method has no
     finite score, 2 on a store or experiment clash, 3 when MLflow stayed down, 130 when
     interrupted (the state is saved for --resume)."""
@@ -109,7 +110,7 @@ def run_search(plan: Plan, data, *, address: str | None, resuming: bool, verbose
         from search.schedule.calibrate import SizingError
 
         try:
-            return _run_budgeted(plan, data, tracker, concurrency, resuming)
+            return _run_budgeted(plan, data, tracker, concurrency, resuming, deadline_at)
         except (FileExistsError, SizingError) as e:
             print(f"error: {e}", flush=True)
             return 2
@@ -130,14 +131,15 @@ def run_search(plan: Plan, data, *, address: str | None, resuming: bool, verbose
     return _finish(plan, rows, fronts)
 
 
-def _run_budgeted(plan: Plan, data, tracker: Tracker, concurrency: int, resuming: bool) -> int:
+def _run_budgeted(plan: Plan, data, tracker: Tracker, concurrency: int, resuming: bool,
+                  deadline_at: float | None = None) -> int:
     """``--budget``: the pool, the race and the fresh seeds (``search.budgeted``), then each method
     recorded as a per-method search records it, and the answer."""
     from search.budgeted import answer, run_budgeted
 
     s = plan.settings
     parents = {m: parent_run(m, plan, tracker) for m in s.methods}
-    outcome = run_budgeted(plan, data, tracker, parents, concurrency, resuming)
+    outcome = run_budgeted(plan, data, tracker, parents, concurrency, resuming, deadline_at)
     if outcome is None:
         print(f"\nsearch interrupted; the state and the budget used are saved. Continue it with:\n"
               f"  python search/run.py --resume --out {s.out}", flush=True)

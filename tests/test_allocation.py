@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import numpy as np
 import pytest
@@ -92,6 +93,25 @@ def test_resume_continues_with_what_was_left_and_time_while_stopped_costs_nothin
     assert resumed.charge("trial", "lora", 100.0, run_id="t1", index=2)
     assert Ledger.load(path).used == pytest.approx(1000.0)  # kept saving to the same file
     assert "left 43m" in Ledger.load(path).describe()
+
+
+def test_a_deadline_caps_what_is_left_at_the_slots_times_the_clock_and_refuses_a_run_that_ends_after_it(
+        tmp_path):
+    ledger = Ledger(3600.0, tmp_path / "budget.json")
+    ledger.charge("trial", "lora", 600.0, run_id="t1", index=1)
+    assert ledger.left == pytest.approx(3000.0)  # no deadline: the budget alone
+    ledger.set_deadline(time.time() + 600.0, slots=2)  # 10 min on the clock, 2 slots: <= 1200 s left
+    assert 1190.0 < ledger.left <= 1200.0
+    assert ledger.fits(500.0) and not ledger.fits(700.0), "one run of 700 s ends after the deadline"
+    assert ledger.fits(1100.0, wall=550.0), "1100 s of trial-time on 2 slots ends in time"
+    assert not ledger.fits(1300.0, wall=550.0), "more trial-time than 2 slots x 10 min"
+    assert "deadline in" in ledger.describe() and "left 20m" in ledger.describe()
+    kept = Ledger.load(tmp_path / "budget.json")  # the pool's searcher reads its own copy
+    assert kept.deadline_at == ledger.deadline_at and kept.slots == 2
+    kept.set_deadline(None, slots=2)  # a --resume without --deadline: the budget alone again
+    assert kept.left == pytest.approx(3000.0) and kept.fits(2000.0)
+    ledger.set_deadline(time.time() - 1.0, slots=2)  # past it: nothing fits
+    assert ledger.left < 0 and not ledger.fits(0.0)
 
 
 # -- what a budget buys -----------------------------------------------------------------------

@@ -26,6 +26,11 @@ def test_budget_flags_that_it_sizes_itself_are_refused(tiny_model_dir, tmp_path)
     proc = run(cli(tiny_model_dir, tmp_path / "y", "--method", "lora", "--budget", "two hours"), tmp_path,
                rc=2)
     assert "--budget" in proc.stderr and "two hours" in proc.stderr and len(proc.stderr.splitlines()) == 1
+    proc = run(cli(tiny_model_dir, tmp_path / "z", "--method", "lora", "--deadline", "1h"), tmp_path, rc=2)
+    assert proc.stderr.startswith("error: --deadline 1h: needs --budget") and len(proc.stderr.splitlines()) == 1
+    proc = run(cli(tiny_model_dir, tmp_path / "w", "--method", "lora", "--budget", "2h", "--deadline", "soon"),
+               tmp_path, rc=2)
+    assert "--deadline 'soon': not a duration" in proc.stderr and len(proc.stderr.splitlines()) == 1
 
 
 @pytest.mark.integration
@@ -77,6 +82,23 @@ def test_a_budget_search_resumed_keeps_what_it_used_and_ends_inside_its_budget(t
     recorded = [r for r in runs if r.data.tags.get("kind") == "answer"]
     assert len(recorded) == 1 and recorded[0].data.tags["verdict"] == answer["verdict"]
     assert recorded[0].data.metrics["budget_used_s"] == pytest.approx(ledger.used, rel=1e-6)
+
+
+@pytest.mark.integration
+def test_a_deadline_ends_every_run_before_it_however_large_the_budget(tiny_model_dir, tmp_path):
+    out, deadline_s, slots = tmp_path / "d", 60.0, 2
+    started = time.time()
+    proc = run(cli(tiny_model_dir, out, "--method", "lora,adapter", "--budget", "20m", "--deadline",
+                   f"{deadline_s:g}s", "--val-from-train", "0.2", "--experiment", "d", "--max-concurrent",
+                   str(slots), "--max-steps", "300", "--eval-every", "100"), tmp_path, timeout=900)
+    assert "[budget] --deadline: every run ends within" in proc.stdout, proc.stdout[-3000:]
+    ledger = Ledger.load(out / "budget.json")
+    # 20 min of budget, but 2 slots x 60 s on the clock: the cap, not the budget, ended the search
+    assert 0 < ledger.used <= slots * deadline_s, proc.stdout[-3000:]
+    ends = [json.loads(path.read_text().strip().splitlines()[-1])["timestamp"]
+            for path in (out / "tune").glob("*/*/result.json") if path.read_text().strip()]
+    assert ends and max(ends) <= started + deadline_s + 1, (max(ends) - started, proc.stdout[-3000:])
+    assert json.loads((out / "answer.json").read_text())["verdict"]
 
 
 def _used(out) -> float:

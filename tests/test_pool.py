@@ -119,6 +119,19 @@ def test_the_reserve_is_kept_for_the_race():
     assert pool.suggest("t1") == Searcher.FINISHED, "6 s left is the reserve: no 4 s trial"
 
 
+def test_with_a_deadline_no_trial_starts_that_would_end_after_it():
+    pool, _, ledger = pool_of(["lora"], budget_s=1000.0, max_t=4)
+    pool.suggest("t0")
+    for t in (1, 2, 3, 4):  # 5 s an evaluation: a trial takes 20 s on its slot
+        pool.on_trial_result("t0", result(t, 0.5, seconds=5.0))
+    pool.on_trial_complete("t0", result(4, 0.5))
+    ledger.set_deadline(time.time() + 60.0, slots=2)
+    assert pool.suggest("t1") is not None, "20 s ends well inside 60 s"
+    pool.on_trial_complete("t1", result(1, 0.5))
+    ledger.set_deadline(time.time() + 15.0, slots=2)  # the budget has 980 s left, the clock 15 s
+    assert pool.suggest("t2") == Searcher.FINISHED, "a 20 s trial would end after the deadline"
+
+
 def test_a_result_sent_again_after_a_restore_is_charged_once(tmp_path):
     pool, _, ledger = pool_of(["lora"], tmp=tmp_path)
     pool.suggest("t0")

@@ -14,6 +14,11 @@ so a kill mid-write leaves the previous ledger) and loaded on resume.
 
 Tune can send a trial's last result again after a restore; every charge therefore carries a key
 (run id, report index) and a key already charged is not charged again.
+
+``--deadline DURATION`` adds a wall clock beside the budget: from the invocation's start (a resume
+starts a new one), what is left is also at most the slots times the time to the deadline, and no
+run starts that the deadline would not see end. It is a cap, not a second budget: the trial-time
+charged is the same ledger.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import math
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -106,6 +112,23 @@ class Ledger:
         """Where ``save()`` writes (after every charge when set); None keeps it in memory."""
         self._spent: dict[tuple[str, str], float] = {}
         self._charged: dict[str, set[int]] = {}
+        self.deadline_at: float | None = None
+        """``--deadline``: the wall-clock time (epoch seconds) by which every run must have ended."""
+        self.slots = 1
+        """Runs at once under the deadline: the trial-time it leaves is slots x its seconds left."""
+
+    def set_deadline(self, at: float | None, slots: int) -> None:
+        """Every run to end by ``at`` (epoch seconds; None: no deadline), on ``slots`` slots."""
+        if at is not None and not math.isfinite(at):
+            raise ValueError(f"deadline must be a finite time, not {at!r}")
+        self.deadline_at, self.slots = at, max(1, int(slots))
+        if self.path is not None:
+            self.save()
+
+    @property
+    def wall_left(self) -> float:
+        """Seconds to the deadline (inf without one; negative once past)."""
+        return math.inf if self.deadline_at is None else self.deadline_at - time.time()
 
     # -- charging ---------------------------------------------------------------------------
     def charge(self, kind: str, method: str, seconds: float, *, run_id: str, index: int) -> bool:
@@ -138,19 +161,23 @@ class Ledger:
 
     @property
     def left(self) -> float:
-        """Seconds of the budget not yet charged (negative once overspent)."""
-        return self.budget_s - self.used
+        """Seconds of the budget not yet charged (negative once overspent); with a deadline, at
+        most the slots times the seconds to it."""
+        return min(self.budget_s - self.used, self.slots * self.wall_left)
 
     @property
     def share_used(self) -> float:
         """``used / budget``: 1.0 when the budget is spent exactly."""
         return self.used / self.budget_s
 
-    def fits(self, seconds: float, *, committed: float = 0.0) -> bool:
+    def fits(self, seconds: float, *, committed: float = 0.0, wall: float | None = None) -> bool:
         """Would a run estimated to hold a slot ``seconds`` more still end inside the budget?
         ``committed``: seconds the runs already going are expected to charge before they end, so
-        a new start does not count on time that running trials will take."""
-        return self.used + max(0.0, committed) + max(0.0, seconds) <= self.budget_s
+        a new start does not count on time that running trials will take. With a deadline it must
+        also end before it: ``wall``, the seconds it takes on the clock (default ``seconds``: one
+        run holds one slot)."""
+        return (max(0.0, committed) + max(0.0, seconds) <= self.left
+                and (seconds if wall is None else wall) <= self.wall_left)
 
     def spent(self, kind: str | None = None, method: str | None = None) -> float:
         """Seconds charged to ``kind`` and/or ``method`` (None: all)."""
@@ -170,6 +197,7 @@ class Ledger:
     # -- persistence ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"version": self.VERSION, "budget_s": self.budget_s,
+                "deadline_at": self.deadline_at, "slots": self.slots,
                 "spent": [{"kind": k, "method": m, "seconds": v}
                           for (k, m), v in sorted(self._spent.items())],
                 "charged": {run: sorted(idx) for run, idx in sorted(self._charged.items())}}
@@ -182,6 +210,7 @@ class Ledger:
         for row in data.get("spent", []):
             ledger._spent[(row["kind"], row["method"])] = float(row["seconds"])
         ledger._charged = {run: {int(i) for i in idx} for run, idx in data.get("charged", {}).items()}
+        ledger.deadline_at, ledger.slots = data.get("deadline_at"), int(data.get("slots", 1))
         return ledger
 
     def save(self, path: str | Path | None = None) -> Path:
@@ -199,6 +228,7 @@ class Ledger:
         return cls.from_dict(json.loads(Path(path).read_text()), path)
 
     def describe(self) -> str:
-        """One line: ``budget 2h: used 1h12m (60%), left 48m``."""
+        """One line: ``budget 2h: used 1h12m (60%), left 48m`` (and the deadline's time left)."""
+        clock = "" if self.deadline_at is None else f"; deadline in {format_duration(self.wall_left)}"
         return (f"budget {format_duration(self.budget_s)}: used {format_duration(self.used)} "
-                f"({100 * self.share_used:.0f}%), left {format_duration(max(0.0, self.left))}")
+                f"({100 * self.share_used:.0f}%), left {format_duration(max(0.0, self.left))}{clock}")

@@ -13,7 +13,8 @@ class Gate:
     running trials may still spend (their evaluations left, at their method's measured seconds
     per evaluation) and for the new trial run to its end. Before a method has reported, its cost
     is the mean of the measured methods' (or unknown: the trial starts, the first of a method
-    always being the one that measures it)."""
+    always being the one that measures it). With ``--deadline`` the ledger's budget left is at
+    most the slots times the time to it, and the new trial must end before it."""
 
     def __init__(self, ledger, reserve_s: float, max_t: int) -> None:
         self.ledger, self.reserve_s, self.max_t = ledger, reserve_s, max_t
@@ -43,7 +44,8 @@ class Gate:
         cost = self.eval_s(method)
         if cost is None:
             return self.ledger.left - self.reserve_s > 0
-        return self.ledger.left - self.reserve_s - self.committed_s() >= cost * self.max_t
+        return (self.ledger.left - self.reserve_s - self.committed_s() >= cost * self.max_t
+                and cost * self.max_t <= self.ledger.wall_left)  # --deadline: it ends before it
 
     def started(self, trial: str, method: str) -> None:
         self.running[trial] = (method, 0)
