@@ -38,6 +38,7 @@ from search.schedule.budget_replay import (
     overall_best,
     total_fifo_s,
 )
+from search.schedule.gate import RESERVE_SHARE
 
 METHODS = ("lora", "dora", "adapter", "lora_adapter")
 LEVELS = {"lora": 0.46, "dora": 0.47, "adapter": 0.51, "lora_adapter": 0.49}
@@ -97,23 +98,25 @@ def _q(q: tuple[float, float, float], digits: int = 2) -> str:
 
 def row_line(name: str, share: float, r: dict[str, Any]) -> str:
     elim = ", ".join(f"{m} {100 * v:.0f}%" for m, v in r["eliminated_share"].items() if v) or "none"
-    return (f"| {name} | {share:g} | {r['method_order']} | {100 * r['held_share_budget']:.1f}% | "
+    return (f"| {name} | {share:g} | {r['reserve_share']:g} | {r['method_order']} | "
+            f"{100 * r['held_share_budget']:.1f}% | "
             f"{100 * r['held_share_baseline']:.1f}% | {_q(r['hold_s_budget_q1_median_q3'], 0)} | "
             f"{_q(r['hold_s_baseline_q1_median_q3'], 0)} | {_q(r['ratio_q1_median_q3'])} | "
             f"{100 * r['ratio_le_half_share']:.1f}% | {100 * r['spent_share_budget_median']:.0f}% / "
             f"{100 * r['spent_share_budget_max']:.0f}% | {100 * r['spent_share_baseline_median']:.0f}% | {elim} |")
 
 
-HEAD = ("| table | B / FIFO total | baseline method order | held: budget | held: baseline | budget hold s "
+HEAD = ("| table | B / FIFO total | pool's reserve | baseline method order | held: budget | held: baseline | budget hold s "
         "q1 / med / q3 | baseline hold s q1 / med / q3 | ratio budget/baseline q1 / med / q3 | ratio <= 0.5 "
         "| budget spent of B (median / max) | baseline spent of B | methods eliminated (share of orders) |\n"
-        "|" + "---|" * 12)
+        "|" + "---|" * 13)
 
 
 def pooled(rows: list[dict[str, Any]]) -> dict[str, Any]:
     ratios = [math.inf if x is None else x for r in rows for x in r["ratio_orders"]]
     n = len(ratios)
     return {"tables": len(rows), "orders": n, "method_order": rows[0]["method_order"],
+            "reserve_share": rows[0]["reserve_share"],
             "held_share_budget": sum(r["held_share_budget"] * r["orders"] for r in rows) / n,
             "held_share_baseline": sum(r["held_share_baseline"] * r["orders"] for r in rows) / n,
             "hold_s_budget_q1_median_q3": pooled_quartiles(rows, "hold_s_budget_orders"),
@@ -140,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--orders", type=int, default=200)
     p.add_argument("--budget-share", default="0.25,0.5",
                    help="comma list: B as a share of the table's whole FIFO trial-time")
+    p.add_argument("--reserve-share", default=str(RESERVE_SHARE),
+                   help="comma list: the share of B the pool leaves for the race (not replayed); 0 shows "
+                        "the pool given all of B")
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--method-order", default="random,given",
                    help="comma list: the baseline's method order per replay, random or given (the table's)")
@@ -153,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         shares = [float(x) for x in a.budget_share.split(",") if x.strip()]
+        reserves = [float(x) for x in a.reserve_share.split(",") if x.strip()]
+        if not reserves or any(not 0 <= r < 1 for r in reserves):
+            raise ValueError(f"--reserve-share {a.reserve_share!r}: shares in [0, 1)")
         method_orders = [x.strip() for x in a.method_order.split(",") if x.strip()]
         if a.orders < 1 or a.concurrency < 1 or not shares or any(not 0 < s for s in shares):
             raise ValueError("--orders and --concurrency must be >= 1, --budget-share > 0")
@@ -180,22 +189,32 @@ def main(argv: list[str] | None = None) -> int:
               f"{best:.4f}; per method best {', '.join(f'{m} {v:.3f}' for m, v in finals.items())}; "
               f"within 0.5 pts: {', '.join(f'{m} {v}' for m, v in near.items() if v)}")
         for share in shares:
-            s = Settings(budget_s=share * total, concurrency=a.concurrency, tasks=tasks)
-            for order in method_orders:
-                r = compare(table, s, a.orders, a.seed, order)
-                rows.append({"table": name, "budget_share": share, **r})
+            for reserve in reserves:
+                s = Settings(budget_s=share * total, concurrency=a.concurrency, tasks=tasks,
+                             reserve_share=reserve)
+                for order in method_orders:
+                    r = compare(table, s, a.orders, a.seed, order)
+                    rows.append({"table": name, "budget_share": share, "reserve_share": reserve, **r})
     print(f"\n{a.orders} orders per table, {a.concurrency} slots; hold = the overall pick is a config "
           "within 0.5 points of the table's best, trained to the full budget, kept to the end (never: inf)\n")
     print(HEAD)
     for r in rows:
         print(row_line(r["table"], r["budget_share"], r))
+    print("\nratio <= 0.5 by where the method holding the table's best config stands in the baseline's "
+          "order (1 = first):")
+    for r in rows:
+        pos = ", ".join(f"{k}: {100 * v['ratio_le_half_share']:.0f}% of {v['orders']}"
+                        for k, v in r["by_best_position"].items())
+        print(f"  {r['table']} B {r['budget_share']:g} reserve {r['reserve_share']:g} {r['method_order']}: {pos}")
     summary = []
     if len(tables) > 1:
         for share in shares:
-            for order in method_orders:
-                group = [r for r in rows if r["budget_share"] == share and r["method_order"] == order]
-                summary.append({"budget_share": share, **pooled(group)})
-                print(row_line(f"all {len(group)} pooled", share, summary[-1]))
+            for reserve in reserves:
+                for order in method_orders:
+                    group = [r for r in rows if r["budget_share"] == share and r["method_order"] == order
+                             and r["reserve_share"] == reserve]
+                    summary.append({"budget_share": share, **pooled(group)})
+                    print(row_line(f"all {len(group)} pooled", share, summary[-1]))
     print(f"\n({time.time() - t0:.0f} s)")
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)

@@ -359,5 +359,21 @@ def compare(table: Table, s: Settings, count: int = 200, seed: int = 0,
     plans = draw_orders(table, count, seed, method_order)
     pool = [simulate_pool(table, o, s, best) for o in plans]
     base = [simulate_sequential(table, o, s, best) for o in plans]
-    return {"method_order": method_order, "seed": seed, "best": best, **summarize(pool, base, s)}
+    out = {"method_order": method_order, "seed": seed, "best": best, **summarize(pool, base, s)}
+    out["by_best_position"] = by_best_position(table, plans, out["ratio_orders"])
+    return out
+
+
+def by_best_position(table: Table, plans: list[Order], ratios: list[float]) -> dict[int, dict[str, float]]:
+    """Where the method holding the table's best config stands in the baseline's order (1 = first)
+    -> the orders there and their share with ratio <= 0.5. The baseline reaches that method after
+    the shares of the methods before it; the pool runs every live method from the start."""
+    top = max(table, key=lambda m: table_best(table[m]))
+    out: dict[int, dict[str, float]] = {}
+    for o, r in zip(plans, ratios, strict=True):
+        row = out.setdefault(o.methods.index(top) + 1, {"orders": 0, "ratio_le_half": 0})
+        row["orders"] += 1
+        row["ratio_le_half"] += r <= 0.5
+    return {k: {"orders": v["orders"], "ratio_le_half_share": v["ratio_le_half"] / v["orders"]}
+            for k, v in sorted(out.items())}
 

@@ -71,8 +71,9 @@ class Cost:
     def from_report(cls, metrics: dict) -> Cost:
         """A trial's costs from one of its reports (the trainer's cumulative ``train_s`` and
         ``eval_s`` over its ``step`` steps and ``training_iteration`` evaluations)."""
-        return cls(step_s=max(float(metrics["train_s"]) / float(metrics["step"]), 1e-9),
-                   eval_s=float(metrics["eval_s"]) / float(metrics["training_iteration"]),
+        steps, evaluations = (max(1.0, float(metrics.get(k) or 1)) for k in ("step", "training_iteration"))
+        return cls(step_s=max(float(metrics["train_s"]) / steps, 1e-9),
+                   eval_s=float(metrics["eval_s"]) / evaluations,
                    setup_s=float(metrics.get("setup_s") or 0.0))
 
 
