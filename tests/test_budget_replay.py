@@ -116,3 +116,15 @@ def test_never_held_counts_as_inf():
     assert full["held_share_baseline"] == 1.0  # and a baseline that never held gives ratio 0 (held first)
     row = summarize([simulate_pool(table, order, Settings(budget_s=total_fifo_s(table)))], [base], tiny)
     assert row["ratio_orders"] == [0.0] and row["ratio_le_half_share"] == 1.0
+
+
+def test_the_ratio_is_split_by_where_the_best_method_stands_in_the_baselines_order():
+    table = two_methods()  # the best config is good's; "given" order searches bad first
+    s = Settings(budget_s=total_fifo_s(table), concurrency=2)
+    given = compare(table, s, count=10, seed=3, method_order="given")["by_best_position"]
+    assert list(given) == [2] and given[2]["orders"] == 10
+    mixed = compare(table, s, count=40, seed=3, method_order="random")
+    rows = mixed["by_best_position"]
+    assert set(rows) == {1, 2} and sum(r["orders"] for r in rows.values()) == 40
+    overall = sum(r["ratio_le_half_share"] * r["orders"] for r in rows.values()) / 40
+    assert math.isclose(overall, mixed["ratio_le_half_share"])
