@@ -252,8 +252,9 @@ def summary_numbers(conf: Confirmation) -> dict[str, float]:
     assert pick is not None and reported is not None, "a confirmation without a pick"
     finite = math.isfinite(reported.mean)  # a fresh seed failed: the pick has no confirmed score
     out: dict[str, float] = {"confirmed_score": reported.mean if finite else math.nan,
-                             "confirmed_seeds": float(len(reported.seed_scores)),
-                             "selection_score": pick.mean}
+                             "confirmed_seeds": float(len(reported.seed_scores))}
+    if math.isfinite(pick.mean):  # a --budget pick whose race ran no round has no selection seeds
+        out["selection_score"] = pick.mean
     if pick.search_score is not None:
         out["search_score"] = pick.search_score
     if reported.interval is not None:

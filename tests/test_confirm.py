@@ -193,6 +193,21 @@ def test_the_pick_is_chosen_on_selection_seeds_and_reported_on_fresh_ones():
     assert numbers["gain_over_default"] == 0.0 and "gain_lo" not in numbers
 
 
+def test_a_pick_without_selection_seeds_reports_no_selection_score():
+    """A ``--budget`` race that ran no round leaves its pick no selection seeds: the records say
+    nothing of a selection score (they said -inf)."""
+    from search.confirm import Confirmation, summary_numbers
+
+    rng = np.random.default_rng(1)
+    right = np.array([rng.random(300) < 0.6 for _ in range(3)])
+    pick = _cand("b", right)
+    pick.seed_scores.clear()
+    assert math.isinf(pick.mean)
+    numbers = summary_numbers(Confirmation([pick], pick, [_cand("b", right)]))
+    assert "selection_score" not in numbers
+    assert numbers["confirmed_score"] == pytest.approx(right.mean())
+
+
 def test_the_fresh_seed_figure_of_the_pick_is_free_of_the_selection_bias():
     """1,000 simulated confirmations: 3 candidates of the same true score 0.70, 3 seeds each on
     the same 300 validation rows (seed sd ~1 point). The pick's selection mean is the best of 3

@@ -132,6 +132,33 @@ def test_with_a_deadline_no_trial_starts_that_would_end_after_it():
     assert pool.suggest("t2") == Searcher.FINISHED, "a 20 s trial would end after the deadline"
 
 
+def test_trials_running_far_past_their_estimate_are_stopped_when_they_hold_the_budget_left():
+    pool, _, ledger = pool_of(["lora"], budget_s=100.0, reserve_s=30.0, max_t=4)
+    pool.suggest("t0")
+    for t in (1, 2, 3, 4):  # 5 s an evaluation, measured on an idle machine: a trial costs 20 s
+        pool.on_trial_result("t0", result(t, 0.5, seconds=5.0))
+    pool.on_trial_complete("t0", result(4, 0.5))
+    assert pool.suggest("t1") is not None and pool.suggest("t2") is not None  # 80 s left pays both
+    start = pool.gate.since["t1"]
+    # the machine slows down: no report for 30 s, then 41 s (80 s left of the budget)
+    assert not pool.gate.overrun(now=start + 30.0) and not pool.guard()
+    assert pool.gate.overrun(now=start + 41.0)
+    pool.gate.since = {k: v - 41.0 for k, v in pool.gate.since.items()}  # as if 41 s went by
+    assert pool.guard() and pool.finished and pool.overran
+    assert ledger.used == pytest.approx(20.0 + 2 * 41.0, abs=0.5), "the slots held were charged"
+    assert pool.suggest("t3") == Searcher.FINISHED
+    assert pool.guard(), "it stays fired"
+    assert ledger.used == pytest.approx(102.0, abs=0.5), "and charges once"
+
+
+def test_a_restored_pool_does_not_count_the_time_it_was_stopped_as_held():
+    pool, _, _ = pool_of(["lora"], budget_s=100.0, max_t=4)
+    pool.suggest("t0")
+    pool.gate.since["t0"] -= 3600.0  # stopped for an hour with t0 running
+    pool.gate.restarted()
+    assert pool.gate.in_flight()["t0"] < 1.0 and not pool.gate.overrun()
+
+
 def test_a_result_sent_again_after_a_restore_is_charged_once(tmp_path):
     pool, _, ledger = pool_of(["lora"], tmp=tmp_path)
     pool.suggest("t0")
@@ -188,6 +215,34 @@ def test_a_tune_run_of_the_pool_ends_inside_its_budget_and_starves_the_weak_meth
     # every report charged once, the last included (Tune sends it to on_trial_complete only)
     reported = sum(float(r.metrics_dataframe["time_this_iter_s"].sum()) for r in grid)
     assert used == pytest.approx(reported, rel=1e-6)
+
+
+@pytest.mark.integration
+def test_a_tune_run_of_the_pool_stops_trials_that_hold_their_slots_past_the_budget(tmp_path, ray_local):
+    from ray import tune
+
+    from search.schedule.pool import PoolScheduler
+    from search.schedule.stage import OverrunStop
+
+    def toy(config):
+        """The first trial of each method is quick; later ones stall (a machine slowed down)."""
+        for t in range(1, 5):
+            time.sleep(0.05 if config["x"] == 0 else 30.0)
+            tune.report({"score": 0.5, "step": 10 * t, "eval_rows": 64 * 3})
+
+    pool, _, ledger = pool_of(["a", "b"], budget_s=4.0, max_t=4, tmp=tmp_path)
+    started = time.time()
+    tuner = tune.Tuner(toy, param_space={}, tune_config=tune.TuneConfig(
+        search_alg=pool, scheduler=PoolScheduler(per_method_policy("fifo", 4, 1, 2.0)), num_samples=1000,
+        max_concurrent_trials=2), run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), verbose=0,
+                                                            stop=OverrunStop(pool)))
+    tuner.fit()
+    state = read_pool_state(tmp_path)
+    used = Ledger.load(tmp_path / "budget.json").used
+    assert state["finished"] and "held their slots past the budget" in state["why_finished"]
+    # without the stop the stalled trials run 120 s each; with it the pool ends near its budget
+    assert used <= 4.0 + 2 * 1.0, f"trial-time {used:.2f} s of a 4 s budget"
+    assert time.time() - started < 60
 
 
 def test_the_progress_line_names_the_leaders_method_the_budget_and_the_time_to_the_end():

@@ -4,6 +4,8 @@ so the replay of the pool (``search.schedule.budget_replay``) runs the same arit
 
 from __future__ import annotations
 
+import time
+
 RESERVE_SHARE = 0.3
 """Of the budget, what the pool leaves for the race and the fresh seeds (at least)."""
 
@@ -24,6 +26,8 @@ class Gate:
         """trial -> (method, evaluations reported)."""
         self.first: list[float] = []
         """Seconds of each trial's first evaluation (set-up included)."""
+        self.since: dict[str, float] = {}
+        """trial -> when (epoch seconds) it started or last reported: what it holds unreported."""
 
     def eval_s(self, method: str) -> float | None:
         own = self.per_eval.get(method)
@@ -49,12 +53,33 @@ class Gate:
 
     def started(self, trial: str, method: str) -> None:
         self.running[trial] = (method, 0)
+        self.since[trial] = time.time()
 
     def reported(self, trial: str, method: str, t: int, seconds: float) -> None:
         self.per_eval.setdefault(method, []).append(seconds)
         if t == 1:
             self.first.append(seconds)
         self.running[trial] = (method, t)
+        self.since[trial] = time.time()
+
+    def in_flight(self, now: float | None = None) -> dict[str, float]:
+        """Running trial -> the seconds it has held its slot since it started or last reported
+        (not yet charged: the ledger is charged per report)."""
+        now = time.time() if now is None else now
+        return {trial: max(0.0, now - self.since.get(trial, now)) for trial in self.running}
+
+    def overrun(self, now: float | None = None) -> bool:
+        """Have the running trials, with what they hold unreported, spent the whole budget left
+        (reserve included)? Only when they run far slower than measured (a machine that other
+        work slowed down, BENCHMARKS §15): the pool admits a trial only while its estimate fits
+        the budget less the reserve."""
+        return bool(self.running) and sum(self.in_flight(now).values()) >= self.ledger.left
+
+    def restarted(self, now: float | None = None) -> None:
+        """After a restore in a new process: the running trials hold their slots from now on
+        (the time the search was stopped is not theirs)."""
+        now = time.time() if now is None else now
+        self.since = {trial: now for trial in self.running}
 
     @property
     def cold_start_s(self) -> float:
@@ -68,3 +93,4 @@ class Gate:
 
     def ended(self, trial: str) -> None:
         self.running.pop(trial, None)
+        self.since.pop(trial, None)

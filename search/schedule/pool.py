@@ -57,6 +57,8 @@ class PoolSearcher(Searcher):
         self.exhausted: set[str] = set()
         """Methods whose own searcher has no more trials (its sample count reached)."""
         self.finished = False
+        self.overran = False
+        """Set by ``guard``: the pool was stopped with trials running past the budget."""
         self.errors = 0
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
@@ -122,6 +124,20 @@ class PoolSearcher(Searcher):
             self.allocator.observe(method, trial_id, int(result.get("step", t)), float(score), int(rows))
         self._write()
 
+    def guard(self) -> bool:
+        """Stop the pool now when the running trials have held their slots past the whole budget
+        left (``Gate.overrun``): what they hold unreported is charged (the slots were held), the
+        pool finishes, and the caller ends the experiment. True once it has fired."""
+        if self.overran or not self.gate.overrun():  # also after the last start: trials still run
+            return self.overran
+        for trial, seconds in self.gate.in_flight().items():
+            method, t = self.gate.running[trial]
+            self.gate.ledger.charge("trial", method, seconds, run_id=f"{trial}/overrun", index=t + 1)
+        self.overran = True
+        self._finish("the running trials held their slots past the budget left (they ran far slower "
+                     "than measured: is other work sharing the machine?); they are stopped")
+        return True
+
     def _finish(self, why: str):
         self.finished = True
         print(f"[{POOL}] no new trials: {why}; {len(self.gate.running)} still running", flush=True)
@@ -148,6 +164,7 @@ class PoolSearcher(Searcher):
         ledger = self.gate.ledger
         if ledger.path is not None and Path(ledger.path).exists():  # the newer, charged per report
             self.gate.ledger = type(ledger).load(ledger.path)
+        self.gate.restarted()
 
 
 def write_pool_state(folder: Path, state: dict) -> None:

@@ -7,6 +7,8 @@ per-method search, so the UI and the report read them the same way.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +97,22 @@ class PoolProgress(Progress):
                 self._say(f"warning: {e}")
 
 
+class OverrunStop(tune.Stopper):
+    """Ends the pool's experiment when its running trials have held their slots past the budget
+    left (``PoolSearcher.guard``): Tune polls ``stop_all`` on its loop, between reports, so a
+    trial slowed far past its estimate is stopped without waiting for its next evaluation. It acts
+    only in the process that built it: a restored experiment unpickles a stale copy of the pool."""
+
+    def __init__(self, pool: PoolSearcher) -> None:
+        self.pool, self.pid = pool, os.getpid()
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return os.getpid() == self.pid and self.pool.guard()
+
+
 def build_pool(plan, methods: list[str], concurrency: int, allocator, ledger, reserve_s: float,
                state_dir: Path) -> tuple[PoolSearcher, PoolScheduler, dict[str, list]]:
     """The pool's searcher and scheduler, and each method's enqueued first trials."""
@@ -139,7 +157,7 @@ def run_pool(plan, data, tracker, parents: dict[str, str], concurrency: int, res
             tune_config=tune.TuneConfig(search_alg=pool, scheduler=scheduler, num_samples=SAMPLES_CAP,
                                         max_concurrent_trials=concurrency, reuse_actors=True,
                                         trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
-            run_config=run_settings(plan, name, callbacks))
+            run_config=dataclasses.replace(run_settings(plan, name, callbacks), stop=OverrunStop(pool)))
     start = time.time()
     grid = tuner.fit()
     by_method: dict[str, list[Any]] = {m: [] for m in parents}
