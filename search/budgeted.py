@@ -221,8 +221,9 @@ def _race_candidates(plan, by_method: dict[str, list], eliminated: dict, reserve
 
     Measured on CS224N (BENCHMARKS §15, seeds 1 and 2): a reserve that paid for three entrants
     raced one method's two leaders and its defaults, and the answer compared no methods."""
-    best = {m: max((progress_of(r), float(r.metrics.get("score", -math.inf))) for r in rs if r.metrics)
-            for m, rs in by_method.items() if m not in eliminated and rs}
+    scored = {m: [r for r in rs if r.metrics and math.isfinite(float(r.metrics.get("score", math.nan)))]
+              for m, rs in by_method.items() if m not in eliminated}
+    best = {m: max((progress_of(r), float(r.metrics["score"])) for r in rs) for m, rs in scored.items() if rs}
     methods = sorted(best, key=lambda m: best[m], reverse=True)
     per: dict[str, list[Candidate]] = {}
     for m in methods:
