@@ -227,10 +227,11 @@ def test_a_tune_run_of_the_pool_stops_trials_that_hold_their_slots_past_the_budg
     def toy(config):
         """The first trial of each method is quick; later ones stall (a machine slowed down)."""
         for t in range(1, 5):
-            time.sleep(0.05 if config["x"] == 0 else 30.0)
+            time.sleep(0.05 if config["x"] == 0 else 120.0)
             tune.report({"score": 0.5, "step": 10 * t, "eval_rows": 64 * 3})
 
-    pool, _, ledger = pool_of(["a", "b"], budget_s=4.0, max_t=4, tmp=tmp_path)
+    # 20 s: well above two workers' start-up, which counts as held (a slot is taken from the start)
+    pool, _, ledger = pool_of(["a", "b"], budget_s=20.0, max_t=4, tmp=tmp_path)
     started = time.time()
     tuner = tune.Tuner(toy, param_space={}, tune_config=tune.TuneConfig(
         search_alg=pool, scheduler=PoolScheduler(per_method_policy("fifo", 4, 1, 2.0)), num_samples=1000,
@@ -240,8 +241,8 @@ def test_a_tune_run_of_the_pool_stops_trials_that_hold_their_slots_past_the_budg
     state = read_pool_state(tmp_path)
     used = Ledger.load(tmp_path / "budget.json").used
     assert state["finished"] and "held their slots past the budget" in state["why_finished"]
-    # without the stop the stalled trials run 120 s each; with it the pool ends near its budget
-    assert used <= 4.0 + 2 * 1.0, f"trial-time {used:.2f} s of a 4 s budget"
+    # without the stop the stalled trials run 480 s each; with it the pool ends near its budget
+    assert used <= 20.0 + 2 * 1.0, f"trial-time {used:.2f} s of a 20 s budget"
     assert time.time() - started < 60
 
 
