@@ -239,8 +239,7 @@ def test_a_tune_run_of_the_pool_stops_trials_that_hold_their_slots_past_the_budg
     tuner = tune.Tuner(toy, param_space={}, tune_config=tune.TuneConfig(
         search_alg=pool, scheduler=PoolScheduler(per_method_policy("fifo", 4, 1, 2.0)), num_samples=1000,
         max_concurrent_trials=2), run_config=tune.RunConfig(
-            storage_path=str(tmp_path / "tune"), verbose=0, stop=OverrunStop(pool),
-            callbacks=[TrialStarts(pool)]))
+            storage_path=str(tmp_path / "tune"), verbose=0, stop=OverrunStop(pool), callbacks=[TrialStarts(pool)]))
     tuner.fit()
     state = read_pool_state(tmp_path)
     used = Ledger.load(tmp_path / "budget.json").used
