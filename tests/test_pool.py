@@ -139,10 +139,7 @@ def test_trials_running_far_past_their_estimate_are_stopped_when_they_hold_the_b
         pool.on_trial_result("t0", result(t, 0.5, seconds=5.0))
     pool.on_trial_complete("t0", result(4, 0.5))
     assert pool.suggest("t1") is not None and pool.suggest("t2") is not None  # 80 s left pays both
-    assert pool.gate.in_flight() == {}, "suggested, not started: waiting for a slot is not holding one"
-    start = time.time()
-    pool.gate.running_from("t1", now=start)
-    pool.gate.running_from("t2", now=start)
+    start = pool.gate.since["t1"]
     # the machine slows down: no report for 30 s, then 41 s (80 s left of the budget)
     assert not pool.gate.overrun(now=start + 30.0) and not pool.guard()
     assert pool.gate.overrun(now=start + 41.0)
@@ -157,7 +154,7 @@ def test_trials_running_far_past_their_estimate_are_stopped_when_they_hold_the_b
 def test_a_restored_pool_does_not_count_the_time_it_was_stopped_as_held():
     pool, _, _ = pool_of(["lora"], budget_s=100.0, max_t=4)
     pool.suggest("t0")
-    pool.gate.running_from("t0", now=time.time() - 3600.0)  # stopped for an hour with t0 running
+    pool.gate.since["t0"] -= 3600.0  # stopped for an hour with t0 running
     pool.gate.restarted()
     assert pool.gate.in_flight()["t0"] < 1.0 and not pool.gate.overrun()
 
@@ -225,7 +222,7 @@ def test_a_tune_run_of_the_pool_stops_trials_that_hold_their_slots_past_the_budg
     from ray import tune
 
     from search.schedule.pool import PoolScheduler
-    from search.schedule.stage import OverrunStop, TrialStarts
+    from search.schedule.stage import OverrunStop
 
     def toy(config):
         """The first trial of each method is quick; later ones stall (a machine slowed down)."""
@@ -238,8 +235,8 @@ def test_a_tune_run_of_the_pool_stops_trials_that_hold_their_slots_past_the_budg
     started = time.time()
     tuner = tune.Tuner(toy, param_space={}, tune_config=tune.TuneConfig(
         search_alg=pool, scheduler=PoolScheduler(per_method_policy("fifo", 4, 1, 2.0)), num_samples=1000,
-        max_concurrent_trials=2), run_config=tune.RunConfig(
-            storage_path=str(tmp_path / "tune"), verbose=0, stop=OverrunStop(pool), callbacks=[TrialStarts(pool)]))
+        max_concurrent_trials=2), run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), verbose=0,
+                                                            stop=OverrunStop(pool)))
     tuner.fit()
     state = read_pool_state(tmp_path)
     used = Ledger.load(tmp_path / "budget.json").used

@@ -27,9 +27,7 @@ class Gate:
         self.first: list[float] = []
         """Seconds of each trial's first evaluation (set-up included)."""
         self.since: dict[str, float] = {}
-        """trial -> when (epoch seconds) it started running or last reported: what it holds
-        unreported. A trial suggested but still waiting for resources (a cluster scaling up) is
-        not in it: ``running_from`` is called when Tune starts it."""
+        """trial -> when (epoch seconds) it started or last reported: what it holds unreported."""
 
     def eval_s(self, method: str) -> float | None:
         own = self.per_eval.get(method)
@@ -55,11 +53,7 @@ class Gate:
 
     def started(self, trial: str, method: str) -> None:
         self.running[trial] = (method, 0)
-
-    def running_from(self, trial: str, now: float | None = None) -> None:
-        """Tune started ``trial`` (its resources were free): from now it holds a slot."""
-        if trial in self.running and trial not in self.since:
-            self.since[trial] = time.time() if now is None else now
+        self.since[trial] = time.time()
 
     def reported(self, trial: str, method: str, t: int, seconds: float) -> None:
         self.per_eval.setdefault(method, []).append(seconds)
@@ -72,7 +66,7 @@ class Gate:
         """Running trial -> the seconds it has held its slot since it started or last reported
         (not yet charged: the ledger is charged per report)."""
         now = time.time() if now is None else now
-        return {trial: max(0.0, now - self.since[trial]) for trial in self.running if trial in self.since}
+        return {trial: max(0.0, now - self.since.get(trial, now)) for trial in self.running}
 
     def overrun(self, now: float | None = None) -> bool:
         """Have the running trials, with what they hold unreported, spent the whole budget left

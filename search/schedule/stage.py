@@ -97,17 +97,6 @@ class PoolProgress(Progress):
                 self._say(f"warning: {e}")
 
 
-class TrialStarts(tune.Callback):
-    """Tells the pool's gate when Tune starts a trial (resources acquired), so the time a trial
-    waits for a slot is not counted as held."""
-
-    def __init__(self, pool: PoolSearcher) -> None:
-        self.pool = pool
-
-    def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
-        self.pool.gate.running_from(trial.trial_id)
-
-
 class OverrunStop(tune.Stopper):
     """Ends the pool's experiment when its running trials have held their slots past the budget
     left (``PoolSearcher.guard``): Tune polls ``stop_all`` on its loop, between reports, so a
@@ -162,7 +151,7 @@ def run_pool(plan, data, tracker, parents: dict[str, str], concurrency: int, res
         # The best --keep-checkpoints of each method: the race and the records start from them.
         pruners = {m: CheckpointPruner(s.keep_checkpoints, m) for m in parents}
         callbacks = [ByMethod(per_method), ByMethod(pruners), PoolProgress(pool, s.max_t, plan, concurrency),
-                     *result_files(), DriverMemory(), TrialStarts(pool)]
+                     *result_files(), DriverMemory()]
         tuner = tune.Tuner(
             fn, param_space={},
             tune_config=tune.TuneConfig(search_alg=pool, scheduler=scheduler, num_samples=SAMPLES_CAP,
