@@ -123,7 +123,7 @@ def run_budgeted(plan, data, tracker, parents: dict[str, str], concurrency: int,
                     cost_per_run_s=max(costs.experiment(len(picks)) / len(picks), 1e-3), search_seed=s.seed)
         save_race(out, race)
     while not race.done:
-        if ledger.deadline_at is not None and not race.pending and not race.done and not ledger.fits(
+        if ledger.deadline_at is not None and not race.pending and not ledger.fits(
                 costs.experiment(len(race.alive)), wall=costs.wall(len(race.alive))):
             race.stopped = (f"--deadline: another round would end after it "
                             f"({format_duration(ledger.wall_left)} left)")

@@ -48,8 +48,8 @@ class Gate:
         cost = self.eval_s(method)
         if cost is None:
             return self.ledger.left - self.reserve_s > 0
-        return (self.ledger.left - self.reserve_s - self.committed_s() >= cost * self.max_t
-                and cost * self.max_t <= self.ledger.wall_left)  # --deadline: it ends before it
+        # the ledger's own test: inside the budget left (and before --deadline, when set)
+        return self.ledger.fits(cost * self.max_t, committed=self.reserve_s + self.committed_s())
 
     def started(self, trial: str, method: str) -> None:
         self.running[trial] = (method, 0)
