@@ -1,7 +1,7 @@
 """Does ``--budget`` end on time when the machine is busy, and does ``--deadline`` hold on real data?
 (issue 26, "On time": end within 5% of the budget; never start a run that cannot finish.)
 
-    python -m benchmarks.budget_on_time                       # 4 conditions, ~25 min on this 2-core VM
+    python -m benchmarks.budget_on_time                       # 6 conditions, ~40 min on this 2-core VM
     python -m benchmarks.budget_on_time --conditions idle,late
 
 Each condition is one run of the product itself (``search/run.py`` as a subprocess, CS224N,
@@ -15,6 +15,10 @@ task carved from train, batch 16, max length 64, 2 trials at once) into its own 
   153% of a tiny test's budget, BENCHMARKS §15).
 - ``deadline``: ``--budget 20xB --deadline D`` on the idle machine: the deadline, not the budget,
   must end it.
+- ``race-late``: the burners start when the race does (``race.json`` written): the pool measured
+  everything idle, and the race rounds and fresh runs, which report only at their end, slow down.
+- ``deadline-late``: ``deadline`` with the burners from D/2 on: runs admitted at idle costs must
+  still have ended by the deadline.
 
 Per condition: the ledger's trial-time (``budget.json``) against B and against every second Tune
 wrote (``benchmarks.budget_vs_sequential.trial_time``), the command's wall time, and the last run's
@@ -37,7 +41,7 @@ from benchmarks.budget_vs_sequential import trial_time
 from benchmarks.common import ROOT
 from search.schedule.budget import Ledger
 
-CONDITIONS = ("idle", "loaded", "late", "deadline")
+CONDITIONS = ("idle", "loaded", "late", "deadline", "race-late", "deadline-late")
 FLAGS = ["--method", "lora,adapter", "--val-from-train", "0.05", "--max-eval-samples", "300",
          "--max-steps", "40", "--eval-every", "20", "--set", "batch_size=16", "--set", "max_length=64",
          "--max-concurrent", "2"]
@@ -68,11 +72,12 @@ def run_condition(name: str, a: argparse.Namespace) -> dict[str, Any]:
     out = a.work / name
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    budget_s = a.budget_s * (20 if name == "deadline" else 1)
+    timed = name.startswith("deadline")
+    budget_s = a.budget_s * (20 if timed else 1)
     cmd = [sys.executable, str(ROOT / "search/run.py"), *FLAGS, "--data-dir", str(a.data_dir),
            "--budget", f"{budget_s:g}s", "--experiment", name, "--out", str(out),
            "--mlflow-uri", f"sqlite:///{out}/mlflow.db"]
-    if name == "deadline":
+    if timed:
         cmd += ["--deadline", f"{a.deadline_s:g}s"]
     load: list[subprocess.Popen] = burners(a.burners) if name == "loaded" else []
     print(f"[{name}] {' '.join(cmd[1:])}", flush=True)
@@ -83,7 +88,9 @@ def run_condition(name: str, a: argparse.Namespace) -> dict[str, Any]:
         try:
             while proc.poll() is None:
                 time.sleep(1.0)
-                if name == "late" and not load and _used(out) >= budget_s / 2:
+                if not load and (name == "late" and _used(out) >= budget_s / 2
+                                 or name == "race-late" and (out / "race.json").exists()
+                                 or name == "deadline-late" and time.time() - start >= a.deadline_s / 2):
                     load, load_at = burners(a.burners), time.time() - start
         finally:
             stop(load)
@@ -97,12 +104,22 @@ def run_condition(name: str, a: argparse.Namespace) -> dict[str, Any]:
            "used_share": ledger.used / budget_s, "files_s": files,
            "by_kind_s": {k: ledger.spent(kind=k) for k in ("setup", "trial", "confirm")},
            "wall_s": wall, "last_end_s": None if end is None else end - start, "load_from_s": load_at,
-           "deadline_s": a.deadline_s if name == "deadline" else None, "verdict": verdict}
+           "deadline_s": a.deadline_s if timed else None, "verdict": verdict,
+           "fresh_note": json.loads(answer_file.read_text()).get("fresh_note") if answer_file.exists() else None,
+           "race_stopped": _race_stopped(out)}
     if name == "loaded":
         row["load_from_s"] = 0.0
     print(f"[{name}] exit {proc.returncode}: used {ledger.used:.0f} s of {budget_s:.0f} "
           f"({100 * row['used_share']:.1f}%), files {files:.0f} s, wall {wall:.0f} s", flush=True)
     return row
+
+
+def _race_stopped(out: Path) -> str | None:
+    """Why the race ended (``race.json``), when there was one."""
+    try:
+        return json.loads((out / "race.json").read_text()).get("stopped")
+    except (OSError, ValueError):
+        return None
 
 
 def _used(out: Path) -> float:
@@ -120,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--burners", type=int, default=2, help="busy processes of the loaded and late runs")
     p.add_argument("--conditions", default=",".join(CONDITIONS))
     p.add_argument("--work", type=Path, default=ROOT / "benchmarks/results/budget_on_time")
-    p.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/budget_on_time.json")
+    p.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/budget_on_time.json",
+                   help="where the rows go (a run of some conditions: name another file to keep the rest)")
     a = p.parse_args(argv)
     names = [c.strip() for c in a.conditions.split(",") if c.strip()]
     bad = [c for c in names if c not in CONDITIONS]

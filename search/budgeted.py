@@ -33,11 +33,12 @@ from search import stats
 from search.confirm import Candidate as Pick
 from search.confirm import Confirmation, confirm_seeds, default_config, pick_candidates, run_confirmation
 from search.results import CONFIRM_OUTPUTS, TEST_OUTPUTS, progress_of, write_json_atomic
-from search.schedule.budget import Ledger, format_duration, parse_duration
+from search.schedule.budget import LOAD_MARGIN, Ledger, format_duration, parse_duration
 from search.schedule.calibrate import sized_steps
 from search.schedule.gate import RESERVE_SHARE
 from search.schedule.methods import MethodAllocator
 from search.schedule.stage import run_pool
+from search.schedule.stops import RunsStop
 from search.selection.race_tune import load_race, run_round, save_race
 from search.selection.racing import Candidate, Race
 from search.stats import Outputs
@@ -51,9 +52,6 @@ FRESH_SEEDS = 3
 MOST_FRESH_SEEDS = 5
 """... and as many as this when the budget left after the race pays for them: what the race and
 the estimates left unspent (7-12% of B on CS224N, BENCHMARKS §15) narrows the answer's interval."""
-LOAD_MARGIN = 1.1
-"""Fresh-seed runs start only when their estimate times this still fits the budget left: room for
-a machine that slows down between the last measured stage and these runs."""
 FRESH_FILE = "fresh.json"
 """method -> the fresh seeds chosen for it, so ``--resume`` retrains with the same seeds."""
 
@@ -194,7 +192,7 @@ class Costs:
         whose estimate, with ``LOAD_MARGIN``, the budget left still pays; 0 when not even 2 do."""
         return next((k for k in range(most, 1, -1)
                      if ledger.fits(LOAD_MARGIN * sum(self.experiment(k * c) for c in configs),
-                                    wall=LOAD_MARGIN * sum(self.wall(k * c) for c in configs))), 0)
+                                    wall=sum(self.wall(k * c) for c in configs))), 0)
 
 
 def _run_cost(by_method: dict[str, list], max_t: int) -> dict[str, float]:
@@ -279,9 +277,15 @@ def _fresh(plan, data, tracker, parents, concurrency, resuming, race: Race, ledg
                  for p in picks if p.label in {c.name for c in chosen}]
         fresh.sort(key=lambda p: p.is_default and p.label != finalists[method].name)
         before = ledger.used
+        stop = RunsStop(ledger, n * len(fresh), concurrency)
         if not run_confirmation(method, plan, data, tracker, parents[method], concurrency, resuming, fresh,
-                                confirm_seeds(s.seed, n, fresh=True), step="fresh", ledger=ledger):
+                                confirm_seeds(s.seed, n, fresh=True), step="fresh", ledger=ledger, stop=stop):
             return None
+        if stop.why is not None:
+            held = format_duration(ledger.used - before)
+            note = f"{method}'s fresh runs were stopped ({stop.why}; {held} charged): it has no fresh seeds"
+            print(f"[answer] {note}", flush=True)
+            return confirmations, note
         costs.observe(n * len(fresh), ledger.used - before)
         pick = next(p for p in picks if p.label == finalists[method].name)
         confirmations[method] = Confirmation(picks, pick, fresh)
@@ -319,6 +323,8 @@ def answer(plan, outcome: BudgetOutcome, rows: list[dict[str, Any]]) -> dict[str
         "budget_s": ledger.budget_s, "used_s": ledger.used, "used_share": ledger.share_used,
         "by_stage_s": {k: ledger.spent(kind=k) for k in ("trial", "confirm")},
         "split": split, "race": race, "methods": _method_rows(outcome, by_row, ledger)}
+    if outcome.no_runner_up:
+        record["fresh_note"] = outcome.no_runner_up  # why a finalist has no fresh seeds
     if not outputs:
         record["verdict"] = race.get("verdict", "no answer: no method reported a finite score")
         return _write(out, record)

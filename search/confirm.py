@@ -28,7 +28,7 @@ of the block's second half).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -126,10 +126,12 @@ def run_config(candidate: Candidate, seed: int) -> dict[str, Any]:
 
 def run_confirmation(method: str, plan, data, tracker, parent: str, concurrency: int,
                      resuming: bool, candidates: list[Candidate], seeds: list[int],
-                     step: str = "confirm", ledger=None) -> bool:
+                     step: str = "confirm", ledger=None, stop: tune.Stopper | None = None) -> bool:
     """Train every candidate with every seed (one Tune experiment, ``<experiment>-<method>-<step>``)
     and fill in each candidate's seed scores, checkpoints, outputs and interval. False when
-    interrupted. ``ledger`` (``--budget``): charged with each run's seconds."""
+    interrupted. ``ledger`` (``--budget``): charged with each run's seconds. ``stop``
+    (``search.schedule.stops.RunsStop``): when it fires, the runs' seconds and what it says the
+    stopped runs held are charged, and no candidate is filled in (True: not interrupted)."""
     s = plan.settings
     name = f"{s.experiment}-{method}-{step}"
     runs = [run_config(c, seed) for c in candidates for seed in seeds]
@@ -148,15 +150,21 @@ def run_confirmation(method: str, plan, data, tracker, parent: str, concurrency:
             fn, param_space={RUN_KEY: tune.grid_search(runs)},
             tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=concurrency,
                                         reuse_actors=True),
-            run_config=run_settings(plan, name, callbacks, keep_one=True))
+            run_config=replace(run_settings(plan, name, callbacks, keep_one=True), stop=stop))
     grid = tuner.fit()
-    if grid.num_terminated + grid.num_errors < len(runs):
+    stopped = stop is not None and getattr(stop, "why", None) is not None
+    if grid.num_terminated + grid.num_errors < len(runs) and not stopped:
         return False
-    _collect(grid, candidates)
+    if not stopped:
+        _collect(grid, candidates)
     if ledger is not None:
+        reported = 0.0
         for i, r in enumerate(grid):
             seconds = float((r.metrics or {}).get("time_total_s", 0.0) or 0.0)
             ledger.charge("confirm", method, seconds, run_id=f"{name}:{i}", index=1)
+            reported += seconds
+        if stopped:
+            ledger.charge("confirm", method, stop.unreported_s(reported), run_id=f"{name}/stopped", index=1)
     return True
 
 

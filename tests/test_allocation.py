@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from search.schedule.budget import Ledger, format_duration, parse_duration
+from search.schedule.budget import LOAD_MARGIN, STOP_AHEAD_S, Ledger, format_duration, parse_duration
 from search.schedule.methods import MethodAllocator, diff_noise
 from search.schedule.sizing import Cost, bracket_cost, changes, milestones, minimum_budget, size_plan
 
@@ -103,8 +103,12 @@ def test_a_deadline_caps_what_is_left_at_the_slots_times_the_clock_and_refuses_a
     ledger.set_deadline(time.time() + 600.0, slots=2)  # 10 min on the clock, 2 slots: <= 1200 s left
     assert 1190.0 < ledger.left <= 1200.0
     assert ledger.fits(500.0) and not ledger.fits(700.0), "one run of 700 s ends after the deadline"
-    assert ledger.fits(1100.0, wall=550.0), "1100 s of trial-time on 2 slots ends in time"
-    assert not ledger.fits(1300.0, wall=550.0), "more trial-time than 2 slots x 10 min"
+    assert ledger.fits(1000.0, wall=500.0), "1000 s of trial-time on 2 slots ends in time"
+    assert not ledger.fits(1300.0, wall=500.0), "more trial-time than 2 slots x 10 min"
+    # the clock side with room: the estimate x LOAD_MARGIN, ending STOP_AHEAD_S before the deadline
+    edge = (ledger.wall_left - STOP_AHEAD_S) / LOAD_MARGIN
+    assert ledger.fits(10.0, wall=edge - 1.0) and not ledger.fits(10.0, wall=edge + 1.0)
+    assert not ledger.past_deadline() and ledger.past_deadline(now=ledger.deadline_at - STOP_AHEAD_S)
     assert "deadline in" in ledger.describe() and "left 20m" in ledger.describe()
     kept = Ledger.load(tmp_path / "budget.json")  # the pool's searcher reads its own copy
     assert kept.deadline_at == ledger.deadline_at and kept.slots == 2

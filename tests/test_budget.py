@@ -150,8 +150,8 @@ def test_fresh_runs_are_costed_from_the_last_measured_experiment_not_the_pool_al
     low once the machine slowed down. After the leader's fresh runs charged twice their estimate,
     the runner-up's are costed at that rate and get no seeds, where the pool's estimate alone would
     have started 3 seeds that run past the budget."""
-    from search.budgeted import LOAD_MARGIN, Costs
-    from search.schedule.budget import Ledger
+    from search.budgeted import Costs
+    from search.schedule.budget import LOAD_MARGIN, Ledger
 
     costs = Costs({"lora": 10.0, "adapter": 12.0}, cold_s=2.0, concurrency=2)
     assert costs.experiment(6) == 6 * 12.0 + 2 * 2.0  # the slowest method's run, 2 cold starts

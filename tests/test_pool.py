@@ -222,7 +222,7 @@ def test_a_tune_run_of_the_pool_stops_trials_that_hold_their_slots_past_the_budg
     from ray import tune
 
     from search.schedule.pool import PoolScheduler
-    from search.schedule.stage import OverrunStop
+    from search.schedule.stops import OverrunStop
 
     def toy(config):
         """The first trial of each method is quick; later ones stall (a machine slowed down)."""

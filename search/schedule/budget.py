@@ -17,8 +17,9 @@ Tune can send a trial's last result again after a restore; every charge therefor
 
 ``--deadline DURATION`` adds a wall clock beside the budget: from the invocation's start (a resume
 starts a new one), what is left is also at most the slots times the time to the deadline, and no
-run starts that the deadline would not see end. It is a cap, not a second budget: the trial-time
-charged is the same ledger.
+run starts that the deadline would not see end (its estimate with ``LOAD_MARGIN``, and
+``STOP_AHEAD_S`` to spare), and whatever still runs ``STOP_AHEAD_S`` before it is stopped. It is a
+cap, not a second budget: the trial-time charged is the same ledger.
 """
 
 from __future__ import annotations
@@ -36,6 +37,16 @@ from typing import Any
 KINDS = ("trial", "confirm", "setup")
 """What a charge paid for: a search trial's training and evaluations, a confirmation (racing)
 run, or the start of either (model load, data, Ray actor) that precedes its first report."""
+
+LOAD_MARGIN = 1.1
+"""A run's estimate (from what the search measured) times this must fit what is left: a machine
+running somewhat slower than when it was measured does not make a run end after the budget or
+the deadline."""
+
+STOP_AHEAD_S = 2.0
+"""How long before ``--deadline`` the runs still going are stopped. Tune acts on a stop between the
+steps of its loop, and on a busy 2-core machine a step took seconds: a CI run's last report came
+1-2 s after a deadline that every run had been estimated to end before."""
 
 _EXAMPLE = "e.g. 2h, 45m, 90s, 1h30m, 1.5h or 3600 (seconds)"
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
@@ -166,6 +177,16 @@ class Ledger:
         return min(self.budget_s - self.used, self.slots * self.wall_left)
 
     @property
+    def budget_left(self) -> float:
+        """Seconds of the budget not yet charged, whatever the deadline (negative once overspent)."""
+        return self.budget_s - self.used
+
+    def past_deadline(self, now: float | None = None) -> bool:
+        """Is it time to stop what still runs: ``STOP_AHEAD_S`` before ``--deadline`` (never without)."""
+        now = time.time() if now is None else now
+        return self.deadline_at is not None and now >= self.deadline_at - STOP_AHEAD_S
+
+    @property
     def share_used(self) -> float:
         """``used / budget``: 1.0 when the budget is spent exactly."""
         return self.used / self.budget_s
@@ -175,9 +196,11 @@ class Ledger:
         ``committed``: seconds the runs already going are expected to charge before they end, so
         a new start does not count on time that running trials will take. With a deadline it must
         also end before it: ``wall``, the seconds it takes on the clock (default ``seconds``: one
-        run holds one slot)."""
+        run holds one slot), times ``LOAD_MARGIN``, must end ``STOP_AHEAD_S`` before it."""
+        clock = seconds if wall is None else wall
         return (max(0.0, committed) + max(0.0, seconds) <= self.left
-                and (seconds if wall is None else wall) <= self.wall_left)
+                and (self.deadline_at is None
+                     or LOAD_MARGIN * max(0.0, clock) + STOP_AHEAD_S <= self.wall_left))
 
     def spent(self, kind: str | None = None, method: str | None = None) -> float:
         """Seconds charged to ``kind`` and/or ``method`` (None: all)."""

@@ -47,7 +47,7 @@ class Gate:
     def allows(self, method: str) -> bool:
         cost = self.eval_s(method)
         if cost is None:
-            return self.ledger.left - self.reserve_s > 0
+            return self.ledger.left - self.reserve_s > 0 and not self.ledger.past_deadline()
         # the ledger's own test: inside the budget left (and before --deadline, when set)
         return self.ledger.fits(cost * self.max_t, committed=self.reserve_s + self.committed_s())
 
@@ -68,12 +68,21 @@ class Gate:
         now = time.time() if now is None else now
         return {trial: max(0.0, now - self.since.get(trial, now)) for trial in self.running}
 
-    def overrun(self, now: float | None = None) -> bool:
-        """Have the running trials, with what they hold unreported, spent the whole budget left
-        (reserve included)? Only when they run far slower than measured (a machine that other
-        work slowed down, BENCHMARKS §15): the pool admits a trial only while its estimate fits
-        the budget less the reserve."""
-        return bool(self.running) and sum(self.in_flight(now).values()) >= self.ledger.left
+    def overrun(self, now: float | None = None) -> str | None:
+        """Why the running trials must stop now, or None. Either what they hold unreported has
+        spent the whole budget left, reserve included: only when they run far slower than measured
+        (a machine that other work slowed down, BENCHMARKS §15), as the pool admits a trial only
+        while its estimate fits the budget less the reserve. Or ``--deadline`` is
+        ``STOP_AHEAD_S`` away. The held seconds are set against the budget alone: the deadline's
+        cap on what is left counts time to come, not time the trials already held."""
+        if not self.running:
+            return None
+        if self.ledger.past_deadline(now):
+            return "--deadline is here"
+        if sum(self.in_flight(now).values()) >= self.ledger.budget_left:
+            return ("the running trials held their slots past the budget left (they ran far slower "
+                    "than measured: is other work sharing the machine?)")
+        return None
 
     def restarted(self, now: float | None = None) -> None:
         """After a restore in a new process: the running trials hold their slots from now on

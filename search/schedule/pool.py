@@ -126,16 +126,19 @@ class PoolSearcher(Searcher):
 
     def guard(self) -> bool:
         """Stop the pool now when the running trials have held their slots past the whole budget
-        left (``Gate.overrun``): what they hold unreported is charged (the slots were held), the
-        pool finishes, and the caller ends the experiment. True once it has fired."""
-        if self.overran or not self.gate.overrun():  # also after the last start: trials still run
-            return self.overran
+        left, or ``--deadline`` is here (``Gate.overrun``): what they hold unreported is charged
+        (the slots were held), the pool finishes, and the caller ends the experiment. True once it
+        has fired."""
+        if self.overran:
+            return True
+        why = self.gate.overrun()  # also after the last start: trials still run
+        if why is None:
+            return False
         for trial, seconds in self.gate.in_flight().items():
             method, t = self.gate.running[trial]
             self.gate.ledger.charge("trial", method, seconds, run_id=f"{trial}/overrun", index=t + 1)
         self.overran = True
-        self._finish("the running trials held their slots past the budget left (they ran far slower "
-                     "than measured: is other work sharing the machine?); they are stopped")
+        self._finish(f"{why}; they are stopped")
         return True
 
     def _finish(self, why: str):

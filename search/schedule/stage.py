@@ -8,7 +8,6 @@ per-method search, so the UI and the report read them the same way.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from search.schedule.pool import (
     read_pool_state,
 )
 from search.schedule.sizing import Cost, size_plan
+from search.schedule.stops import OverrunStop
 from search.searchers import make_searcher, objective_metrics
 from search.trainable import run_trial
 from search.warm import start_points
@@ -95,22 +95,6 @@ class PoolProgress(Progress):
                 self._say(f"at the costs measured so far, {sized.describe()}")
             except ValueError as e:
                 self._say(f"warning: {e}")
-
-
-class OverrunStop(tune.Stopper):
-    """Ends the pool's experiment when its running trials have held their slots past the budget
-    left (``PoolSearcher.guard``): Tune polls ``stop_all`` on its loop, between reports, so a
-    trial slowed far past its estimate is stopped without waiting for its next evaluation. It acts
-    only in the process that built it: a restored experiment unpickles a stale copy of the pool."""
-
-    def __init__(self, pool: PoolSearcher) -> None:
-        self.pool, self.pid = pool, os.getpid()
-
-    def __call__(self, trial_id: str, result: dict) -> bool:
-        return False
-
-    def stop_all(self) -> bool:
-        return os.getpid() == self.pid and self.pool.guard()
 
 
 def build_pool(plan, methods: list[str], concurrency: int, allocator, ledger, reserve_s: float,

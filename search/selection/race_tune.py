@@ -2,11 +2,14 @@
 (``<experiment>-race-<k>``) of confirmation runs across methods: every survivor trained to the
 full budget with the round's seed, scored once on the whole validation set with its per-row
 predictions. Each run's seconds are charged to the budget's ledger; each run is recorded in MLflow
-under its method's parent run (kind ``confirm``), as a per-method confirmation's are.
+under its method's parent run (kind ``confirm``), as a per-method confirmation's are. A round that
+runs past the budget left or ``--deadline`` is stopped (``search.schedule.stops.RunsStop``): the
+slots it held are charged and the race ends without it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -18,6 +21,7 @@ from search.callbacks import ByMethod, MlflowCallback, Progress, result_files
 from search.confirm import run_of
 from search.experiments import restored, run_settings, trainable
 from search.results import failed, write_json_atomic
+from search.schedule.stops import RunsStop
 from search.selection.racing import Candidate, Race
 from search.stats import Outputs
 from search.trainable import OUTPUTS, RUN_KEY, run_confirm
@@ -47,22 +51,34 @@ def run_round(plan, data, tracker, parents: dict[str, str], concurrency: int, re
     print(f"[race] round {race.round}: {len(runs)} run(s) with seed {runs[0][1]}: "
           f"{', '.join(c.name for c, _ in runs)}; budget left {ledger.left / 60:.1f} min", flush=True)
     tuner = restored(plan, name, fn, resuming)
+    stop = None  # a restored round keeps the stopper pickled with it, which acts in no new process
     if tuner is None:
         per_method = {m: MlflowCallback(plan.mlflow_uri, tracker.experiment_id, parents[m], m, 1,
                                         kind="confirm") for m in {c.method for c, _ in runs}}
         callbacks = [ByMethod(per_method), Progress(f"race {race.round}", len(runs), 1), *result_files()]
+        stop = RunsStop(ledger, len(runs), concurrency)
         tuner = tune.Tuner(
             fn, param_space={RUN_KEY: tune.grid_search([run_of(c.config, seed) for c, seed in runs])},
             tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=concurrency, reuse_actors=True),
-            run_config=run_settings(plan, name, callbacks, keep_one=True))
+            run_config=dataclasses.replace(run_settings(plan, name, callbacks, keep_one=True), stop=stop))
     grid = tuner.fit()
-    if grid.num_terminated + grid.num_errors < len(runs):
+    stopped = stop is not None and stop.why is not None
+    if grid.num_terminated + grid.num_errors < len(runs) and not stopped:
         return False
-    for r in grid:
-        candidate, seed = _which(runs, r.config[RUN_KEY])
-        outputs, seconds = _outputs(r), float((r.metrics or {}).get("time_total_s", 0.0) or 0.0)
+    done = [(r, *_which(runs, r.config[RUN_KEY])) for r in grid]
+    reported = 0.0
+    for r, candidate, seed in done:
+        seconds = float((r.metrics or {}).get("time_total_s", 0.0) or 0.0)
         ledger.charge("confirm", candidate.method, seconds, run_id=f"{name}:{candidate.name}", index=1)
-        race.record(candidate, seed, outputs, seconds or None)
+        reported += seconds
+        if not stopped:
+            race.record(candidate, seed, _outputs(r), seconds or None)
+    if stopped:
+        unreported = stop.unreported_s(reported)
+        ledger.charge("confirm", runs[0][0].method, unreported, run_id=f"{name}/stopped", index=1)
+        race.abandon(f"{stop.why}: round {race.round} was stopped ({unreported:.0f} s held unreported "
+                     "charged) and is not counted")
+        print(f"[race] {race.stopped}", flush=True)
     save_race(Path(s.out), race)
     return True
 

@@ -188,6 +188,19 @@ class Race:
                 self.pending = [(name, seed) for name in self.alive]
         return [(self._by_name(n), s) for n, s in self.pending]
 
+    def abandon(self, why: str) -> None:
+        """End the race without its open round (stopped before its runs all reported: the runs
+        that did report are on another seed than the rest's, so none is counted)."""
+        if self.pending or any(seed == self.seed(self.round) for runs in self.runs.values()
+                               for seed, _, _ in runs):
+            for name in self.runs:
+                self.runs[name] = [r for r in self.runs[name] if r[0] != self.seed(self.round)]
+                self._scores[name] = []
+                self._stacks.pop(name, None)
+            self.pending = []
+            self.round -= 1
+        self.stopped = why
+
     def record(self, candidate: Candidate | str, seed: int, outputs: Outputs | None,
                seconds: float | None = None) -> None:
         """One run's validation outputs (one seed; None: it failed) and the trial-time it held a

@@ -1,0 +1,80 @@
+"""Stopping a ``--budget`` search's Tune experiments before they run past the budget or
+``--deadline``: Tune polls a ``Stopper``'s ``stop_all`` on its loop, between reports, so a run slowed
+far past its estimate is stopped without waiting for its next evaluation.
+
+Both stoppers act only in the process that built them: a restored experiment unpickles a stale
+copy, whose clock and ledger are not the search's any more.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from ray import tune
+
+from search.schedule.budget import Ledger
+from search.schedule.pool import PoolSearcher
+
+
+class OverrunStop(tune.Stopper):
+    """The pool's: ends the experiment once ``PoolSearcher.guard`` fires (the running trials held
+    their slots past the budget left, or the deadline is here)."""
+
+    def __init__(self, pool: PoolSearcher) -> None:
+        self.pool, self.pid = pool, os.getpid()
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return os.getpid() == self.pid and self.pool.guard()
+
+
+class RunsStop(tune.Stopper):
+    """A race round's or the fresh seeds': their runs report once, at their end, so the ledger sees
+    nothing while they run. From the experiment's start each of ``min(runs, slots)`` slots counts
+    as held (worker start-up included: an upper bound once fewer runs than slots are left), and the
+    experiment ends when that has spent the budget left, or ``--deadline`` is
+    ``STOP_AHEAD_S`` away. ``why`` then says which, and ``unreported_s`` what the caller charges for
+    the runs stopped before their report."""
+
+    def __init__(self, ledger: Ledger, runs: int, slots: int, now: float | None = None) -> None:
+        self.ledger, self.slots = ledger, max(1, min(int(runs), int(slots)))
+        self.start = time.time() if now is None else now
+        self.pid = os.getpid()
+        self.why: str | None = None
+        self.at: float | None = None
+        """When it fired (epoch seconds)."""
+
+    def held_s(self, now: float | None = None) -> float:
+        """Slot-seconds the experiment has held (at most): its slots times the time since its start."""
+        return self.slots * max(0.0, (time.time() if now is None else now) - self.start)
+
+    def check(self, now: float | None = None) -> str | None:
+        """Why the experiment must end now, or None (it has not fired: ``stop_all`` keeps it)."""
+        if self.ledger.past_deadline(now):
+            return "--deadline is here"
+        if self.held_s(now) >= self.ledger.budget_left:
+            return (f"its runs held {self.slots} slot(s) past the budget left (they ran far slower than "
+                    "measured: is other work sharing the machine?)")
+        return None
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        if os.getpid() != self.pid:
+            return False
+        if self.why is None:
+            now = time.time()
+            self.why = self.check(now)
+            self.at = now if self.why is not None else None
+        return self.why is not None
+
+    def unreported_s(self, reported_s: float) -> float:
+        """What the stopped runs held beyond the seconds the experiment's runs reported: the slots
+        from the start to the stop, less those seconds (0 when it did not fire)."""
+        if self.at is None:
+            return 0.0
+        return max(0.0, self.held_s(self.at) - max(0.0, reported_s))

@@ -1,0 +1,93 @@
+"""Stopping what runs past the budget left or ``--deadline``: the pool's gate, a race round's or
+the fresh seeds' stopper (``search.schedule.stops.RunsStop``), and the race without its open round."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+from crossed import binary
+from test_pool import pool_of
+
+from search.schedule.budget import STOP_AHEAD_S, Ledger
+from search.schedule.stops import RunsStop
+from search.selection.racing import Candidate, Race
+
+
+def test_under_a_deadline_the_pool_stops_its_trials_at_the_deadline_not_before():
+    """The held seconds are set against the budget; the deadline's cap (slots x time to it) counts
+    time to come. Two trials 30 s into their run with 15 s to the deadline are left to end."""
+    pool, _, ledger = pool_of(["lora"], budget_s=1000.0, max_t=4)
+    pool.suggest("t0")
+    pool.suggest("t1")
+    start = pool.gate.since["t0"]
+    ledger.set_deadline(start + 45.0, slots=2)
+    assert pool.gate.overrun(now=start + 30.0) is None, "60 s held, 30 s on the clock x 2 slots left"
+    assert "--deadline" in pool.gate.overrun(now=start + 45.0 - STOP_AHEAD_S)
+    # the budget alone still stops them: 1000 s held
+    ledger.set_deadline(None, slots=2)
+    assert "past the budget left" in pool.gate.overrun(now=start + 501.0)
+
+
+def test_the_runs_stopper_fires_on_the_budget_left_or_the_deadline_and_says_what_was_held():
+    ledger = Ledger(100.0)
+    ledger.charge("trial", "lora", 40.0, run_id="pool", index=1)  # 60 s of the budget left
+    stop = RunsStop(ledger, runs=6, slots=2, now=1000.0)
+    assert stop.check(now=1029.0) is None, "2 slots x 29 s = 58 s < 60 s"
+    assert "past the budget left" in stop.check(now=1030.0)
+    assert RunsStop(ledger, runs=1, slots=2, now=1000.0).check(now=1059.0) is None, "one run holds one slot"
+    ledger.set_deadline(1020.0, slots=2)
+    assert stop.check(now=1020.0 - STOP_AHEAD_S - 0.1) is None
+    assert stop.check(now=1020.0 - STOP_AHEAD_S) == "--deadline is here"
+    assert stop.unreported_s(10.0) == 0.0, "it did not fire: nothing unreported to charge"
+    stop.at = 1018.0
+    assert stop.unreported_s(10.0) == pytest.approx(2 * 18.0 - 10.0)
+    assert stop.unreported_s(50.0) == 0.0
+
+
+def _outputs(score: float, seed: int, rows: int = 200):
+    rng = np.random.default_rng(seed)
+    return binary((rng.random(rows) < score)[None, :])
+
+
+def test_a_race_stopped_in_a_round_ends_without_it():
+    cands = [Candidate(f"c{i}", "lora" if i else "adapter", {"lr": 10.0**-i}) for i in range(2)]
+    race = Race(cands, reserve_s=100, cost_per_run_s=1.0, halving=False, futility=False)
+    for cand, seed in race.next_round():
+        race.record(cand, seed, _outputs(0.6, seed))
+    before = race.result().to_dict()
+    assert len(race.next_round()) == 2 and race.round == 2  # round 2 open
+    race.abandon("--deadline is here: round 2 was stopped")
+    assert race.done and race.round == 1 and race.pending == [] and race.next_round() == []
+    after = race.result().to_dict()
+    assert after["scores"] == before["scores"] and after["rounds"] == 1
+    assert after["stopped"].startswith("--deadline")
+    again = Race.from_state(json.loads(json.dumps(race.state())))
+    assert again.done and again.round == 1
+
+
+@pytest.mark.integration
+def test_a_tune_experiment_with_the_runs_stopper_ends_at_the_deadline(tmp_path, ray_local):
+    """Two runs estimated to fit, then stalled (a machine slowed down): stopped before the
+    deadline instead of running 120 s each; what they held is the stopper's to charge."""
+    from ray import tune
+
+    def toy(config):
+        time.sleep(120.0)
+        tune.report({"score": 0.5})
+
+    ledger = Ledger(3600.0)
+    started = time.time()
+    ledger.set_deadline(started + 15.0, slots=2)
+    stop = RunsStop(ledger, runs=2, slots=2)
+    run_config = tune.RunConfig(storage_path=str(tmp_path / "tune"), verbose=0, stop=stop)
+    grid = tune.Tuner(toy, param_space={"x": tune.grid_search([0, 1])},
+                      tune_config=tune.TuneConfig(max_concurrent_trials=2), run_config=run_config).fit()
+    ended = time.time()
+    assert stop.why == "--deadline is here"
+    assert stop.at <= ledger.deadline_at, "it fired before the deadline, not after"
+    assert ended - started < 60, f"the stalled runs went on: {ended - started:.0f} s"
+    assert all(not r.metrics or "score" not in r.metrics for r in grid), "no run reported"
+    assert 2 * 10.0 < stop.unreported_s(0.0) <= 2 * 15.0, "both slots, from the start to the stop"
