@@ -392,3 +392,15 @@ def test_a_budget_search_table_says_its_order_is_not_the_answer_and_shows_no_nan
     lora = _method("lora", trials=[_trial("lora", 0, 0.5, 1.0, {})])
     plain = ExperimentRecord("x", "1", "u", [_confirmed("adapter", _right(rng), None, 0.5), lora])
     assert verdict(plain, leaderboard(plain)[2]).startswith("**Not confirmed**")
+
+
+def test_the_figures_draw_when_no_trial_reported_a_score(tmp_path):
+    """A --budget search stopped before any report (BENCHMARKS §15, "loaded") still gets its
+    report: a log axis with no point used to fail ("Data cannot be log-scaled")."""
+    from search.report.plots import pareto_figure, save
+
+    failed = [_trial("lora", i, math.nan, 1.0, {"lr": 1e-4, "r": 8}) for i in range(2)]
+    methods = [_method("lora", trials=failed), _method("adapter")]
+    path = save(pareto_figure(methods), tmp_path / "pareto.png")
+    assert path.stat().st_size > 1000
+    assert save(values_figure(methods[0]) or pareto_figure([]), tmp_path / "values.png").exists()

@@ -63,10 +63,14 @@ def pareto_figure(methods: list[MethodRecord], title: str = "") -> Figure:
     if front:
         ax.step([t.stored_pct for t in front], [t.score for t in front], where="post", color="black",
                 lw=1.2, ls="--", zorder=3, label=f"Pareto front ({len(front)})")
-    ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    if any(t.stored_pct > 0 and math.isfinite(t.stored_pct) for m in methods for t in m.finite):
+        ax.set_xscale("log")  # a log axis with no point cannot be drawn (no trial reported a score)
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    else:
+        ax.text(0.5, 0.5, "no trial reported a finite score", ha="center", va="center",
+                transform=ax.transAxes)
     ax.set_xlabel("trainable parameters, % of the backbone (stored for all tasks)")
     ax.set_ylabel("dev score")
     ax.set_title(title or "score vs parameters: every trial (star = best of its method)")
@@ -172,7 +176,7 @@ def _values_panel(ax, dim: Dim, m: MethodRecord) -> None:
         xs = [v for v, _, _ in pts]
         for edge in (dim.low, dim.high):
             ax.axvline(edge, color="C3", lw=1, ls="--")
-        if dim.kind.startswith("log"):
+        if dim.kind.startswith("log") and dim.low > 0:
             ax.set_xscale("log")
     ax.scatter(xs, [s for _, s, _ in pts], s=22, color="C0", alpha=0.8)
     best = m.best
