@@ -66,8 +66,9 @@ class BudgetOutcome:
     eliminated: dict[str, dict[str, Any]] = field(default_factory=dict)
     ledger: Ledger | None = None
     wall_s: float = 0.0
-    no_runner_up: str | None = None
-    """Why the runner-up got no fresh seeds (the budget left), when it got none."""
+    fresh_note: str | None = None
+    """Why a finalist got no fresh seeds (the budget left, ``--deadline``, its runs stopped): the
+    runner-up, or the leader and with it the runner-up."""
 
 
 def run_budgeted(plan, data, tracker, parents: dict[str, str], concurrency: int,
@@ -147,7 +148,7 @@ def run_budgeted(plan, data, tracker, parents: dict[str, str], concurrency: int,
     fresh = _fresh(plan, data, tracker, parents, concurrency, resuming, race, ledger, costs)
     if fresh is None:
         return None
-    outcome.confirmations, outcome.no_runner_up = fresh
+    outcome.confirmations, outcome.fresh_note = fresh
     outcome.ledger = ledger
     return outcome
 
@@ -240,8 +241,9 @@ def _fresh(plan, data, tracker, parents, concurrency, resuming, race: Race, ledg
            costs: Costs) -> tuple[dict[str, Confirmation], str | None] | None:
     """The race's leader, the runner-up (the best candidate of another method) and the leader's
     method defaults retrained with fresh seeds, as many as the budget left pays (2 to
-    ``MOST_FRESH_SEEDS``); per method a ``Confirmation`` for the driver to record and test, and why the
-    runner-up has none when the budget left paid for none. None when interrupted."""
+    ``MOST_FRESH_SEEDS``); per method a ``Confirmation`` for the driver to record and test, and why a
+    finalist has none (the budget left or the deadline paid for none, or its runs were stopped:
+    ``RunsStop``). None when interrupted."""
     s = plan.settings
     leader = race.leader
     by_name = {c.name: c for c in race.candidates}
@@ -256,9 +258,10 @@ def _fresh(plan, data, tracker, parents, concurrency, resuming, race: Race, ledg
     n_all = (max(chosen_n.values()) if chosen_n else
              costs.seeds_that_fit(ledger, [len(c) for c in runs.values()], MOST_FRESH_SEEDS))
     if n_all == 0:
-        print(f"[answer] the budget left ({format_duration(ledger.left)}) pays for no fresh seeds: the "
-              "answer is the race's (its figures chose it: biased upward)", flush=True)
-        return {}, None
+        clock = "" if ledger.deadline_at is None else f", --deadline in {format_duration(ledger.wall_left)}"
+        note = f"the budget left ({format_duration(max(ledger.left, 0.0))}{clock}) pays for no fresh seeds"
+        print(f"[answer] {note}: the answer is the race's (its figures chose it: biased upward)", flush=True)
+        return {}, note
     confirmations: dict[str, Confirmation] = {}
     for i, (method, chosen) in enumerate(runs.items()):
         # The runner-up's runs are costed again from the leader's, just measured: a machine slowed
@@ -323,8 +326,8 @@ def answer(plan, outcome: BudgetOutcome, rows: list[dict[str, Any]]) -> dict[str
         "budget_s": ledger.budget_s, "used_s": ledger.used, "used_share": ledger.share_used,
         "by_stage_s": {k: ledger.spent(kind=k) for k in ("trial", "confirm")},
         "split": split, "race": race, "methods": _method_rows(outcome, by_row, ledger)}
-    if outcome.no_runner_up:
-        record["fresh_note"] = outcome.no_runner_up  # why a finalist has no fresh seeds
+    if outcome.fresh_note:
+        record["fresh_note"] = outcome.fresh_note
     if not outputs:
         record["verdict"] = race.get("verdict", "no answer: no method reported a finite score")
         return _write(out, record)
@@ -350,7 +353,7 @@ def answer(plan, outcome: BudgetOutcome, rows: list[dict[str, Any]]) -> dict[str
     else:
         raced = sorted(set((race.get("methods") or {}).values()))
         others = [m for m in s.methods if m != top]
-        why = (outcome.no_runner_up if outcome.no_runner_up else
+        why = (outcome.fresh_note if outcome.fresh_note else
                "no other method reached the race's end" if len(raced) > 1 else
                f"only {top}'s candidates entered the race: the budget left paid for no more"
                if others else "the only method searched")
