@@ -77,6 +77,7 @@ def test_a_budget_search_resumed_keeps_what_it_used_and_ends_inside_its_budget(t
                                              resumed.stdout[-3000:])
     answer = json.loads((out / "answer.json").read_text())
     assert answer["verdict"] and answer["used_s"] == pytest.approx(ledger.used, rel=1e-6)
+    assert json.loads((out / "race.json").read_text())["stopped"], "race.json says why the race ended"
     assert set(answer["methods"]) == {"lora", "adapter"}
     assert json.loads((out / "results.json").read_text())["answer"]["verdict"] == answer["verdict"]
     _, runs = mlflow_runs(f"sqlite:///{out.parent / 'mlflow.db'}", "b")

@@ -43,9 +43,10 @@ def run_round(plan, data, tracker, parents: dict[str, str], concurrency: int, re
     """Run the race's open round (a new one, or the one ``--resume`` found open); False when
     interrupted. The race looks at its survivors after the round's last record."""
     runs = race.next_round()
-    if not runs:
-        return True
     s = plan.settings
+    if not runs:
+        save_race(Path(s.out), race)  # why it ended (``next_round`` set it)
+        return True
     name = f"{s.experiment}-race-{race.round}"
     fn = trainable(run_confirm, plan, data)
     print(f"[race] round {race.round}: {len(runs)} run(s) with seed {runs[0][1]}: "
