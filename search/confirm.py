@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray import tune
 
@@ -50,6 +50,9 @@ from search.results import (
 from search.seeds import SEED_BLOCK, confirm_seeds  # noqa: F401 - re-exported
 from search.stats import Interval, Outputs
 from search.trainable import OUTPUTS, RUN_KEY, run_confirm
+
+if TYPE_CHECKING:
+    from search.schedule.stops import RunsStop
 
 DEFAULT = "default"
 
@@ -126,7 +129,7 @@ def run_config(candidate: Candidate, seed: int) -> dict[str, Any]:
 
 def run_confirmation(method: str, plan, data, tracker, parent: str, concurrency: int,
                      resuming: bool, candidates: list[Candidate], seeds: list[int],
-                     step: str = "confirm", ledger=None, stop: tune.Stopper | None = None) -> bool:
+                     step: str = "confirm", ledger=None, stop: RunsStop | None = None) -> bool:
     """Train every candidate with every seed (one Tune experiment, ``<experiment>-<method>-<step>``)
     and fill in each candidate's seed scores, checkpoints, outputs and interval. False when
     interrupted. ``ledger`` (``--budget``): charged with each run's seconds. ``stop``
@@ -140,6 +143,8 @@ def run_confirmation(method: str, plan, data, tracker, parent: str, concurrency:
     print(f"[{method}] {doing} {len(candidates)} config(s) ({', '.join(map(_name, candidates))}) "
           f"with seeds {', '.join(map(str, seeds))}: {len(runs)} runs of {s.max_steps} steps", flush=True)
     tuner = restored(plan, name, fn, resuming)
+    if stop is not None:
+        stop.attach(name)  # a restored experiment's own copy asks it
     if tuner is not None:
         print(f"[{method}] resuming the confirmation {plan.storage_path.rstrip('/')}/{name}", flush=True)
     else:
@@ -152,7 +157,7 @@ def run_confirmation(method: str, plan, data, tracker, parent: str, concurrency:
                                         reuse_actors=True),
             run_config=replace(run_settings(plan, name, callbacks, keep_one=True), stop=stop))
     grid = tuner.fit()
-    stopped = stop is not None and getattr(stop, "why", None) is not None
+    stopped = stop is not None and stop.why is not None
     if grid.num_terminated + grid.num_errors < len(runs) and not stopped:
         return False
     if not stopped:

@@ -91,3 +91,38 @@ def test_a_tune_experiment_with_the_runs_stopper_ends_at_the_deadline(tmp_path, 
     assert ended - started < 60, f"the stalled runs went on: {ended - started:.0f} s"
     assert all(not r.metrics or "score" not in r.metrics for r in grid), "no run reported"
     assert 2 * 10.0 < stop.unreported_s(0.0) <= 2 * 15.0, "both slots, from the start to the stop"
+
+
+def test_after_a_resume_the_pools_stop_acts_once_tune_restored_the_pool_in_this_process(tmp_path):
+    """Tune pickles the stopper and the searcher together (``tuner.pkl``), so a restored experiment
+    has them as one object again; Tune then restores the searcher's state, in this process."""
+    import pickle
+
+    from search.schedule.stops import OverrunStop
+
+    pool, _, ledger = pool_of(["lora"], budget_s=1000.0, max_t=4, tmp=tmp_path)
+    pool.suggest("t0")
+    ledger.set_deadline(time.time() + 1.0, slots=2)  # inside STOP_AHEAD_S: the running trial must stop
+    pool.save(str(tmp_path / "searcher-state.pkl"))
+    again, stop = pickle.loads(pickle.dumps((pool, OverrunStop(pool))))
+    assert stop.pool is again
+    again.pid = -1  # as unpickled in the resuming process, before Tune restored its state
+    assert not stop.stop_all(), "a state from another process does not act"
+    again.restore(str(tmp_path / "searcher-state.pkl"))
+    assert stop.stop_all() and again.finished and again.overran
+
+
+def test_after_a_resume_a_restored_experiments_runs_stop_hands_over_to_the_resuming_processes():
+    import pickle
+
+    from search.schedule import stops
+
+    first = RunsStop(Ledger(100.0), runs=2, slots=2, now=0.0).attach("exp-race-1")
+    copy = pickle.loads(pickle.dumps(first))  # what Tune.restore unpickles
+    copy.pid = -1  # ... in another process
+    stops._LIVE.pop("exp-race-1")
+    assert not copy.stop_all(), "no stop of this process for the experiment: the copy does nothing"
+    ledger = Ledger(3600.0)
+    ledger.set_deadline(time.time() + 1.0, slots=2)
+    live = RunsStop(ledger, runs=2, slots=2).attach("exp-race-1")
+    assert copy.stop_all() and live.why == "--deadline is here" and copy.why is None

@@ -19,6 +19,7 @@ experiment and restores it on ``--resume``, while the scheduler comes back as pi
 
 from __future__ import annotations
 
+import os
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -60,6 +61,8 @@ class PoolSearcher(Searcher):
         self.overran = False
         """Set by ``guard``: the pool was stopped with trials running past the budget."""
         self.errors = 0
+        self.pid = os.getpid()
+        """The process whose state this is: the one that built the pool, or restored it."""
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True  # each method's searcher was built with its metric, mode and space
@@ -168,6 +171,7 @@ class PoolSearcher(Searcher):
         if ledger.path is not None and Path(ledger.path).exists():  # the newer, charged per report
             self.gate.ledger = type(ledger).load(ledger.path)
         self.gate.restarted()
+        self.pid = os.getpid()  # restored in this process: its overrun stop acts again
 
 
 def write_pool_state(folder: Path, state: dict) -> None:

@@ -2,8 +2,11 @@
 ``--deadline``: Tune polls a ``Stopper``'s ``stop_all`` on its loop, between reports, so a run slowed
 far past its estimate is stopped without waiting for its next evaluation.
 
-Both stoppers act only in the process that built them: a restored experiment unpickles a stale
-copy, whose clock and ledger are not the search's any more.
+After ``--resume`` a restored experiment runs the stopper unpickled from its first run, in
+another process. The pool's acts once Tune has restored the pool's state in this process (the
+stopper and the searcher were pickled together, so they are one object again). A race round's or
+the fresh seeds' hands over to the stopper the resuming process made for that experiment
+(``RunsStop.attach``): its clock starts with the resume, its ledger is the one now charged.
 """
 
 from __future__ import annotations
@@ -16,19 +19,23 @@ from ray import tune
 from search.schedule.budget import Ledger
 from search.schedule.pool import PoolSearcher
 
+_LIVE: dict[str, RunsStop] = {}
+"""Experiment name -> the ``RunsStop`` this process made for it."""
+
 
 class OverrunStop(tune.Stopper):
     """The pool's: ends the experiment once ``PoolSearcher.guard`` fires (the running trials held
-    their slots past the budget left, or the deadline is here)."""
+    their slots past the budget left, or the deadline is here), while the pool's state is this
+    process's (built here, or restored here by Tune)."""
 
     def __init__(self, pool: PoolSearcher) -> None:
-        self.pool, self.pid = pool, os.getpid()
+        self.pool = pool
 
     def __call__(self, trial_id: str, result: dict) -> bool:
         return False
 
     def stop_all(self) -> bool:
-        return os.getpid() == self.pid and self.pool.guard()
+        return os.getpid() == self.pool.pid and self.pool.guard()
 
 
 class RunsStop(tune.Stopper):
@@ -46,6 +53,14 @@ class RunsStop(tune.Stopper):
         self.why: str | None = None
         self.at: float | None = None
         """When it fired (epoch seconds)."""
+        self.experiment: str | None = None
+
+    def attach(self, experiment: str) -> RunsStop:
+        """Make this the stop of Tune experiment ``experiment`` in this process: a copy of an earlier
+        one that a restored experiment unpickled asks this one."""
+        self.experiment = experiment
+        _LIVE[experiment] = self
+        return self
 
     def held_s(self, now: float | None = None) -> float:
         """Slot-seconds the experiment has held (at most): its slots times the time since its start."""
@@ -64,6 +79,9 @@ class RunsStop(tune.Stopper):
         return False
 
     def stop_all(self) -> bool:
+        live = _LIVE.get(self.experiment) if self.experiment is not None else None
+        if live is not None and live is not self:
+            return live.stop_all()  # a restored experiment's copy: the resuming process's stop acts
         if os.getpid() != self.pid:
             return False
         if self.why is None:

@@ -52,18 +52,17 @@ def run_round(plan, data, tracker, parents: dict[str, str], concurrency: int, re
     print(f"[race] round {race.round}: {len(runs)} run(s) with seed {runs[0][1]}: "
           f"{', '.join(c.name for c, _ in runs)}; budget left {ledger.left / 60:.1f} min", flush=True)
     tuner = restored(plan, name, fn, resuming)
-    stop = None  # a restored round keeps the stopper pickled with it, which acts in no new process
+    stop = RunsStop(ledger, len(runs), concurrency).attach(name)  # a restored round's copy asks it
     if tuner is None:
         per_method = {m: MlflowCallback(plan.mlflow_uri, tracker.experiment_id, parents[m], m, 1,
                                         kind="confirm") for m in {c.method for c, _ in runs}}
         callbacks = [ByMethod(per_method), Progress(f"race {race.round}", len(runs), 1), *result_files()]
-        stop = RunsStop(ledger, len(runs), concurrency)
         tuner = tune.Tuner(
             fn, param_space={RUN_KEY: tune.grid_search([run_of(c.config, seed) for c, seed in runs])},
             tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=concurrency, reuse_actors=True),
             run_config=dataclasses.replace(run_settings(plan, name, callbacks, keep_one=True), stop=stop))
     grid = tuner.fit()
-    stopped = stop is not None and stop.why is not None
+    stopped = stop.why is not None
     if grid.num_terminated + grid.num_errors < len(runs) and not stopped:
         return False
     done = [(r, *_which(runs, r.config[RUN_KEY])) for r in grid]
