@@ -169,7 +169,7 @@ def run_confirmation(method: str, plan, data, tracker, parent: str, concurrency:
             ledger.charge("confirm", method, seconds, run_id=f"{name}:{i}", index=1)
             reported += seconds
         if stopped:
-            ledger.charge("confirm", method, stop.unreported_s(reported), run_id=f"{name}/stopped", index=1)
+            stop.charge_stopped(method, reported)
     return True
 
 

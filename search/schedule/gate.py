@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import time
 
+SLOWED = "they ran far slower than measured: is other work sharing the machine?"
+"""Why runs held their slots past the budget left, as the stops say it."""
+
 RESERVE_SHARE = 0.3
 """Of the budget, what the pool leaves for the race and the fresh seeds (at least)."""
 
@@ -80,8 +83,7 @@ class Gate:
         if self.ledger.past_deadline(now):
             return "--deadline is here"
         if sum(self.in_flight(now).values()) >= self.ledger.budget_left:
-            return ("the running trials held their slots past the budget left (they ran far slower "
-                    "than measured: is other work sharing the machine?)")
+            return f"the running trials held their slots past the budget left ({SLOWED})"
         return None
 
     def restarted(self, now: float | None = None) -> None:

@@ -17,13 +17,21 @@ import time
 from ray import tune
 
 from search.schedule.budget import Ledger
+from search.schedule.gate import SLOWED
 from search.schedule.pool import PoolSearcher
 
 _LIVE: dict[str, RunsStop] = {}
 """Experiment name -> the ``RunsStop`` this process made for it."""
 
 
-class OverrunStop(tune.Stopper):
+class _ExperimentStop(tune.Stopper):
+    """A stopper that ends the whole experiment (``stop_all``), never a single trial."""
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+
+class OverrunStop(_ExperimentStop):
     """The pool's: ends the experiment once ``PoolSearcher.guard`` fires (the running trials held
     their slots past the budget left, or the deadline is here), while the pool's state is this
     process's (built here, or restored here by Tune)."""
@@ -31,14 +39,11 @@ class OverrunStop(tune.Stopper):
     def __init__(self, pool: PoolSearcher) -> None:
         self.pool = pool
 
-    def __call__(self, trial_id: str, result: dict) -> bool:
-        return False
-
     def stop_all(self) -> bool:
         return os.getpid() == self.pool.pid and self.pool.guard()
 
 
-class RunsStop(tune.Stopper):
+class RunsStop(_ExperimentStop):
     """A race round's or the fresh seeds': their runs report once, at their end, so the ledger sees
     nothing while they run. From the experiment's start each of ``min(runs, slots)`` slots counts
     as held (worker start-up included: an upper bound once fewer runs than slots are left), and the
@@ -71,12 +76,8 @@ class RunsStop(tune.Stopper):
         if self.ledger.past_deadline(now):
             return "--deadline is here"
         if self.held_s(now) >= self.ledger.budget_left:
-            return (f"its runs held {self.slots} slot(s) past the budget left (they ran far slower than "
-                    "measured: is other work sharing the machine?)")
+            return f"its runs held {self.slots} slot(s) past the budget left ({SLOWED})"
         return None
-
-    def __call__(self, trial_id: str, result: dict) -> bool:
-        return False
 
     def stop_all(self) -> bool:
         live = _LIVE.get(self.experiment) if self.experiment is not None else None
@@ -96,3 +97,9 @@ class RunsStop(tune.Stopper):
         if self.at is None:
             return 0.0
         return max(0.0, self.held_s(self.at) - max(0.0, reported_s))
+
+    def charge_stopped(self, method: str, reported_s: float) -> float:
+        """Charge ``unreported_s`` to ``method`` as ``<experiment>/stopped``; returns the seconds."""
+        seconds = self.unreported_s(reported_s)
+        self.ledger.charge("confirm", method, seconds, run_id=f"{self.experiment}/stopped", index=1)
+        return seconds

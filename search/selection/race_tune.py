@@ -65,17 +65,16 @@ def run_round(plan, data, tracker, parents: dict[str, str], concurrency: int, re
     stopped = stop.why is not None
     if grid.num_terminated + grid.num_errors < len(runs) and not stopped:
         return False
-    done = [(r, *_which(runs, r.config[RUN_KEY])) for r in grid]
     reported = 0.0
-    for r, candidate, seed in done:
+    for r in grid:
+        candidate, seed = _which(runs, r.config[RUN_KEY])
         seconds = float((r.metrics or {}).get("time_total_s", 0.0) or 0.0)
         ledger.charge("confirm", candidate.method, seconds, run_id=f"{name}:{candidate.name}", index=1)
         reported += seconds
         if not stopped:
             race.record(candidate, seed, _outputs(r), seconds or None)
     if stopped:
-        unreported = stop.unreported_s(reported)
-        ledger.charge("confirm", runs[0][0].method, unreported, run_id=f"{name}/stopped", index=1)
+        unreported = stop.charge_stopped(runs[0][0].method, reported)
         race.abandon(f"{stop.why}: round {race.round} was stopped ({unreported:.0f} s held unreported "
                      "charged) and is not counted")
         print(f"[race] {race.stopped}", flush=True)
