@@ -102,7 +102,7 @@ def run_condition(name: str, a: argparse.Namespace) -> dict[str, Any]:
     verdict = json.loads(answer_file.read_text())["verdict"] if answer_file.exists() else None
     row = {"condition": name, "exit": proc.returncode, "budget_s": budget_s, "used_s": ledger.used,
            "used_share": ledger.used / budget_s, "files_s": files,
-           "by_kind_s": {k: ledger.spent(kind=k) for k in ("setup", "trial", "confirm")},
+           "by_kind_s": {k: ledger.spent(kind=k) for k in ("setup", "trial", "confirm", "interrupted")},
            "wall_s": wall, "last_end_s": None if end is None else end - start, "load_from_s": load_at,
            "deadline_s": a.deadline_s if timed else None, "verdict": verdict,
            "fresh_note": json.loads(answer_file.read_text()).get("fresh_note") if answer_file.exists() else None,

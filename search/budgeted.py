@@ -324,7 +324,7 @@ def answer(plan, outcome: BudgetOutcome, rows: list[dict[str, Any]]) -> dict[str
     outputs = {m: Outputs.load(out / m / file) for m in finalists if (out / m / file).exists()}
     record: dict[str, Any] = {
         "budget_s": ledger.budget_s, "used_s": ledger.used, "used_share": ledger.share_used,
-        "by_stage_s": {k: ledger.spent(kind=k) for k in ("trial", "confirm")},
+        "by_stage_s": {k: ledger.spent(kind=k) for k in ("trial", "confirm", "interrupted")},
         "split": split, "race": race, "methods": _method_rows(outcome, by_row, ledger)}
     if outcome.fresh_note:
         record["fresh_note"] = outcome.fresh_note

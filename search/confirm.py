@@ -159,6 +159,9 @@ def run_confirmation(method: str, plan, data, tracker, parent: str, concurrency:
     grid = tuner.fit()
     stopped = stop is not None and stop.why is not None
     if grid.num_terminated + grid.num_errors < len(runs) and not stopped:
+        if stop is not None and ledger is not None:
+            held = stop.charge_interrupted(method, grid)
+            print(f"[{method}] interrupted: {held:.0f} s its runs held unreported charged", flush=True)
         return False
     if not stopped:
         _collect(grid, candidates)

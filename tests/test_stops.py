@@ -126,3 +126,46 @@ def test_after_a_resume_a_restored_experiments_runs_stop_hands_over_to_the_resum
     ledger.set_deadline(time.time() + 1.0, slots=2)
     live = RunsStop(ledger, runs=2, slots=2).attach("exp-race-1")
     assert copy.stop_all() and live.why == "--deadline is here" and copy.why is None
+
+
+def test_ctrl_c_charges_what_the_pools_running_trials_held_and_a_rerun_evaluation_is_charged_again(tmp_path):
+    """Slot-time the trials held is the budget's, whether or not a report carried it: the part of an
+    evaluation cut by Ctrl-C, and an evaluation run again after ``--resume`` (its checkpoint older
+    than its last report). The last report handed to Tune's two hooks is still charged once."""
+    from test_pool import result
+
+    from search.schedule.pool import live_pool
+
+    pool, _, ledger = pool_of(["lora"], budget_s=1000.0, max_t=4, tmp=tmp_path)
+    pool.suggest("t0")
+    assert live_pool() is pool
+    pool.on_trial_result("t0", result(1, 0.5, seconds=10.0))
+    pool.on_trial_result("t0", result(2, 0.5, seconds=10.0))
+    pool.gate.since["t0"] -= 7.0  # 7 s into its third evaluation when Ctrl-C comes
+    pool.save(str(tmp_path / "searcher-state.pkl"))
+    assert pool.charge_interrupted() == pytest.approx(7.0, abs=0.5)
+    assert ledger.spent(kind="interrupted") == pytest.approx(7.0, abs=0.5)
+    assert ledger.used == pytest.approx(27.0, abs=0.5)
+    again, _, _ = pool_of(["lora"], budget_s=1000.0, max_t=4, tmp=tmp_path)
+    again.restore(str(tmp_path / "searcher-state.pkl"))  # --resume: the ledger read from its file
+    assert live_pool() is again
+    now = {"timestamp": int(time.time()) + 1}
+    again.on_trial_result("t0", result(2, 0.5, seconds=10.0))  # Tune re-sends the last report
+    again.on_trial_result("t0", {**result(2, 0.5, seconds=11.0), **now})  # evaluation 2 run again
+    again.on_trial_result("t0", {**result(3, 0.5, seconds=10.0), **now})
+    again.on_trial_complete("t0", {**result(3, 0.5, seconds=10.0), **now})  # the last report, handed twice
+    assert again.gate.ledger.spent(kind="trial") == pytest.approx(41.0)
+    assert again.gate.ledger.used == pytest.approx(48.0, abs=0.5)
+
+
+def test_ctrl_c_charges_what_a_round_held_less_the_runs_that_ended_in_this_process():
+    class Result:
+        def __init__(self, seconds, ended_at):
+            self.metrics = {"time_total_s": seconds, "timestamp": ended_at}
+
+    ledger = Ledger(1000.0)
+    stop = RunsStop(ledger, runs=4, slots=2, now=1000.0).attach("exp-race-2")
+    # one run ended in this process (30 s), one before the resume (its seconds are not this process's)
+    held = stop.charge_interrupted("lora", [Result(30.0, 1031), Result(25.0, 900)], now=1040.0)
+    assert held == pytest.approx(2 * 40.0 - 30.0)
+    assert ledger.spent(kind="interrupted") == pytest.approx(50.0)

@@ -34,9 +34,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-KINDS = ("trial", "confirm", "setup")
+KINDS = ("trial", "confirm", "setup", "interrupted")
 """What a charge paid for: a search trial's training and evaluations, a confirmation (racing)
-run, or the start of either (model load, data, Ray actor) that precedes its first report."""
+run, the start of either (model load, data, Ray actor) that precedes its first report, or what
+runs held unreported when Ctrl-C stopped the search (``--resume`` runs that part again)."""
 
 LOAD_MARGIN = 1.1
 """A run's estimate (from what the search measured) times this must fit what is left: a machine

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,15 @@ MAX_ERRORS = 4
 """Trials that error before reporting anything, with no trial yet reporting: the pool stops
 (every method's trials failing at start is a set-up problem, not something budget fixes)."""
 TIME = "training_iteration"
+
+_LIVE: list[PoolSearcher] = []
+"""The pool this process built or restored last (``live_pool``)."""
+
+
+def live_pool() -> PoolSearcher | None:
+    """The pool built, or restored by Tune, in this process: after ``Tuner.fit`` returns, the
+    caller's handle on a restored experiment's searcher (Tune unpickled it)."""
+    return _LIVE[-1] if _LIVE and _LIVE[-1].pid == os.getpid() else None
 
 
 class PoolSearcher(Searcher):
@@ -63,6 +73,10 @@ class PoolSearcher(Searcher):
         self.errors = 0
         self.pid = os.getpid()
         """The process whose state this is: the one that built the pool, or restored it."""
+        self.restored_at: float | None = None
+        self._here: set[tuple[str, int]] = set()
+        """(trial, evaluation) reports this process charged (``_rerun``)."""
+        _LIVE[:] = [self]
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True  # each method's searcher was built with its metric, mode and space
@@ -119,13 +133,29 @@ class PoolSearcher(Searcher):
         if t <= 0:
             return
         seconds = float(result.get("time_this_iter_s", 0.0) or 0.0)
-        if self.gate.ledger.charge("trial", method, seconds, run_id=trial_id, index=t):
+        run_id = trial_id
+        if self._rerun(trial_id, t, result):
+            run_id = f"{trial_id}/rerun-{self.restored_at or 0:.0f}"
+        if self.gate.ledger.charge("trial", method, seconds, run_id=run_id, index=t):
+            self._here.add((trial_id, t))
             self.gate.reported(trial_id, method, t, seconds)
         score = result.get(self.metric)
         if isinstance(score, (int, float)):
             rows = float(result.get("eval_rows", 0.0) or 0.0) / self.tasks
             self.allocator.observe(method, trial_id, int(result.get("step", t)), float(score), int(rows))
         self._write()
+
+    def _rerun(self, trial_id: str, t: int, result: dict) -> bool:
+        """Is this an evaluation charged before ``--resume`` and run again since (the trial's
+        checkpoint older than its report): the slot was held twice. Not when Tune hands the same
+        report again: twice in one process (its two hooks), or one from before the restore (its
+        ``timestamp`` is older)."""
+        if (trial_id, t) in self._here or self.restored_at is None:
+            return False
+        if not self.gate.ledger.charged(trial_id, t):
+            return False
+        stamp = result.get("timestamp")
+        return isinstance(stamp, (int, float)) and stamp >= self.restored_at - 1
 
     def guard(self) -> bool:
         """Stop the pool now when the running trials have held their slots past the whole budget
@@ -143,6 +173,19 @@ class PoolSearcher(Searcher):
         self.overran = True
         self._finish(f"{why}; they are stopped")
         return True
+
+    def charge_interrupted(self, now: float | None = None) -> float:
+        """Ctrl-C stopped the experiment: charge what the running trials held since they started or
+        last reported (``--resume`` runs that part again, and charges it again when it reports).
+        Returns the seconds charged."""
+        now = time.time() if now is None else now
+        total = 0.0
+        for trial, seconds in self.gate.in_flight(now).items():
+            method, t = self.gate.running[trial]
+            run_id = f"{trial}/interrupted-{now:.0f}"
+            if self.gate.ledger.charge("interrupted", method, seconds, run_id=run_id, index=t + 1):
+                total += seconds
+        return total
 
     def _finish(self, why: str):
         self.finished = True
@@ -172,6 +215,8 @@ class PoolSearcher(Searcher):
             self.gate.ledger = type(ledger).load(ledger.path)
         self.gate.restarted()
         self.pid = os.getpid()  # restored in this process: its overrun stop acts again
+        self.restored_at, self._here = time.time(), set()
+        _LIVE[:] = [self]
 
 
 def write_pool_state(folder: Path, state: dict) -> None:

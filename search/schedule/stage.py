@@ -25,6 +25,7 @@ from search.schedule.pool import (
     Gate,
     PoolScheduler,
     PoolSearcher,
+    live_pool,
     per_method_policy,
     read_pool_state,
 )
@@ -151,7 +152,13 @@ def run_pool(plan, data, tracker, parents: dict[str, str], concurrency: int, res
             by_method[method].append(r)
     state = read_pool_state(Path(s.out)) or {}
     if not state.get("finished") or grid.num_terminated + grid.num_errors < len(grid):
-        return None  # interrupted: the searcher had not finished, or trials were still running
+        # interrupted: the searcher had not finished, or trials were still running
+        pool = live_pool()
+        if pool is not None and pool.gate.running:
+            held = pool.charge_interrupted()
+            print(f"[{POOL}] interrupted: {held:.0f} s the running trials held since their last "
+                  "report charged (--resume runs that part again)", flush=True)
+        return None
     return PoolOutcome(by_method, time.time() - start, state)
 
 

@@ -98,6 +98,20 @@ class RunsStop(_ExperimentStop):
             return 0.0
         return max(0.0, self.held_s(self.at) - max(0.0, reported_s))
 
+    def charge_interrupted(self, method: str, results, now: float | None = None) -> float:
+        """Ctrl-C stopped the experiment: charge what its slots held since this process started it
+        (``start``) less the seconds of ``results`` (Tune's) that ended since, which are charged
+        when ``--resume`` collects them, as ``<experiment>/interrupted-<time>``; the runs stopped
+        before their report run again after ``--resume``. Returns the seconds (an upper bound:
+        every slot counts as held)."""
+        now = time.time() if now is None else now
+        ended = sum(float(m.get("time_total_s", 0.0) or 0.0) for m in (r.metrics or {} for r in results)
+                    if float(m.get("timestamp", 0) or 0) >= self.start - 1)
+        seconds = max(0.0, self.held_s(now) - ended)
+        self.ledger.charge("interrupted", method, seconds, run_id=f"{self.experiment}/interrupted-{now:.0f}",
+                           index=1)
+        return seconds
+
     def charge_stopped(self, method: str, reported_s: float) -> float:
         """Charge ``unreported_s`` to ``method`` as ``<experiment>/stopped``; returns the seconds."""
         seconds = self.unreported_s(reported_s)

@@ -64,6 +64,8 @@ def run_round(plan, data, tracker, parents: dict[str, str], concurrency: int, re
     grid = tuner.fit()
     stopped = stop.why is not None
     if grid.num_terminated + grid.num_errors < len(runs) and not stopped:
+        held = stop.charge_interrupted(runs[0][0].method, grid)
+        print(f"[race] interrupted: {held:.0f} s its runs held unreported charged", flush=True)
         return False
     reported = 0.0
     for r in grid:
