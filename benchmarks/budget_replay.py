@@ -29,8 +29,7 @@ from typing import Any
 
 from benchmarks.common import ROOT
 from benchmarks.scheduler_replay import synthetic_table
-from search.policies import percentile
-from search.replay import Curve, json_safe
+from search.results import json_safe
 from search.schedule.budget_replay import (
     Settings,
     Table,
@@ -39,6 +38,8 @@ from search.schedule.budget_replay import (
     total_fifo_s,
 )
 from search.schedule.gate import RESERVE_SHARE
+from search.schedule.policies import percentile
+from search.schedule.replay_table import Curve
 
 METHODS = ("lora", "dora", "adapter", "lora_adapter")
 LEVELS = {"lora": 0.46, "dora": 0.47, "adapter": 0.51, "lora_adapter": 0.49}
@@ -71,8 +72,8 @@ def synthetic_methods(seed: int, configs: int = 16, subset_sd: float = 0.05) -> 
 
 def load_table(uri: str, experiment: str) -> tuple[Table, int]:
     """(method -> curves, tasks) of a recorded FIFO ``--eval-full`` search of several methods."""
-    from search.replay import method_curves
     from search.report.data import load_experiment
+    from search.schedule.replay_table import method_curves
 
     record = load_experiment(uri, experiment)
     if len(record.methods) < 2:

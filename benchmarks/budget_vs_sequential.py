@@ -17,7 +17,7 @@ same data, methods, steps, evaluation rows and ``--set`` (batch, max length):
    searches, ``-confirm`` and ``-fresh`` experiments), per run the sum of ``time_this_iter_s`` over
    its distinct ``training_iteration`` (the first record of each; a run without it counts its last
    ``time_total_s``). That is exactly what ``--budget``'s ledger charges (``search.schedule.pool``
-   charges each pool report's ``time_this_iter_s`` keyed by iteration; ``search.confirm`` and
+   charges each pool report's ``time_this_iter_s`` keyed by iteration; ``search.selection.confirm`` and
    race rounds charge a run's ``time_total_s``), so both arms are measured alike. Not
    ``<method>/trials.json``: it holds only the search trials (no confirmation runs) and driver
    clock stamps that include queueing. The same files of the budget run are summed as well, as an
@@ -458,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     record = {"quick": args.quick, "settings": {k: str(v) for k, v in vars(args).items()} | {"set": sets},
               "rows": rows, "summary": summary, "peer": peer}
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    from search.replay import json_safe
+    from search.results import json_safe
 
     args.json.write_text(json.dumps(json_safe(record), indent=1, default=str))
     print(f"\nwrote {args.json} (records only, no checkpoints; benchmarks/results/ is git-ignored: git add -f)")

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import ROOT, run_search
-from search.replay import json_safe
+from search.results import json_safe
 from search.stats import t_half_width
 
 FULL = {"methods": "lora,dora,adapter,lora_adapter", "seeds": "0,1,2", "num_samples": 6, "steps": 60,

@@ -10,12 +10,12 @@
    from the same predictions, on that rung's stratified subset). Skipped when it exists.
 2. Fidelity: Kendall tau, at each rung, between the subset scores and the whole-dev scores of the
    same checkpoints; and between each rung's whole-dev score and the final one.
-3. Replays (``search.replay``) of every scheduler over ``--orders`` random trial orders, 2 trials
+3. Replays (``search.schedule.replay``) of every scheduler over ``--orders`` random trial orders, 2 trials
    at once: compute until the search holds a config within 0.5 points of the table's best (its
-   pick trained to the end, kept to the end; see ``search.replay``), the share of orders that
+   pick trained to the end, kept to the end; see ``search.schedule.replay``), the share of orders that
    held, per-order ratios to FIFO and to ASHA scoring the whole dev set, the share of replays
    that end within 0.5 points, and per order PASHA against ASHA and PASHA against PASHA without
-   its leader rule (``search.policies.Pasha``).
+   its leader rule (``search.schedule.policies.Pasha``).
 4. ``--real-check N``: real ASHA and PASHA searches over the table's first N configs (the same
    random searcher and seed draw them again) against the simulator's prediction for that order:
    steps, which trial stopped at which evaluation, and the pick.
@@ -39,14 +39,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 from benchmarks.common import ROOT, run_search
-from search.replay import (
-    Curve,
+from search.report.replay import load_curves
+from search.results import json_safe
+from search.schedule.replay import (
     Replay,
     Scenario,
-    curves_from_records,
     hold_ratios,
-    json_safe,
-    load_curves,
     orders,
     paired_shares,
     quartiles,
@@ -54,6 +52,7 @@ from search.replay import (
     summarize,
     table_best,
 )
+from search.schedule.replay_table import Curve, curves_from_records
 
 TOLERANCE = 0.005
 NO_LEADER = (("leader", False),)
@@ -120,7 +119,7 @@ def synthetic_table(seed: int, subset_sd: float = 0.05, trials: int = 32, evalua
 
 
 def replay_rows(curves: list[Curve], count: int, seed: int, concurrency: int) -> tuple[list[dict], list[dict]]:
-    """``search.replay.summarize`` of every scenario against FIFO, plus the ratio to ASHA scoring
+    """``search.schedule.replay.summarize`` of every scenario against FIFO, plus the ratio to ASHA scoring
     the whole dev set and the share of orders meeting both targets; and the paired comparisons."""
     best = table_best(curves)
     plans = orders(len(curves), count, seed)

@@ -14,7 +14,7 @@ The stages, each charged to one ledger (``search.schedule.budget``, saved as ``b
 3. **Fresh seeds and the test split**: the race's leader, the best candidate of another method
    (the runner-up) and their methods' defaults (when they raced) are retrained with seeds the
    race never used, 3 or as many as 5 when the budget left pays;
-   the test split scores them (``search.heldout``). The reported figures come from these runs: the
+   the test split scores them (``search.selection.heldout``). The reported figures come from these runs: the
    race's seeds chose the leader, so its race mean is biased upward.
 
 The driver records each method as a per-method search does (``search.recording.record_method``) and then calls
@@ -30,18 +30,25 @@ from pathlib import Path
 from typing import Any
 
 from search import stats
-from search.confirm import Candidate as Pick
-from search.confirm import Confirmation, confirm_seeds, default_config, pick_candidates, run_confirmation
 from search.results import CONFIRM_OUTPUTS, TEST_OUTPUTS, progress_of, write_json_atomic
-from search.schedule.budget import LOAD_MARGIN, Ledger, format_duration, parse_duration
+from search.schedule.budget import Ledger, format_duration, parse_duration
 from search.schedule.calibrate import sized_steps
+from search.schedule.costs import Costs, run_cost
 from search.schedule.gate import RESERVE_SHARE
 from search.schedule.methods import MethodAllocator
 from search.schedule.stage import run_pool
 from search.schedule.stops import RunsStop
+from search.selection.confirm import Candidate as Pick
+from search.selection.confirm import (
+    Confirmation,
+    confirm_seeds,
+    pick_candidates,
+    run_confirmation,
+)
 from search.selection.race_tune import load_race, run_round, save_race
 from search.selection.racing import Candidate, Race
 from search.stats import Outputs
+from search.warm import default_config
 
 BUDGET_FILE = "budget.json"
 ANSWER_FILE = "answer.json"
@@ -109,7 +116,7 @@ def run_budgeted(plan, data, tracker, parents: dict[str, str], concurrency: int,
         print(f"[{method}] no new trials after evaluation {why['when']}: {why['why']}", flush=True)
     # Each race round and each method's fresh seeds is a Tune experiment of its own, on new
     # workers: each of its first `concurrency` runs also pays the cold start the pool measured.
-    costs = Costs(_run_cost(pool.by_method, s.max_t), float(pool.state.get("cold_start_s") or 0.0),
+    costs = Costs(run_cost(pool.by_method, s.max_t), float(pool.state.get("cold_start_s") or 0.0),
                   concurrency)
     race = load_race(out)
     if race is None:
@@ -151,63 +158,6 @@ def run_budgeted(plan, data, tracker, parents: dict[str, str], concurrency: int,
     outcome.confirmations, outcome.fresh_note = fresh
     outcome.ledger = ledger
     return outcome
-
-
-@dataclass
-class Costs:
-    """Seconds of the runs after the pool, from what the pool measured."""
-
-    run_s: dict[str, float]
-    """method -> one run to the full budget on a warm worker (``_run_cost``)."""
-    cold_s: float
-    """What a run on a new worker pays once more (``pool.Gate.cold_start_s``)."""
-    concurrency: int
-    factor: float = 1.0
-    """Charged / estimated seconds of the latest experiment after the pool (1 until one ran):
-    later estimates scale by it, so a machine that slowed down since the pool is seen."""
-
-    @property
-    def run(self) -> float:
-        return max(self.run_s.values(), default=0.0)
-
-    def experiment(self, runs: float) -> float:
-        """``runs`` runs in one new Tune experiment, scaled by ``factor``."""
-        return self.factor * self._unscaled(runs)
-
-    def _unscaled(self, runs: float) -> float:
-        """Each a warm run, the first ``concurrency`` also cold, as the pool measured them."""
-        return runs * self.run + min(runs, self.concurrency) * self.cold_s
-
-    def wall(self, runs: float) -> float:
-        """Seconds on the clock of ``runs`` runs in one experiment, spread over the slots."""
-        return self.experiment(runs) / max(1.0, min(runs, self.concurrency))
-
-    def observe(self, runs: int, charged_s: float) -> None:
-        """An experiment of ``runs`` runs charged ``charged_s``: the next estimates scale to it."""
-        base = self._unscaled(runs)
-        if runs > 0 and base > 0 and charged_s > 0:
-            self.factor = charged_s / base
-
-    def seeds_that_fit(self, ledger: Ledger, configs: list[int], most: int) -> int:
-        """The most fresh seeds (``most`` down to 2) for experiments of ``configs`` configs each
-        whose estimate, with ``LOAD_MARGIN``, the budget left still pays; 0 when not even 2 do."""
-        return next((k for k in range(most, 1, -1)
-                     if ledger.fits(LOAD_MARGIN * sum(self.experiment(k * c) for c in configs),
-                                    wall=sum(self.wall(k * c) for c in configs))), 0)
-
-
-def _run_cost(by_method: dict[str, list], max_t: int) -> dict[str, float]:
-    """Seconds of one run to the full budget, per method: the trials' seconds per evaluation
-    (set-up included) times the evaluations of a trial never stopped (an upper bound for a race
-    run, which evaluates once)."""
-    cost = {}
-    for method, results in by_method.items():
-        per_eval = [float(r.metrics["time_total_s"]) / int(r.metrics["training_iteration"])
-                    for r in results if r.metrics and r.metrics.get("training_iteration")
-                    and r.metrics.get("time_total_s")]
-        if per_eval:
-            cost[method] = sum(per_eval) / len(per_eval) * max_t
-    return cost
 
 
 def _race_candidates(plan, by_method: dict[str, list], eliminated: dict, reserve_s: float,
@@ -300,7 +250,7 @@ def _default_of(race: Race, method: str) -> Candidate | None:
 
 
 def _pick(race: Race, c: Candidate) -> Pick:
-    """A race candidate as ``search.confirm`` records one (its race seeds as selection seeds)."""
+    """A race candidate as ``search.selection.confirm`` records one (its race seeds as selection seeds)."""
     pick = Pick(c.name, c.config, is_default=c.is_default)
     pick.seed_scores = race.scores(c.name)
     return pick
@@ -385,7 +335,7 @@ def _method_rows(outcome: BudgetOutcome, by_row: dict[str, dict], ledger: Ledger
 
 
 def _write(out: Path, record: dict[str, Any]) -> dict[str, Any]:
-    from search.replay import json_safe
+    from search.results import json_safe
 
     write_json_atomic(out / ANSWER_FILE, json_safe(record))
     print(f"\nanswer: {record['verdict']}\nbudget used {format_duration(record['used_s'])} of "

@@ -154,7 +154,7 @@ class MlflowCallback(tune.Callback):
                  retry_s: float = RETRY_S, starts: list[tuple[str, dict]] | None = None,
                  kind: str = "trial") -> None:
         # starts: the enqueued (origin, point)s; a trial running one gets the tag warm_start.
-        # kind: "confirm" records confirmation runs (search.confirm), not search trials.
+        # kind: "confirm" records confirmation runs (search.selection.confirm), not search trials.
         self.trial_runs = TrialRuns(uri, experiment_id, parent_run_id, method, max_t, starts, kind)
         self.writes = BackgroundWrites(WriteQueue(uri, retry_s))
 

@@ -60,7 +60,7 @@ def _add_setting(group: argparse._ArgumentGroup, f: Field, hint: Any, choices: d
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from search.schedulers import SCHEDULERS
+    from search.schedule.schedulers import SCHEDULERS
     from search.searchers import SEARCHERS
     from trainers.methods import METHODS
 
@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["replay"]:  # peft-search replay --experiment NAME: schedulers offline
-        from search.replay import main as replay
+        from search.report.replay import main as replay
 
         return replay(argv[1:])
     args = vars(build_parser().parse_args(argv))

@@ -18,8 +18,6 @@ from ray import tune
 
 from search.budget import ParamCounter
 from search.callbacks import DriverMemory, MlflowCallback, Progress, result_files
-from search.confirm import confirm, default_config, pick_candidates
-from search.confirm import table as confirm_table
 from search.experiments import restored, run_settings, trainable
 from search.plan import Plan
 from search.pruning import CheckpointPruner
@@ -31,12 +29,14 @@ from search.results import (
     write_tables,
 )
 from search.schedule.budget import format_duration, parse_duration
-from search.schedulers import scheduler_for
+from search.schedule.schedulers import scheduler_for
 from search.searchers import METRIC, make_searcher, objective_metrics
+from search.selection.confirm import confirm, pick_candidates
+from search.selection.confirm import table as confirm_table
 from search.settings import confirm_budget
 from search.tracking import Tracker, ui_hint
 from search.trainable import run_trial
-from search.warm import start_points
+from search.warm import default_config, start_points
 
 ROOT = Path(__file__).resolve().parents[1]
 # Shipped to every node with each search, so workers run the driver's code.

@@ -3,7 +3,7 @@ experiment restored on ``--resume`` (and refused over an existing one otherwise)
 settings (trial logs to files, the search's own callbacks, failures retried twice).
 
 A search runs several: one per method (``search.driver``), the confirmation steps
-(``search.confirm``), and under ``--budget`` the pool and each race round.
+(``search.selection.confirm``), and under ``--budget`` the pool and each race round.
 """
 
 from __future__ import annotations

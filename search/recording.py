@@ -10,8 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from search.confirm import Confirmation, record_pick
-from search.heldout import test_confirmation, test_pick
 from search.plan import Plan, space_record
 from search.report.pareto import pareto_front
 from search.results import (
@@ -27,6 +25,8 @@ from search.results import (
     write_json_atomic,
 )
 from search.searchers import METRIC
+from search.selection.confirm import Confirmation, record_pick
+from search.selection.heldout import test_confirmation, test_pick
 from search.settings import confirm_budget
 from search.tracking import Tracker
 from spaces.auto import design_name

@@ -19,7 +19,7 @@ MULTI_CONFIRM = "2:3"
 """``--confirm`` of a search over several methods unless given: what a method ranking needs."""
 MAX_CONFIRM_SEEDS = 498
 """The most seeds N of ``--confirm K:N``: each search seed owns a block of 1,000 confirmation seeds,
-selection seeds from its start and fresh ones from its middle (``search.confirm.confirm_seeds``),
+selection seeds from its start and fresh ones from its middle (``search.selection.confirm.confirm_seeds``),
 498 each so that ``--seed -2``'s block never holds -2."""
 OWN_FLAGS = {"method", "tasks", "data_dir", "task_file", "model", "max_steps", "eval_every", "seed",
              "max_train_samples", "max_eval_samples", "eval_rows", "eval_growth", "eval_full",

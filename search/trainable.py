@@ -32,8 +32,15 @@ def run_trial(config: dict[str, Any], data=None) -> None:
     _run(to_train_config(config), data, "trial")  # an --method auto config: its design
 
 
+def run_of(config: dict[str, Any], seed: int) -> dict[str, Any]:
+    """A confirmation (or race) run of ``config``: new seed, the full budget, one evaluation at
+    the end on the whole validation set."""
+    return {**config, "seed": seed, "eval_every": config["max_steps"], "eval_rows": None,
+            "eval_full": False}
+
+
 def run_confirm(config: dict[str, Any], data=None) -> None:
-    """A confirmation run (``search.confirm``): train ``config["run"]`` to the end, then report
+    """A confirmation run (``search.selection.confirm``): train ``config["run"]`` to the end, then report
     its one whole-validation evaluation with a checkpoint that also holds the per-row
     predictions (``outputs.npz``) the intervals are computed from."""
     from trainers.config import TrainConfig

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from search.results import resolved_config
 from spaces.common import Dim, Space
 
 DEFAULT = "default"
@@ -287,3 +288,17 @@ def origin_of(config: dict[str, Any], starts: list[Start], used: set[int]) -> in
         if i not in used and same_point(point, config):
             return i
     return None
+
+
+def default_config(plan, method: str) -> dict[str, Any] | None:
+    """The resolved config of the method's defaults (with the search's fixed values), which
+    confirmation retrains beside the top configs, whether or not the search began with them
+    (``--no-default-trial``); None for ``auto`` and when a default lies outside the space."""
+    if method == "auto":
+        return None
+    space = plan.spaces[method]
+    point = default_point(space, method, lambda _: None, plan.constants[method])
+    if point is None:
+        return None
+    fixed = {d.name: d.value for d in space.dims if d.kind == "fixed"}  # as every trial has them
+    return resolved_config({**plan.constants[method], **fixed, **point})

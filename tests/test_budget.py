@@ -120,12 +120,12 @@ def _used(out) -> float:
 def test_a_race_round_is_one_tune_experiment_charged_to_the_ledger(tiny_model_dir, tmp_path, ray_local):
     """Two rounds of a race between two configs of the tiny model: every survivor trained once per
     round with the round's seed, each run's seconds charged once, the race saved after each round."""
-    from search.confirm import default_config
     from search.plan import make_plan, prepare
     from search.selection.race_tune import load_race, run_round
     from search.selection.racing import Candidate, Race
     from search.settings import settings_from
     from search.tracking import Tracker
+    from search.warm import default_config
 
     s = settings_from({"method": "lora", "model": tiny_model_dir, "max_steps": 20, "eval_every": 10,
                        "max_train_samples": 64, "max_eval_samples": 32, "out": str(tmp_path / "r"),
@@ -155,8 +155,8 @@ def test_fresh_runs_are_costed_from_the_last_measured_experiment_not_the_pool_al
     low once the machine slowed down. After the leader's fresh runs charged twice their estimate,
     the runner-up's are costed at that rate and get no seeds, where the pool's estimate alone would
     have started 3 seeds that run past the budget."""
-    from search.budgeted import Costs
     from search.schedule.budget import LOAD_MARGIN, Ledger
+    from search.schedule.costs import Costs
 
     costs = Costs({"lora": 10.0, "adapter": 12.0}, cold_s=2.0, concurrency=2)
     assert costs.experiment(6) == 6 * 12.0 + 2 * 2.0  # the slowest method's run, 2 cold starts
@@ -178,7 +178,7 @@ def test_fresh_runs_are_costed_from_the_last_measured_experiment_not_the_pool_al
 
 
 def test_a_faster_stage_lowers_the_next_estimate_and_a_failed_one_leaves_it():
-    from search.budgeted import Costs
+    from search.schedule.costs import Costs
 
     costs = Costs({"lora": 20.0}, cold_s=0.0, concurrency=1)
     costs.observe(4, 40.0)  # race runs evaluate once: half the pool's per-run estimate
@@ -266,8 +266,9 @@ def test_a_small_reserve_races_the_methods_bests_before_defaults_and_second_lead
     then the defaults, then the second leaders, the methods by their standing."""
     from types import SimpleNamespace
 
-    from search.budgeted import Costs, _race_candidates
+    from search.budgeted import _race_candidates
     from search.plan import make_plan
+    from search.schedule.costs import Costs
     from search.settings import settings_from
 
     s = settings_from({"method": "lora,dora,adapter,lora_adapter", "model": tiny_model_dir,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import random
 
-from search.replay import Curve
 from search.schedule.budget_replay import (
     Order,
     Settings,
@@ -17,6 +16,7 @@ from search.schedule.budget_replay import (
     summarize,
     total_fifo_s,
 )
+from search.schedule.replay_table import Curve
 
 
 def curve(tid: str, final: float, rise: float = 0.02, train: float = 10.0, rows: float = 3000.0,

@@ -72,7 +72,7 @@ def test_training_refuses_the_test_split(tiny_tokenizer):
 def test_confirmation_seeds_of_neighbouring_searches_are_disjoint():
     """Selection seeds and fresh seeds, of searches with neighbouring --seed (negative ones
     too): no two share a seed, and none is the seed of its own search's trials."""
-    from search.confirm import confirm_seeds
+    from search.selection.confirm import confirm_seeds
 
     seeds = range(-3, 5)
     blocks = [set(confirm_seeds(seed, 498, fresh=fresh)) for seed in seeds for fresh in (False, True)]
@@ -98,7 +98,7 @@ def test_more_confirm_seeds_than_a_block_holds_are_refused_when_the_flag_is_pars
     """N above 498 would fail in ``confirm_seeds`` only after the whole search: the flag refuses
     it, in one line naming --confirm and the limit, before anything runs."""
     from search.cli import main
-    from search.confirm import confirm_seeds
+    from search.selection.confirm import confirm_seeds
     from search.settings import MAX_CONFIRM_SEEDS
 
     assert MAX_CONFIRM_SEEDS == 498 and parse_confirm("2:498") == (2, 498)
@@ -130,7 +130,7 @@ def _result(tid: str, lr: float, score: float, iters: int, failure: str | None =
 
 
 def test_candidates_are_the_furthest_best_distinct_configs_then_the_defaults():
-    from search.confirm import pick_candidates
+    from search.selection.confirm import pick_candidates
 
     results = [_result("a", 1e-3, 0.70, 1),  # stopped at the first rung: a subset score
                _result("b", 2e-4, 0.60, 3), _result("c", 3e-4, 0.65, 3),
@@ -148,7 +148,7 @@ def test_candidates_are_the_furthest_best_distinct_configs_then_the_defaults():
 
 def _cand(label: str, right: np.ndarray, default: bool = False):
     """A candidate whose seeds' right/wrong on one binary task is ``right`` (seeds, rows)."""
-    from search.confirm import Candidate
+    from search.selection.confirm import Candidate
 
     c = Candidate(label, {"lr": len(label)}, 0.7, is_default=default)
     c.outputs = binary(right)
@@ -162,7 +162,7 @@ def test_the_pick_is_chosen_on_selection_seeds_and_reported_on_fresh_ones():
     of the fresh-seed runs: the confirmed score, its interval, and the gain over the defaults
     (12 of 400 rows the defaults get wrong on every seed and the pick right: +3 points exactly,
     separable)."""
-    from search.confirm import Confirmation, fresh_candidates, summary_numbers, winner
+    from search.selection.confirm import Confirmation, fresh_candidates, summary_numbers, winner
 
     rng = np.random.default_rng(0)
     base = rng.random(400) < 0.6
@@ -196,7 +196,7 @@ def test_the_pick_is_chosen_on_selection_seeds_and_reported_on_fresh_ones():
 def test_a_pick_without_selection_seeds_reports_no_selection_score():
     """A ``--budget`` race that ran no round leaves its pick no selection seeds: the records say
     nothing of a selection score (they said -inf)."""
-    from search.confirm import Confirmation, summary_numbers
+    from search.selection.confirm import Confirmation, summary_numbers
 
     rng = np.random.default_rng(1)
     right = np.array([rng.random(300) < 0.6 for _ in range(3)])
@@ -213,7 +213,7 @@ def test_the_fresh_seed_figure_of_the_pick_is_free_of_the_selection_bias():
     the same 300 validation rows (seed sd ~1 point). The pick's selection mean is the best of 3
     noisy means: biased upward. Its fresh seeds on the same rows leave the rows' share; its
     fresh seeds on the test split, nothing."""
-    from search.confirm import Candidate, Confirmation, fresh_candidates, summary_numbers, winner
+    from search.selection.confirm import Candidate, Confirmation, fresh_candidates, summary_numbers, winner
 
     rng = np.random.default_rng(21)
     noise, draws, truth = Noise(seed=0.03, config_seed=0.03), 1000, 0.7
@@ -287,7 +287,7 @@ def confirmed(tiny_model_dir, tmp_path_factory):
 
 @pytest.mark.integration
 def test_confirmation_picks_records_and_scores_the_test_split_once_after_selection(confirmed):
-    from search.heldout import TEST_DEFAULT_OUTPUTS
+    from search.selection.heldout import TEST_DEFAULT_OUTPUTS
     from search.stats import difference
 
     base, stdout, audit = confirmed
@@ -398,7 +398,7 @@ def test_an_interrupted_confirmation_resumes_without_rerunning_finished_runs(tin
 
 def test_a_pick_without_a_checkpoint_is_said_not_crashed_on(tmp_path, capsys):
     """A method whose pick kept no checkpoint: one line, no test numbers, no IndexError."""
-    from search.heldout import score_test, test_pick
+    from search.selection.heldout import score_test, test_pick
 
     row, summary = {}, {}
     test_pick("lora", tmp_path, [None], row, summary)

@@ -9,9 +9,9 @@ import time
 import pytest
 from ray.tune.search import Searcher
 
-from search.policies import CONTINUE, STOP
 from search.schedule.budget import Ledger
 from search.schedule.methods import MethodAllocator
+from search.schedule.policies import CONTINUE, STOP
 from search.schedule.pool import (
     METHOD_KEY,
     ByMethod,

@@ -146,7 +146,7 @@ def test_state_round_trips_through_json_mid_round():
 
 
 def test_seeds_follow_the_confirmation_scheme():
-    from search.confirm import confirm_seeds
+    from search.selection.confirm import confirm_seeds
 
     for seed in (-2, 0, 5):
         assert racing.confirm_seeds(seed, 40) == confirm_seeds(seed, 40)

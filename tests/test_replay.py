@@ -1,4 +1,4 @@
-"""The replay simulator (search.replay) against searches computed by hand on constructed tables:
+"""The replay simulator (search.schedule.replay) against searches computed by hand on constructed tables:
 what counts as holding a config, set-up charged, never-held orders kept in the statistics, a
 table without --eval-full refused; and a real FIFO --eval-full search replayed from MLflow."""
 
@@ -11,20 +11,18 @@ from types import SimpleNamespace
 
 import pytest
 
-from search.replay import (
-    Curve,
+from search.results import json_safe
+from search.schedule.replay import (
     Replay,
     Scenario,
-    curves_from_records,
     hold_ratios,
-    json_safe,
-    method_curves,
     orders,
     paired_shares,
     replay_all,
     simulate,
     summarize,
 )
+from search.schedule.replay_table import Curve, curves_from_records, method_curves
 from search.trial_outcome import furthest_best as pick
 
 
@@ -171,7 +169,7 @@ def test_curve_records_round_trip_and_a_missing_field_is_named():
 def test_fifo_eval_full_search_replays_from_mlflow(tiny_model_dir, tmp_path):
     from searchkit import cli, mlflow_runs, run
 
-    from search.replay import load_curves
+    from search.report.replay import load_curves
 
     out = tmp_path / "table"
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

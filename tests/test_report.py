@@ -254,10 +254,10 @@ def _fix(right: np.ndarray, rows: int, rng) -> np.ndarray:
 def _confirmed(name, pick, default, search, test=None, trial_score=0.5):
     """A method confirmed by the product: its pick's and its defaults' fresh-seed right/wrong on
     validation (``pick``, ``default``; ``default`` None: the defaults were the pick) and on test
-    (``test``: (pick, default) or None for no test split), summed up by ``search.confirm`` and
-    ``search.heldout`` as the driver does."""
-    from search.confirm import Candidate, Confirmation, summary_numbers
-    from search.heldout import gain_numbers
+    (``test``: (pick, default) or None for no test split), summed up by ``search.selection.confirm`` and
+    ``search.selection.heldout`` as the driver does."""
+    from search.selection.confirm import Candidate, Confirmation, summary_numbers
+    from search.selection.heldout import gain_numbers
     from search.stats import Outputs, interval
 
     def outputs(right):

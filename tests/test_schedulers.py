@@ -1,4 +1,4 @@
-"""Stopping rules (search.policies), their Tune wrapper on a synthetic objective whose answer is
+"""Stopping rules (search.schedule.policies), their Tune wrapper on a synthetic objective whose answer is
 known, its state across --resume, and a real PASHA search with dev subsets (the replay
 simulator: tests/test_replay.py)."""
 
@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from search.policies import CONTINUE, STOP, Asha, Hyperband, Pasha, make_policy
+from search.schedule.policies import CONTINUE, STOP, Asha, Hyperband, Pasha, make_policy
 
 
 def test_asha_decides_as_rays_asha_scheduler():
@@ -158,7 +158,7 @@ def test_pasha_epsilon_fixed_from_the_flag_and_bad_values_refused_in_one_line():
             Pasha(4, epsilon=bad)
     with pytest.raises(ValueError, match="only pasha"):
         make_policy("asha", 4, epsilon=0.1)
-    from search.schedulers import make_scheduler
+    from search.schedule.schedulers import make_scheduler
     from search.settings import settings_from
 
     fixed = make_scheduler("pasha", max_t=4, grace_period=1, reduction_factor=2, epsilon=0.02)
@@ -178,7 +178,7 @@ def test_policy_scheduler_state_comes_back_when_tune_rebuilds_it_as_pickled_at_t
 
     from ray.tune.schedulers import TrialScheduler
 
-    from search.policy_scheduler import STATE_FILE, PolicyScheduler
+    from search.schedule.policy_scheduler import STATE_FILE, PolicyScheduler
 
     folder = tmp_path / "exp" / "driver_artifacts"
     folder.mkdir(parents=True)
@@ -214,7 +214,7 @@ def test_policy_scheduler_state_comes_back_when_tune_rebuilds_it_as_pickled_at_t
 def test_pasha_in_tune_finds_the_known_best_with_less_compute_than_asha(ray_local):
     from ray import tune
 
-    from search.schedulers import make_scheduler
+    from search.schedule.schedulers import make_scheduler
 
     def synthetic(config):
         """Score curve q * (1 - 0.5**t): every config ranks the same at every evaluation, and
@@ -271,7 +271,7 @@ def test_resumed_search_keeps_pashas_rungs(ray_local):
     start): a run interrupted after 3 of 6 trials and restored decides as if never interrupted."""
     from ray import tune
 
-    from search.schedulers import make_scheduler
+    from search.schedule.schedulers import make_scheduler
 
     def synthetic(config):
         for t in range(1, 5):
@@ -327,7 +327,7 @@ def test_pasha_epsilon_flag_reaches_the_search_scheduler():
     """``--pasha-epsilon`` as the command line parses it ends up in the scheduler the search runs
     (fixed, not estimated); without the flag the scheduler estimates it."""
     from search.cli import build_parser
-    from search.schedulers import scheduler_for
+    from search.schedule.schedulers import scheduler_for
     from search.settings import settings_from
 
     def built(*flags: str):

@@ -91,7 +91,7 @@ def test_no_default_trial_and_auto_enqueue_nothing():
 def test_confirmation_retrains_the_defaults_even_without_a_default_trial():
     """README: a method's defaults are always among the confirmed candidates; --no-default-trial
     only leaves the search's first trial to the searcher."""
-    from search.confirm import default_config
+    from search.warm import default_config
 
     with_trial = default_config(_Plan("lora"), "lora")
     assert with_trial is not None and with_trial["method"] == "lora"

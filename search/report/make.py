@@ -155,8 +155,9 @@ def summary_text(report: Report) -> str:
 
 def replay_text(exp: ExperimentRecord, orders: int = 100) -> str:
     """For each method searched FIFO: the compute other schedulers would have used on these
-    curves (``search.replay``), as lines of Markdown; '' when no method ran FIFO."""
-    from search.replay import Scenario, method_curves, replay_all
+    curves (``search.schedule.replay``), as lines of Markdown; '' when no method ran FIFO."""
+    from search.schedule.replay import Scenario, replay_all
+    from search.schedule.replay_table import method_curves
 
     lines = []
     for m in exp.methods:

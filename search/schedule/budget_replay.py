@@ -1,13 +1,13 @@
 """Replay ``--budget``'s pool against today's sequential per-method search, offline (issue 26).
 
 The table: a FIFO ``--eval-full`` search of several methods (``method -> list[Curve]``, the curves
-``search.replay`` reads; every trial ran every evaluation, scored on the whole dev set and on the
+``search.schedule.replay`` reads; every trial ran every evaluation, scored on the whole dev set and on the
 rung's subset). Both searches below draw each method's configs in the same random order (one
 order per replay), run on ``concurrency`` slots, pay each trial's set-up once, each evaluation the
 seconds it took (a subset evaluation the whole-dev seconds times its share of rows), and stop
 trials with one PASHA per method (``make_policy("pasha", ...)``: rungs compare a method's trials
 with each other only), which sees the subset score before the last evaluation and the whole-dev
-score at it, as ``search.replay`` does.
+score at it, as ``search.schedule.replay`` does.
 
 - **The budget policy** (``simulate_pool``), as ``search.schedule.pool`` runs it: one pool; for
   each new trial the ``MethodAllocator`` picks the method (the live one with the fewest trials
@@ -23,12 +23,12 @@ score at it, as ``search.replay`` does.
   share and it has configs left. Its last trials may run past the share (generous to the
   baseline). Method order: the given one or a random one per replay.
 
-**Compute to hold** (the corrected metric of ``search.replay``, over the whole table): the
+**Compute to hold** (the corrected metric of ``search.schedule.replay``, over the whole table): the
 trial-time (set-up, training, evaluation, running trials' partial segments included) when the
 search's overall pick (``search.trial_outcome.furthest_best`` over every trial of every method)
 last became a config trained to the full budget whose full-budget whole-dev score is within
 ``tolerance`` of the table's best (over all methods), kept to the end. Never held, or lost by the
-end: +inf (``hold_s`` None). The per-order ratio budget/baseline is ``search.replay.hold_ratios``'s
+end: +inf (``hold_s`` None). The per-order ratio budget/baseline is ``search.schedule.replay.hold_ratios``'s
 (inf when the budget policy never held, 0 when only the baseline never held).
 
 **Not simulated.** The real ``--budget`` search then races the leaders on new seeds and retrains
@@ -47,11 +47,12 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from search.policies import CONTINUE, Policy, make_policy
-from search.replay import Curve, Replay, _so_far, hold_ratios, never_inf, quartiles, table_best
 from search.schedule.budget import Ledger
 from search.schedule.gate import RESERVE_SHARE, Gate
 from search.schedule.methods import MethodAllocator
+from search.schedule.policies import CONTINUE, Policy, make_policy
+from search.schedule.replay import Replay, _so_far, hold_ratios, never_inf, quartiles, table_best
+from search.schedule.replay_table import Curve
 from search.trial_outcome import furthest_best
 
 Table = dict[str, list[Curve]]

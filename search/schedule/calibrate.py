@@ -19,14 +19,14 @@ from pathlib import Path
 from ray import tune
 
 from search.callbacks import result_files
-from search.confirm import default_config, run_of
 from search.experiments import restored, run_settings, trainable
 from search.reported import expand
 from search.results import failed, write_json_atomic
 from search.schedule.budget import Ledger, format_duration
 from search.schedule.gate import RESERVE_SHARE
 from search.schedule.sizing import BudgetPlan, Cost, minimum_budget, size_plan
-from search.trainable import RUN_KEY, run_confirm
+from search.trainable import RUN_KEY, run_confirm, run_of
+from search.warm import default_config
 
 STEPS = 20
 """Training steps of a calibration run: enough to average a step's time past the first ones."""

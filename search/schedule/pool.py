@@ -14,7 +14,7 @@ method leave slots idle before the next starts. Here all methods' trials share o
 
 Why the searcher owns the allocator and the ledger: Tune saves the searcher's state with the
 experiment and restores it on ``--resume``, while the scheduler comes back as pickled at the start
-(``search.policy_scheduler`` writes its own file for that). One owner, one saved copy.
+(``search.schedule.policy_scheduler`` writes its own file for that). One owner, one saved copy.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
-from search.policies import CONTINUE, Policy
-from search.policy_scheduler import PolicyScheduler
 from search.schedule.gate import Gate
+from search.schedule.policies import CONTINUE, Policy
+from search.schedule.policy_scheduler import PolicyScheduler
 
 POOL = "pool"
 POOL_STATE = "pool_state.json"
@@ -289,7 +289,7 @@ class PoolScheduler(PolicyScheduler):
 def per_method_policy(name: str, max_t: int, grace: int, rf: float, **options) -> ByMethod:
     from functools import partial
 
-    from search.policies import make_policy
+    from search.schedule.policies import make_policy
 
     return ByMethod(partial(make_policy, name, max_t, grace, rf, **options), max_t)
 

@@ -18,13 +18,12 @@ from typing import Any
 from ray import tune
 
 from search.callbacks import ByMethod, MlflowCallback, Progress, result_files
-from search.confirm import run_of
 from search.experiments import restored, run_settings, trainable
 from search.results import failed, write_json_atomic
 from search.schedule.stops import RunsStop
 from search.selection.racing import Candidate, Race
 from search.stats import Outputs
-from search.trainable import OUTPUTS, RUN_KEY, run_confirm
+from search.trainable import OUTPUTS, RUN_KEY, run_confirm, run_of
 
 RACE_STATE = "race.json"
 

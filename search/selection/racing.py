@@ -30,7 +30,7 @@ rules, and why:
   the plan's ``max_rounds`` is also capped by the most rounds the reserve could pay if only two
   survived after ``min_seeds``, so the alpha split covers every look the race can make.
 - **Failures**: a run that fails drops its candidate (a config that diverges under a seed is never
-  the pick, as in ``search.confirm``).
+  the pick, as in ``search.selection.confirm``).
 - **Halving** (default; ``search.selection.halving``): the reserve is planned as sequential
   halving, so after its phases' rounds the worse half by mean is cut (a ``Drop`` with ``separable``
   False: where the runs go, no claim) and the last two get the rest. Without it every survivor
@@ -53,9 +53,9 @@ from typing import Any
 import numpy as np
 
 from search import stats
-from search.seeds import confirm_seeds, to_decide
 from search.selection.halving import HalvingPlan, halving_plan
 from search.selection.result import Drop, RaceResult
+from search.selection.seeds import confirm_seeds, to_decide
 from search.stats import Interval, Outputs
 
 ALPHA = 0.05

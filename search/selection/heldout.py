@@ -2,7 +2,7 @@
 
 Nothing in a search or a confirmation reads the test rows (``trainers.loop.train`` refuses
 them); this module loads them only when the pick is made. With ``--confirm`` it scores the
-fresh-seed checkpoints of the pick and of the method's defaults (``search.confirm``: seeds that
+fresh-seed checkpoints of the pick and of the method's defaults (``search.selection.confirm``: seeds that
 chose nothing) and their paired difference, so "did the search beat the defaults" is answered on
 rows and seeds that did not choose the pick; without, the search's best checkpoint. No Ray import.
 """
@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from search import stats
 from search.stats import Interval, Outputs
 
-if TYPE_CHECKING:  # search.confirm imports Ray
-    from search.confirm import Confirmation
+if TYPE_CHECKING:  # search.selection.confirm imports Ray
+    from search.selection.confirm import Confirmation
 
 
 def score_test(checkpoints: list[Any], log: Callable[[str], None] = print) -> tuple[Outputs, Interval, dict]:

@@ -1,5 +1,5 @@
 """Stopping rules of the schedulers, without Ray: the same objects decide in a real search
-(``search.schedulers`` wraps them as Tune schedulers) and in a replay (``search.replay``).
+(``search.schedule.schedulers`` wraps them as Tune schedulers) and in a replay (``search.schedule.replay``).
 
 Time is counted in evaluations (a trial's ``training_iteration``); a rung is an evaluation
 count at which trials are compared. Each policy answers one question when a trial reports:

@@ -1,9 +1,9 @@
 """The confirmation seed blocks, and how many seeds would decide a gap (``to_decide``); Ray-free:
-``search.confirm`` and the race (``search.selection.racing``) both draw their seeds here.
+``search.selection.confirm`` and the race (``search.selection.racing``) both draw their seeds here.
 
 A block of ``SEED_BLOCK`` seeds per search seed: selection seeds from the block's start, fresh
-seeds from its middle. Here, not in ``search.confirm`` (which imports Ray), so the race can use it;
-``search.confirm`` imports it from here.
+seeds from its middle. Here, not in ``search.selection.confirm`` (which imports Ray), so the race can use it;
+``search.selection.confirm`` imports it from here.
 """
 
 from __future__ import annotations

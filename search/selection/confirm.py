@@ -13,7 +13,7 @@ each trained to the full budget and scored on the whole validation set:
    selection's: the confirmed score, its interval (``search.stats``) and the gain over the
    defaults (paired by seed and row) come from these runs. New seeds remove the seeds' share of
    the selection bias; the validation rows still helped choose the pick, so a small upward bias
-   from the rows remains in the confirmed score. The test split (``search.heldout``), when
+   from the rows remains in the confirmed score. The test split (``search.selection.heldout``), when
    there is one, scores these same fresh checkpoints of the pick and of the defaults: neither
    its rows nor these seeds chose anything, so its figures are the ones to quote.
 
@@ -47,9 +47,9 @@ from search.results import (
     resolved_config,
     write_json_atomic,
 )
-from search.seeds import SEED_BLOCK, confirm_seeds  # noqa: F401 - re-exported
+from search.selection.seeds import SEED_BLOCK, confirm_seeds  # noqa: F401 - re-exported
 from search.stats import Interval, Outputs
-from search.trainable import OUTPUTS, RUN_KEY, run_confirm
+from search.trainable import OUTPUTS, RUN_KEY, run_confirm, run_of
 
 if TYPE_CHECKING:
     from search.schedule.stops import RunsStop
@@ -114,13 +114,6 @@ def pick_candidates(results: list, k: int, default: dict[str, Any] | None,
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return {k: str(v) for k, v in a.items()} == {k: str(v) for k, v in b.items()}
-
-
-def run_of(config: dict[str, Any], seed: int) -> dict[str, Any]:
-    """A confirmation (or race) run of ``config``: new seed, the full budget, one evaluation at
-    the end on the whole validation set."""
-    return {**config, "seed": seed, "eval_every": config["max_steps"], "eval_rows": None,
-            "eval_full": False}
 
 
 def run_config(candidate: Candidate, seed: int) -> dict[str, Any]:
@@ -315,20 +308,6 @@ def table(method: str, conf: Confirmation) -> str:
     return "\n".join(lines)
 
 
-def default_config(plan, method: str) -> dict[str, Any] | None:
-    """The resolved config of the method's defaults (with the search's fixed values), which
-    confirmation retrains beside the top configs, whether or not the search began with them
-    (``--no-default-trial``); None for ``auto`` and when a default lies outside the space."""
-    from search.warm import default_point
-
-    if method == "auto":
-        return None
-    space = plan.spaces[method]
-    point = default_point(space, method, lambda _: None, plan.constants[method])
-    if point is None:
-        return None
-    fixed = {d.name: d.value for d in space.dims if d.kind == "fixed"}  # as every trial has them
-    return resolved_config({**plan.constants[method], **fixed, **point})
 
 
 def _candidate_record(c: Candidate) -> dict[str, Any]:

@@ -3,16 +3,16 @@ unknown name with the choices. A scheduler's time unit is one report of the trai
 evaluation every ``--eval-every`` steps.
 
 ``asha`` is Ray Tune's own ``ASHAScheduler``; ``hyperband`` and ``pasha`` are the stopping rules
-of ``search.policies`` (the ones a replay simulates) run as Tune schedulers by
+of ``search.schedule.policies`` (the ones a replay simulates) run as Tune schedulers by
 ``PolicyScheduler``, whose rungs survive ``--resume``; ``fifo`` runs every trial to the end.
-``epsilon`` is PASHA's (None: estimated from the noise, ``search.policies.Pasha``).
+``epsilon`` is PASHA's (None: estimated from the noise, ``search.schedule.policies.Pasha``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from search.policies import make_policy
+from search.schedule.policies import make_policy
 from search.searchers import METRIC, MODE
 
 
@@ -26,7 +26,7 @@ def _asha(max_t: int, grace_period: int, reduction_factor: float):
 
 def _policy(name: str) -> Callable:
     def build(max_t: int, grace_period: int, reduction_factor: float, **options):
-        from search.policy_scheduler import PolicyScheduler
+        from search.schedule.policy_scheduler import PolicyScheduler
 
         return PolicyScheduler(make_policy(name, max_t, grace_period, reduction_factor, **options))
 

@@ -1,8 +1,8 @@
-"""``PolicyScheduler``: a ``search.policies`` stopping rule run as a Ray Tune scheduler.
+"""``PolicyScheduler``: a ``search.schedule.policies`` stopping rule run as a Ray Tune scheduler.
 
 After every result of a trial the policy answers go on or stop; trials start in the order
 the searcher proposes them (FIFO). A module of its own so the class pickles with the Tuner
-(``--resume``) and ``search.schedulers`` can stay free of Ray until one is built.
+(``--resume``) and ``search.schedule.schedulers`` can stay free of Ray until one is built.
 
 Its state survives ``--resume``. Tune saves the searcher's and the callbacks' state with the
 experiment, never the scheduler's: a restored Tuner runs the scheduler as it was pickled when the
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from search.policies import STOP, Policy
+from search.schedule.policies import STOP, Policy
 from search.searchers import METRIC
 
 TIME = "training_iteration"  # one report of the trainer = one evaluation
@@ -70,7 +70,7 @@ class PolicyScheduler(FIFOScheduler):
         self.policy.remove(trial.trial_id)
 
     def debug_string(self) -> str:
-        return f"Using {self.policy.name} (search.policies)"
+        return f"Using {self.policy.name} (search.schedule.policies)"
 
     def _write(self) -> None:
         """The state to ``STATE_FILE``, written whole beside the folder Tune uploads (which an

@@ -1,13 +1,13 @@
 """Replay schedulers offline over the curves of a finished FIFO search ("tune the tuner").
 
     peft-search replay --experiment NAME [--mlflow-uri URI] [--orders 200] [--concurrency 2]
-    python -m search.replay --experiment NAME ...
+    (``search.report.replay``: the command, its table)
 
 A search run with ``--scheduler fifo --eval-full`` trains every trial to the end and logs, at
 every evaluation, the whole-dev score, the subset score (``score_sub``), the seconds spent
 training and evaluating, and each trial's set-up seconds. A table recorded without
 ``--eval-full`` is refused: its early evaluations scored a subset only, so "whole dev"
-scenarios would be subset runs. From the table any stopping rule of ``search.policies`` can be
+scenarios would be subset runs. From the table any stopping rule of ``search.schedule.policies`` can be
 replayed: trials start in a random order on ``concurrency`` slots, each trial pays its set-up
 seconds once, each evaluation the seconds it took for real (a subset evaluation the whole-dev
 seconds times its share of rows), the policy sees the score it would have seen (the subset's,
@@ -33,55 +33,17 @@ search draws them) and Tune's own overheads (actor start, checkpoints).
 
 from __future__ import annotations
 
-import argparse
 import heapq
-import json
 import math
 import statistics
-import sys
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from search.policies import CONTINUE, POLICIES, make_policy, percentile
+from search.schedule.policies import CONTINUE, make_policy, percentile
+from search.schedule.replay_table import Curve
 from search.trial_outcome import furthest_best as pick
 
 FIDELITIES = ("subset", "full")
-
-
-@dataclass
-class Curve:
-    """One trial of the table: per evaluation (1-based index i -> list index i - 1)."""
-
-    trial_id: str
-    steps: list[int]
-    train_s: list[float]
-    """Seconds training since the previous evaluation."""
-    eval_s: list[float]
-    """Seconds evaluating the whole dev set at this evaluation."""
-    score: list[float]
-    """Whole-dev score."""
-    score_sub: list[float]
-    """Subset score."""
-    rows: list[float]
-    """Dev rows of the whole dev set."""
-    sub_rows: list[float]
-    """Dev rows of the subset evaluated at this evaluation."""
-    setup_s: float = 0.0
-    """Seconds from the trial's start to its first training step (model and data set-up)."""
-
-    @property
-    def final(self) -> float:
-        return self.score[-1]
-
-    def seen(self, i: int, fidelity: str) -> tuple[float, float, float]:
-        """(score seen, eval seconds, rows) at evaluation ``i`` (1-based) under ``fidelity``;
-        the last evaluation is always the whole dev set."""
-        k = i - 1
-        if fidelity == "full" or i == len(self.score):
-            return self.score[k], self.eval_s[k], self.rows[k]
-        share = self.sub_rows[k] / self.rows[k] if self.rows[k] else 1.0
-        return self.score_sub[k], self.eval_s[k] * share, self.sub_rows[k]
 
 
 @dataclass(frozen=True)
@@ -92,7 +54,7 @@ class Scenario:
     rf: float = 2.0
     concurrency: int = 2
     options: tuple[tuple[str, Any], ...] = ()
-    """The policy's options (``search.policies.make_policy``), e.g. ``(("leader", True),)``."""
+    """The policy's options (``search.schedule.policies.make_policy``), e.g. ``(("leader", True),)``."""
 
     @property
     def label(self) -> str:
@@ -307,170 +269,3 @@ def replay_all(curves: list[Curve], scenarios: list[Scenario], count: int = 200,
         reps = [simulate(curves, o, sc, tolerance, best) for o in plans]
         rows.append(summarize(reps, sc, base))
     return rows
-
-
-def json_safe(obj: Any) -> Any:
-    """``obj`` with every non-finite float as None (strict JSON; here None = never held)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
-
-
-def curves_from_records(records: list[dict[str, Any]]) -> list[Curve]:
-    """Curves from their JSON records (``dataclasses.asdict`` of each); ValueError naming a
-    record that lacks a field."""
-    names = {f.name for f in fields(Curve)}
-    required = {f.name for f in fields(Curve) if f.name != "setup_s"}
-    out = []
-    for n, rec in enumerate(records):
-        missing = sorted(required - set(rec))
-        if missing:
-            raise ValueError(f"curve record {n} ({rec.get('trial_id', '?')}) lacks {', '.join(missing)}")
-        out.append(Curve(**{k: v for k, v in rec.items() if k in names}))
-    return out
-
-
-# ---- the table from MLflow ----------------------------------------------------------------
-
-def load_curves(uri: str, experiment: str, method: str | None = None) -> tuple[str, list[Curve]]:
-    """The (method, curves) of a finished FIFO search: every trial that ran every evaluation.
-    ValueError naming what is missing."""
-    from search.report.data import load_experiment
-
-    record = load_experiment(uri, experiment)
-    methods = [m for m in record.methods if method is None or m.method == method]
-    if not methods:
-        raise ValueError(f"--method {method}: not searched in {experiment!r} "
-                         f"(methods: {', '.join(m.method for m in record.methods)})")
-    return methods[0].method, method_curves(uri, methods[0], experiment)
-
-
-def method_curves(uri: str, m, experiment: str = "") -> list[Curve]:
-    """The curves of one method's trials (a ``search.report.data.MethodRecord``, whose score
-    curves are already read) that ran every evaluation. ValueError in one line when the search
-    did not run ``--scheduler fifo --eval-full`` or a trial lacks a figure the replay needs."""
-    from mlflow.tracking import MlflowClient
-
-    if m.settings.get("scheduler", "fifo") != "fifo":
-        raise ValueError(f"{experiment!r} ran --scheduler {m.settings['scheduler']}: a replay needs "
-                         "every trial run to the end (--scheduler fifo --eval-full)")
-    if m.settings.get("eval_full") != "True":
-        raise ValueError(f"{experiment!r} ({m.method}) was recorded without --eval-full: its evaluations "
-                         "before the last scored a dev subset only, so no scenario could score the whole "
-                         "dev set; record the table with --scheduler fifo --eval-full")
-    client = MlflowClient(tracking_uri=uri)
-    curves = []
-    for t in m.trials:
-        if t.status != "FINISHED" or t.failure or not t.curve:
-            continue
-        hist = {key: {x.step: x.value for x in client.get_metric_history(t.run_id, key)} for key in RECORDED}
-        score = dict(t.curve)
-        steps = sorted(score)
-        for key in RECORDED:
-            gap = next((s for s in steps if s not in hist[key]), None)
-            if gap is not None:
-                raise ValueError(f"{experiment!r}: trial {t.trial_id} of {m.method} logged no {key} at step "
-                                 f"{gap} ({RECORDED[key]})")
-        at = {key: [hist[key][s] for s in steps] for key in RECORDED}
-        curves.append(Curve(
-            trial_id=t.trial_id, steps=steps, train_s=_increments(at["train_s"]),
-            eval_s=_increments(at["eval_s"]), score=[score[s] for s in steps], score_sub=at["score_sub"],
-            rows=at["eval_rows"], sub_rows=at["sub_rows"], setup_s=at["setup_s"][0]))
-    if not curves:
-        raise ValueError(f"{experiment!r}: no finished trial of {m.method} with a score curve")
-    longest = max(len(c.score) for c in curves)
-    return [c for c in curves if len(c.score) == longest]
-
-
-RECORDED = {"score_sub": "recorded with --eval-rows 0? a replay needs the subset scores",
-            "sub_rows": "the subset's size", "train_s": "training seconds", "eval_s": "evaluation seconds",
-            "eval_rows": "rows scored", "setup_s": "the trial's set-up seconds"}
-"""The metrics a replay reads at every evaluation of a trial, and what each is."""
-
-
-def _increments(cumulative: list[float]) -> list[float]:
-    return [b - a for a, b in zip([0.0] + cumulative[:-1], cumulative, strict=True)]
-
-
-# ---- command line -------------------------------------------------------------------------
-
-def format_table(rows: list[dict[str, Any]], baseline: str) -> str:
-    head = ("| scheduler/fidelity | held | compute to hold, s: q1 / median / q3 | vs "
-            f"{baseline}: median ratio (q1-q3) | ends within tol. | total compute s (set-up + train + eval) "
-            "| steps | dev rows scored |")
-    lines = [head, "|" + "---|" * 8]
-    for r in rows:
-        q = r["hold_s_q1_median_q3"]
-        ratio = r.get("hold_ratio_q1_median_q3", (math.nan,) * 3)
-        lines.append(
-            f"| {r['scenario']} | {100 * r['held_share']:.0f}% | {q[0]:.0f} / {q[1]:.0f} / {q[2]:.0f} | "
-            f"{ratio[1]:.2f} ({ratio[0]:.2f}-{ratio[2]:.2f}) | {100 * r['within_share']:.0f}% | "
-            f"{r['compute_s_median']:.0f} ({r['setup_s_median']:.0f} + {r['train_s_median']:.0f} + "
-            f"{r['eval_s_median']:.0f}) | {r['steps_median']:.0f} | {r['eval_rows_median']:.0f} |")
-    lines.append("(held: orders whose pick was a good config trained to the end, kept to the end; "
-                 "an order never held counts as inf in the quartiles)")
-    return "\n".join(lines)
-
-
-DEFAULT_SCENARIOS = ("fifo/full", "asha/full", "asha/subset", "hyperband/subset", "pasha/subset",
-                     "fifo/subset")
-
-
-def parse_scenarios(text: str, concurrency: int, grace: int, rf: float) -> list[Scenario]:
-    out = []
-    for item in [x.strip() for x in text.split(",") if x.strip()]:
-        name, _, fidelity = item.partition("/")
-        fidelity = fidelity or "subset"
-        if name not in POLICIES or fidelity not in FIDELITIES:
-            raise ValueError(f"--scenarios {item!r}: expected SCHEDULER/FIDELITY with a scheduler "
-                             f"of {', '.join(POLICIES)} and a fidelity of {', '.join(FIDELITIES)}")
-        out.append(Scenario(name, fidelity, grace, rf, concurrency))
-    return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="peft-search replay", description=__doc__.split("\n")[0])
-    p.add_argument("--experiment", required=True, help="a finished --scheduler fifo search")
-    p.add_argument("--mlflow-uri", default=None, help="unset = sqlite:///$PWD/mlflow.db")
-    p.add_argument("--method", default=None, help="which method of the search (unset: the first)")
-    p.add_argument("--scenarios", default=",".join(DEFAULT_SCENARIOS),
-                   help="comma list of SCHEDULER/FIDELITY (fidelity: subset or full)")
-    p.add_argument("--baseline", default="fifo/full", help="ratios are against this scenario")
-    p.add_argument("--orders", type=int, default=200, help="random trial orders replayed")
-    p.add_argument("--trials", type=int, default=None, help="trials per replayed search (unset: all)")
-    p.add_argument("--concurrency", type=int, default=2)
-    p.add_argument("--grace-period", type=int, default=1)
-    p.add_argument("--reduction-factor", type=float, default=2.0)
-    p.add_argument("--tolerance", type=float, default=0.005, help="score distance to the table's best")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", type=Path, default=None, help="also write the rows here")
-    a = p.parse_args(argv)
-    try:
-        if a.orders < 1 or a.concurrency < 1 or (a.trials is not None and a.trials < 1):
-            raise ValueError("--orders, --concurrency and --trials must be >= 1")
-        scenarios = parse_scenarios(a.scenarios, a.concurrency, a.grace_period, a.reduction_factor)
-        baseline = parse_scenarios(a.baseline, a.concurrency, a.grace_period, a.reduction_factor)[0]
-        uri = a.mlflow_uri or f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
-        method, curves = load_curves(uri, a.experiment, a.method)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    rows = replay_all(curves, scenarios, a.orders, a.seed, a.trials, a.tolerance, baseline)
-    best = table_best(curves)
-    print(f"{a.experiment} ({method}): {len(curves)} trials x {len(curves[0].score)} evaluations, "
-          f"best full-budget score {best:.4f}; {a.orders} random orders, {a.concurrency} at once, "
-          f"tolerance {a.tolerance:g}\n")
-    print(format_table(rows, baseline.label))
-    if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(json_safe({"experiment": a.experiment, "method": method, "best": best,
-                                                "rows": rows}), indent=2, default=str))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
