@@ -10,7 +10,9 @@ search holds a config within 0.5 points of the table's best (trained to the full
 dev, kept to the end; never held = inf), ``search.schedule.budget_replay``. Budget B is a share of
 the table's whole FIFO trial-time (``--budget-share``); the pool leaves 30% of it for the race
 (not replayed: one seed per config), the baseline spends B/M per method. Target: ratio
-budget/baseline <= 0.5 in >= 75% of orders.
+budget/baseline <= 0.5 in >= 75% of orders. "Oracle": the same ratio for a pool told which method
+holds the table's best config and giving it all of B from the start: a ceiling for any way of
+moving budget between methods (same config orders, same PASHA).
 
 Prints one row per table, budget share and method order (and the tables pooled), and writes
 ``benchmarks/results/budget_replay.json`` (figures and per-order hold seconds, null = never held;
@@ -103,14 +105,16 @@ def row_line(name: str, share: float, r: dict[str, Any]) -> str:
             f"{100 * r['held_share_budget']:.1f}% | "
             f"{100 * r['held_share_baseline']:.1f}% | {_q(r['hold_s_budget_q1_median_q3'], 0)} | "
             f"{_q(r['hold_s_baseline_q1_median_q3'], 0)} | {_q(r['ratio_q1_median_q3'])} | "
-            f"{100 * r['ratio_le_half_share']:.1f}% | {100 * r['spent_share_budget_median']:.0f}% / "
+            f"{100 * r['ratio_le_half_share']:.1f}% | {100 * r['oracle']['ratio_le_half_share']:.1f}% | "
+            f"{100 * r['spent_share_budget_median']:.0f}% / "
             f"{100 * r['spent_share_budget_max']:.0f}% | {100 * r['spent_share_baseline_median']:.0f}% | {elim} |")
 
 
 HEAD = ("| table | B / FIFO total | pool's reserve | baseline method order | held: budget | held: baseline | budget hold s "
         "q1 / med / q3 | baseline hold s q1 / med / q3 | ratio budget/baseline q1 / med / q3 | ratio <= 0.5 "
-        "| budget spent of B (median / max) | baseline spent of B | methods eliminated (share of orders) |\n"
-        "|" + "---|" * 13)
+        "| oracle: ratio <= 0.5 | budget spent of B (median / max) | baseline spent of B | methods eliminated "
+        "(share of orders) |\n"
+        "|" + "---|" * 14)
 
 
 def pooled(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -127,7 +131,8 @@ def pooled(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "spent_share_budget_max": max(r["spent_share_budget_max"] for r in rows),
             "spent_share_baseline_median": sorted(r["spent_share_baseline_median"] for r in rows)[len(rows) // 2],
             "eliminated_share": {m: sum(r["eliminated_share"][m] * r["orders"] for r in rows) / n
-                                 for m in rows[0]["eliminated_share"]}}
+                                 for m in rows[0]["eliminated_share"]},
+            "oracle": {"ratio_le_half_share": sum(r["oracle"]["ratio_le_half_share"] * r["orders"] for r in rows) / n}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         pos = ", ".join(f"{k}: {100 * v['ratio_le_half_share']:.0f}% of {v['orders']}"
                         for k, v in r["by_best_position"].items())
-        print(f"  {r['table']} B {r['budget_share']:g} reserve {r['reserve_share']:g} {r['method_order']}: {pos}")
+        oracle = ", ".join(f"{k}: {100 * v['ratio_le_half_share']:.0f}%" for k, v in r["oracle"]["by_best_position"].items())
+        print(f"  {r['table']} B {r['budget_share']:g} reserve {r['reserve_share']:g} {r['method_order']}: {pos}; "
+              f"oracle ({r['oracle']['method']} alone, all of B) {oracle}")
     summary = []
     if len(tables) > 1:
         for share in shares:

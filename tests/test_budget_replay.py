@@ -128,3 +128,25 @@ def test_the_ratio_is_split_by_where_the_best_method_stands_in_the_baselines_ord
     assert set(rows) == {1, 2} and sum(r["orders"] for r in rows.values()) == 40
     overall = sum(r["ratio_le_half_share"] * r["orders"] for r in rows.values()) / 40
     assert math.isclose(overall, mixed["ratio_le_half_share"])
+
+
+def test_the_oracle_holds_no_sooner_than_the_baseline_when_the_best_method_comes_first():
+    """The oracle (all of B on the best config's method from the start) bounds what moving budget
+    between methods can do: when the baseline searches that method first, both draw its configs in
+    the same order on the same slots, so the oracle's ratio is about 1, never <= 0.5; second, the
+    baseline first spends its share on the other method."""
+    from search.schedule.budget_replay import simulate_oracle
+
+    table = two_methods()
+    s = Settings(budget_s=total_fifo_s(table), concurrency=2)
+    plans = draw_orders(table, 20, seed=4, method_order="random")
+    for o in plans:
+        oracle, base = simulate_oracle(table, o, s), simulate_sequential(table, o, s)
+        assert oracle.trials == {"good": oracle.trials["good"]} and oracle.hold_s is not None
+        if o.methods[0] == "good":
+            assert math.isclose(oracle.hold_s, base.hold_s, rel_tol=0.05)
+        else:
+            assert oracle.hold_s < base.hold_s
+    row = compare(table, s, count=20, seed=4, method_order="random")["oracle"]
+    first = row["by_best_position"][1]
+    assert row["method"] == "good" and first["ratio_le_half_share"] == 0.0 and first["orders"] > 0

@@ -35,9 +35,10 @@ end: +inf (``hold_s`` None). The per-order ratio budget/baseline is ``search.sch
 the answer with fresh seeds out of the reserve; the table has one seed per config, so none of
 that is replayed: the replay measures the pool's part (the reserve is left unspent). Nor are a
 searcher that learns (orders are random; the product's pool uses Optuna, defaults first), Tune's
-overheads, or a hand-set ``--num-samples`` (the baseline stops on its share of trial-time). No Ray
-import: the gate is ``search.schedule.gate``'s, the one the pool runs.
-"""
+overheads, or a hand-set ``--num-samples`` (the baseline stops on its share of trial-time).
+
+**The oracle** (``simulate_oracle``), what no allocation between methods beats with the same config
+orders and PASHA: all of B on the method holding the best config, from the start."""
 
 from __future__ import annotations
 
@@ -317,6 +318,18 @@ def simulate_sequential(table: Table, order: Order, s: Settings, best: float | N
     return _Sequential(*_common(table, order, s, best), budget_s=s.budget_s, methods=order.methods).run()
 
 
+def best_method(table: Table) -> str:
+    """The method holding the table's best full-budget config."""
+    return max(table, key=lambda m: table_best(table[m]))
+
+
+def simulate_oracle(table: Table, order: Order, s: Settings, best: float | None = None) -> Run:
+    """The pool told which method holds the table's best config: only it, all of B, no reserve."""
+    top = best_method(table)
+    return _Pool(*_common({top: table[top]}, order, s, overall_best(table) if best is None else best),
+                 budget_s=s.budget_s, reserve_share=0.0, allocator=dict(s.allocator)).run()
+
+
 def summarize(pool: list[Run], base: list[Run], s: Settings) -> dict[str, Any]:
     """Per order hold seconds (None: never held) and ratios; held shares, quartiles (never held as
     inf), the share of orders with ratio <= 0.5, spending and elimination shares."""
@@ -360,8 +373,14 @@ def compare(table: Table, s: Settings, count: int = 200, seed: int = 0,
     plans = draw_orders(table, count, seed, method_order)
     pool = [simulate_pool(table, o, s, best) for o in plans]
     base = [simulate_sequential(table, o, s, best) for o in plans]
+    oracle = [simulate_oracle(table, o, s, best) for o in plans]
     out = {"method_order": method_order, "seed": seed, "best": best, **summarize(pool, base, s)}
     out["by_best_position"] = by_best_position(table, plans, out["ratio_orders"])
+    ratios = hold_ratios(oracle, base)
+    held, half = sum(r.hold_s is not None for r in oracle) / count, sum(x <= 0.5 for x in ratios) / count
+    out["oracle"] = {"method": best_method(table), "ratio_le_half_share": half, "held_share": held,
+                     "ratio_q1_median_q3": quartiles(ratios),
+                     "by_best_position": by_best_position(table, plans, ratios)}
     return out
 
 
@@ -369,7 +388,7 @@ def by_best_position(table: Table, plans: list[Order], ratios: list[float]) -> d
     """Where the method holding the table's best config stands in the baseline's order (1 = first)
     -> the orders there and their share with ratio <= 0.5. The baseline reaches that method after
     the shares of the methods before it; the pool runs every live method from the start."""
-    top = max(table, key=lambda m: table_best(table[m]))
+    top = best_method(table)
     out: dict[int, dict[str, float]] = {}
     for o, r in zip(plans, ratios, strict=True):
         row = out.setdefault(o.methods.index(top) + 1, {"orders": 0, "ratio_le_half": 0})
