@@ -11,8 +11,9 @@ dev, kept to the end; never held = inf), ``search.schedule.budget_replay``. Budg
 the table's whole FIFO trial-time (``--budget-share``); the pool leaves 30% of it for the race
 (not replayed: one seed per config), the baseline spends B/M per method. Target: ratio
 budget/baseline <= 0.5 in >= 75% of orders. "Oracle": the same ratio for a pool told which method
-holds the table's best config and giving it all of B from the start: a ceiling for any way of
-moving budget between methods (same config orders, same PASHA).
+holds the table's best config and giving it all of B from the start: in effect a ceiling for
+moving budget between methods with the same config orders and PASHA (not a proof: PASHA's cuts
+depend on when reports arrive).
 
 Prints one row per table, budget share and method order (and the tables pooled), and writes
 ``benchmarks/results/budget_replay.json`` (figures and per-order hold seconds, null = never held;

@@ -37,8 +37,8 @@ that is replayed: the replay measures the pool's part (the reserve is left unspe
 searcher that learns (orders are random; the product's pool uses Optuna, defaults first), Tune's
 overheads, or a hand-set ``--num-samples`` (the baseline stops on its share of trial-time).
 
-**The oracle** (``simulate_oracle``), what no allocation between methods beats with the same config
-orders and PASHA: all of B on the method holding the best config, from the start."""
+**The oracle** (``simulate_oracle``), in effect a ceiling for allocation between methods with the
+same config orders and PASHA: all of B on the method holding the best config, from the start."""
 
 from __future__ import annotations
 
@@ -325,9 +325,9 @@ def best_method(table: Table) -> str:
 
 def simulate_oracle(table: Table, order: Order, s: Settings, best: float | None = None) -> Run:
     """The pool told which method holds the table's best config: only it, all of B, no reserve."""
-    top = best_method(table)
-    return _Pool(*_common({top: table[top]}, order, s, overall_best(table) if best is None else best),
-                 budget_s=s.budget_s, reserve_share=0.0, allocator=dict(s.allocator)).run()
+    top = best_method(table)  # its table's best is the whole table's
+    return _Pool(*_common({top: table[top]}, order, s, best), budget_s=s.budget_s, reserve_share=0.0,
+                 allocator=dict(s.allocator)).run()
 
 
 def summarize(pool: list[Run], base: list[Run], s: Settings) -> dict[str, Any]:

@@ -13,7 +13,7 @@ class Costs:
     """Seconds of the runs after the pool, from what the pool measured."""
 
     run_s: dict[str, float]
-    """method -> one run to the full budget on a warm worker (``_run_cost``)."""
+    """method -> one run to the full budget on a warm worker (``run_cost``)."""
     cold_s: float
     """What a run on a new worker pays once more (``pool.Gate.cold_start_s``)."""
     concurrency: int

@@ -151,7 +151,7 @@ class PoolSearcher(Searcher):
         report again: twice in one process (its two hooks), or one from before the restore (its
         ``timestamp`` is older)."""
         if (trial_id, t) in self._here or self.restored_at is None:
-            return False
+            return False  # charged in this process, or no restore yet
         if not self.gate.ledger.charged(trial_id, t):
             return False
         stamp = result.get("timestamp")
@@ -167,9 +167,7 @@ class PoolSearcher(Searcher):
         why = self.gate.overrun()  # also after the last start: trials still run
         if why is None:
             return False
-        for trial, seconds in self.gate.in_flight().items():
-            method, t = self.gate.running[trial]
-            self.gate.ledger.charge("trial", method, seconds, run_id=f"{trial}/overrun", index=t + 1)
+        self._charge_held("trial", "overrun")
         self.overran = True
         self._finish(f"{why}; they are stopped")
         return True
@@ -179,11 +177,15 @@ class PoolSearcher(Searcher):
         last reported (``--resume`` runs that part again, and charges it again when it reports).
         Returns the seconds charged."""
         now = time.time() if now is None else now
+        return self._charge_held("interrupted", f"interrupted-{now:.0f}", now)
+
+    def _charge_held(self, kind: str, tag: str, now: float | None = None) -> float:
+        """Charge what each running trial held since it started or last reported, as
+        ``<trial>/<tag>``; returns the seconds charged."""
         total = 0.0
         for trial, seconds in self.gate.in_flight(now).items():
             method, t = self.gate.running[trial]
-            run_id = f"{trial}/interrupted-{now:.0f}"
-            if self.gate.ledger.charge("interrupted", method, seconds, run_id=run_id, index=t + 1):
+            if self.gate.ledger.charge(kind, method, seconds, run_id=f"{trial}/{tag}", index=t + 1):
                 total += seconds
         return total
 

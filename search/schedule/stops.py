@@ -94,9 +94,10 @@ class RunsStop(_ExperimentStop):
     def unreported_s(self, reported_s: float) -> float:
         """What the stopped runs held beyond the seconds the experiment's runs reported: the slots
         from the start to the stop, less those seconds (0 when it did not fire)."""
-        if self.at is None:
-            return 0.0
-        return max(0.0, self.held_s(self.at) - max(0.0, reported_s))
+        return 0.0 if self.at is None else self._held_less(self.at, reported_s)
+
+    def _held_less(self, at: float, reported_s: float) -> float:
+        return max(0.0, self.held_s(at) - max(0.0, reported_s))
 
     def charge_interrupted(self, method: str, results, now: float | None = None) -> float:
         """Ctrl-C stopped the experiment: charge what its slots held since this process started it
@@ -107,7 +108,7 @@ class RunsStop(_ExperimentStop):
         now = time.time() if now is None else now
         ended = sum(float(m.get("time_total_s", 0.0) or 0.0) for m in (r.metrics or {} for r in results)
                     if float(m.get("timestamp", 0) or 0) >= self.start - 1)
-        seconds = max(0.0, self.held_s(now) - ended)
+        seconds = self._held_less(now, ended)
         self.ledger.charge("interrupted", method, seconds, run_id=f"{self.experiment}/interrupted-{now:.0f}",
                            index=1)
         return seconds
